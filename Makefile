@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-all bench lint browser clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: install, initialise and start the hub with demo sources on SQLite
+run: install
+	$(BIN)/feedback-hub run --demo
+
+## test: install and run the test suite (SQLite; PostgreSQL too when HUB_TEST_DATABASE_URL is set)
+test: install browser
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+## browser: Debian's Chromium for the UI tests (never a downloaded browser)
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: /usr/bin/chromium missing; browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
+
+## test-all: include the slow soak/load tests
+test-all: install
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+lint: install
+	$(BIN)/ruff check hub plugins tests bench examples
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache build *.egg-info

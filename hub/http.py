@@ -1,0 +1,317 @@
+"""The one HTTP client every plugin uses (on ``requests``).
+
+It gives each connector, without per-plugin code:
+
+* timeouts on every request;
+* retries for 429, 5xx, timeouts and connection errors, honouring
+  ``Retry-After`` (seconds or HTTP date) and otherwise jittered exponential
+  backoff (via ``tenacity``);
+* a per-instance rate budget (token bucket) plus a "blocked until" time that
+  a plugin sets from vendor headers such as ``x-rate-limit-reset``;
+* pagination with loop detection (a page token seen twice stops the run);
+* errors split into :class:`RetriableError` (try again later) and
+  :class:`FatalError` (fix the configuration or the request).
+
+Time goes through a :class:`Clock` so tests use :class:`FakeClock` and never sleep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+import tenacity
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Clock:
+    """Wall clock; ``time()`` is Unix seconds so vendor reset headers compare directly."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class FakeClock(Clock):
+    """A clock for tests: ``sleep`` advances time instantly and is recorded."""
+
+    def __init__(self, start: float = 1_800_000_000.0):
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+class HttpError(Exception):
+    def __init__(self, message: str, status: int | None = None, body: Any = None, response=None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.response = response
+
+
+class RetriableError(HttpError):
+    """Temporary: the same request may succeed later (outage, 429, timeout)."""
+
+    def __init__(self, *args, retry_after: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class FatalError(HttpError):
+    """Permanent: retrying the same request will not help (4xx, bad config)."""
+
+
+class PaginationLoopError(FatalError):
+    """The API handed back a page token it had already given: stop, don't spin."""
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class RateBudget:
+    """Token bucket: at most ``requests`` per ``per_seconds``, shared by threads.
+
+    ``block_until(t)`` pauses every request of the instance until Unix time
+    ``t`` - used when a vendor says the window is spent.
+    """
+
+    def __init__(self, requests_: int, per_seconds: float, clock: Clock | None = None):
+        if requests_ <= 0 or per_seconds <= 0:
+            raise ValueError("rate budget needs positive requests and period")
+        self.capacity = float(requests_)
+        self.rate = requests_ / per_seconds
+        self.clock = clock or Clock()
+        self.tokens = self.capacity
+        self.updated = self.clock.time()
+        self.blocked_until = 0.0
+        self._lock = threading.Lock()
+
+    def block_until(self, when: float) -> None:
+        with self._lock:
+            self.blocked_until = max(self.blocked_until, when)
+
+    def acquire(self) -> float:
+        """Take one request's token, sleeping as needed; returns seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock.time()
+                if now < self.blocked_until:
+                    delay = self.blocked_until - now
+                else:
+                    self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                    self.updated = now
+                    if self.tokens >= 1:
+                        self.tokens -= 1
+                        return waited
+                    delay = (1 - self.tokens) / self.rate
+            self.clock.sleep(delay)
+            waited += delay
+
+
+class Paginator:
+    """Decides the next page from a response; subclasses for each API style."""
+
+    def next_token(self, response: requests.Response, records: list[Any]) -> str | None:
+        return None
+
+
+class BodyTokenPaginator(Paginator):
+    """Next-page token at a dotted path of the JSON body (``meta.next_token``)."""
+
+    def __init__(self, path: str):
+        self.path = path.split(".")
+
+    def next_token(self, response, records):
+        node: Any = response.json()
+        for part in self.path:
+            if not isinstance(node, dict):
+                return None
+            node = node.get(part)
+        return str(node) if node else None
+
+
+class LastRecordPaginator(Paginator):
+    """Next page starts after the last record's key (``before=<token>`` style).
+
+    Stops on a short page, so the final request is not an empty round trip.
+    """
+
+    def __init__(self, key: str, page_size: int):
+        self.key = key
+        self.page_size = page_size
+
+    def next_token(self, response, records):
+        if len(records) < self.page_size or not records:
+            return None
+        value = records[-1].get(self.key) if isinstance(records[-1], dict) else None
+        return str(value) if value else None
+
+
+class HttpClient:
+    """Shared ``requests`` client for one configured instance."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str = "http",
+        headers: dict[str, str] | None = None,
+        timeout: float | tuple[float, float] = (5.0, 30.0),
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 120.0,
+        budget: RateBudget | None = None,
+        clock: Clock | None = None,
+        session: requests.Session | None = None,
+        on_response: Callable[[requests.Response], float | None] | None = None,
+        max_pages: int = 100_000,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.clock = clock or (budget.clock if budget else Clock())
+        self.budget = budget
+        self.session = session or requests.Session()
+        self.session.headers.update({"User-Agent": "feedback-hub/0.1", "Accept": "application/json"})
+        if headers:
+            self.session.headers.update(headers)
+        self.on_response = on_response
+        self.max_pages = max_pages
+        self.requests_sent = 0
+
+    # -- single request -------------------------------------------------
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _send_once(self, method: str, path: str, retry_timeouts: bool, **kwargs) -> requests.Response:
+        if self.budget:
+            self.budget.acquire()
+        self.requests_sent += 1
+        try:
+            resp = self.session.request(method, self.url(path), timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            if retry_timeouts:
+                raise RetriableError(f"{self.name}: {method} {path} timed out") from exc
+            raise FatalError(f"{self.name}: {method} {path} timed out (not retried: not idempotent)") from exc
+        except requests.ConnectionError as exc:
+            raise RetriableError(f"{self.name}: {method} {path} connection failed: {exc}") from exc
+        wait_until = self.on_response(resp) if self.on_response else None
+        if wait_until and self.budget:
+            self.budget.block_until(wait_until)
+        if resp.status_code < 400:
+            return resp
+        body = _body(resp)
+        message = f"{self.name}: {method} {path} -> HTTP {resp.status_code}: {_short(body)}"
+        if resp.status_code in RETRY_STATUSES:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock.time())
+            if retry_after is None and wait_until:
+                retry_after = max(0.0, wait_until - self.clock.time())
+            raise RetriableError(message, resp.status_code, body, resp, retry_after=retry_after)
+        raise FatalError(message, resp.status_code, body, resp)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetriableError) and exc.retry_after is not None:
+            return exc.retry_after
+        # Full jitter: spreads retries of many instances after a shared outage.
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (state.attempt_number - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def request(self, method: str, path: str, *, retry_timeouts: bool = True, **kwargs) -> requests.Response:
+        """Send with retries; returns a 2xx/3xx response or raises HttpError."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetriableError),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            sleep=self.clock.sleep,
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "%s: retrying in %.1fs after: %s", self.name, s.next_action.sleep, s.outcome.exception()
+            ),
+        )
+        return retrying(self._send_once, method, path, retry_timeouts, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    # -- pagination -----------------------------------------------------
+    def paginate(
+        self,
+        method: str,
+        path: str,
+        *,
+        params_for: Callable[[str | None], dict[str, Any]],
+        parse: Callable[[requests.Response], list[Any]],
+        paginator: Paginator,
+        **kwargs,
+    ) -> Iterator[tuple[requests.Response, list[Any]]]:
+        """Yield (response, records) page by page until the paginator says stop.
+
+        ``params_for(token)`` builds each page's query (token None on the first).
+        """
+        seen: set[str] = set()
+        token: str | None = None
+        for _ in range(self.max_pages):
+            resp = self.request(method, path, params=params_for(token), **kwargs)
+            records = parse(resp)
+            yield resp, records
+            token = paginator.next_token(resp, records)
+            if not token:
+                return
+            if token in seen:
+                raise PaginationLoopError(f"{self.name}: {path} returned page token {token!r} twice")
+            seen.add(token)
+        raise PaginationLoopError(f"{self.name}: {path} exceeded {self.max_pages} pages")
+
+
+def _body(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.text[:2000]
+
+
+def _short(body: Any) -> str:
+    text = body if isinstance(body, str) else repr(body)
+    return text[:300]

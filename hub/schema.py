@@ -1,0 +1,226 @@
+"""The common schema as plugins see it: frozen dataclasses, never ORM objects.
+
+Plugins build :class:`FeedbackIn` (what a source says happened) and receive
+:class:`FeedbackView`, :class:`CaseView` and :class:`FollowupView` (what the hub
+stored).  Keeping plugins away from ORM rows means a plugin can never lazy-load,
+mutate or hold a session open by accident, and the core may change its tables
+without breaking plugins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CHANNELS = ("survey", "social", "email", "phone", "chat", "other")
+Channel = Literal["survey", "social", "email", "phone", "chat", "other"]
+CATEGORIES = ("detractor", "passive", "promoter")
+CASE_STATUSES = ("new", "assigned", "scheduled", "contacted", "resolved", "closed")
+OPEN_CASE_STATUSES = ("new", "assigned", "scheduled", "contacted")
+FOLLOWUP_STATUSES = ("pending", "sending", "sent", "failed", "dead", "done")
+IDENTITY_KINDS = ("email", "phone", "x_handle", "crm_id", "external")
+
+
+def nps_category(nps: int | None) -> str | None:
+    """NPS bucket: 0-6 detractor, 7-8 passive, 9-10 promoter."""
+    if nps is None:
+        return None
+    if nps <= 6:
+        return "detractor"
+    return "passive" if nps <= 8 else "promoter"
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now in UTC; the hub stores every time in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class CustomerRef:
+    """Who gave the feedback, as far as the source knows.
+
+    Every field is optional; identity resolution links the item to an existing
+    customer when any of email, x_handle, crm_id or phone matches exactly.
+    """
+
+    email: str | None = None
+    name: str | None = None
+    x_handle: str | None = None
+    crm_id: str | None = None
+    phone: str | None = None
+
+    def identities(self) -> list[tuple[str, str]]:
+        """(kind, normalized value) pairs, strongest evidence first."""
+        out: list[tuple[str, str]] = []
+        if self.crm_id:
+            out.append(("crm_id", str(self.crm_id).strip()))
+        if self.email:
+            out.append(("email", self.email.strip().lower()))
+        if self.x_handle:
+            out.append(("x_handle", self.x_handle.strip().lstrip("@").lower()))
+        if self.phone:
+            out.append(("phone", "".join(ch for ch in self.phone if ch.isdigit() or ch == "+")))
+        return out
+
+
+@dataclass(frozen=True)
+class FeedbackIn:
+    """One piece of feedback in the common schema, as a source plugin produces it.
+
+    ``external_id`` is unique per source instance: the hub stores one item per
+    (source, external_id) however often it arrives.
+    """
+
+    external_id: str
+    channel: str
+    occurred_at: dt.datetime
+    text: str | None = None
+    nps: int | None = None
+    language: str | None = None
+    reach: int | None = None
+    thread_id: str | None = None
+    url: str | None = None
+    #: -1 (negative) .. 1 (positive); set by enrichment when the source has none.
+    sentiment: float | None = None
+    customer: CustomerRef = field(default_factory=CustomerRef)
+    #: Source-specific facts worth keeping (public metrics, hidden fields...).
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: Set when this item answers a re-survey for a case (loop closure).
+    resurvey_case_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RawIn:
+    """What arrived from a source, verbatim, before any interpretation.
+
+    ``dedupe_key`` identifies the delivery's subject (e.g. a survey response
+    token): a second raw event with the same key for the same source is a
+    duplicate delivery and is not stored again.
+    """
+
+    payload: Any
+    dedupe_key: str | None = None
+    kind: str = "record"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One reason that contributes to an item's escalation risk."""
+
+    signal: str
+    weight: float
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"signal": self.signal, "weight": round(float(self.weight), 2), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """Facts the core looked up once per batch so scorers need no queries."""
+
+    config: dict[str, Any]
+    #: Earlier feedback items of the same customer within the repeat window.
+    prior_contacts: int = 0
+    #: Yearly value of the customer in the hub's currency, when known.
+    customer_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """What the hub does with a scored item (``hub_decide_escalation``)."""
+
+    open_case: bool
+    priority: str = "normal"  # low / normal / high / urgent
+    followup: bool = True
+    sla_hours: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FeedbackView:
+    """A stored feedback item as plugins see it."""
+
+    id: int | None
+    source: str
+    external_id: str
+    channel: str
+    occurred_at: dt.datetime
+    text: str | None
+    nps: int | None
+    language: str | None
+    reach: int | None
+    category: str | None
+    risk: int
+    risk_reasons: tuple[Signal, ...]
+    customer_id: int | None
+    case_id: int | None
+    thread_id: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    id: int
+    name: str | None
+    email: str | None
+    crm_id: str | None
+    x_handle: str | None
+    value: float | None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    id: int
+    customer_id: int | None
+    status: str
+    priority: str
+    risk: int
+    sla_due_at: dt.datetime | None
+    owner: str | None
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class FollowupView:
+    """An outbox row handed to a CRM sink: 'call this customer back before due_at'."""
+
+    id: int
+    case_id: int
+    sink: str
+    idempotency_key: str
+    due_at: dt.datetime
+    attempts: int
+    external_id: str | None
+    customer: CustomerView | None
+    case: CaseView
+    #: The items of the case, newest first, for the task's body.
+    items: tuple[FeedbackView, ...]
+    #: Absolute link to the case in the hub's UI, when the hub knows its URL.
+    case_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """A sink's answer for one follow-up.
+
+    ``ok`` with an ``external_id`` marks it sent.  ``retriable`` failures are
+    tried again with backoff; non-retriable ones end ``dead`` with the error.
+    """
+
+    followup_id: int
+    ok: bool
+    external_id: str | None = None
+    error: str | None = None
+    retriable: bool = True
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A sink reports a follow-up as done in the CRM (callback happened)."""
+
+    followup_id: int
+    outcome: str | None = None
+    completed_at: dt.datetime | None = None

@@ -1,0 +1,1 @@
+"""crm_hubspot plugin (filled by its own issue)."""

@@ -1,0 +1,1 @@
+"""twitter_webcare plugin (filled by its own issue)."""
