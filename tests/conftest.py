@@ -1,0 +1,164 @@
+"""Shared test fixtures.
+
+* ``make_app(**config)`` builds a hub app on a fresh database: a copy of a
+  migrated SQLite template (fast), or the PostgreSQL server named by
+  ``HUB_TEST_DATABASE_URL`` (tables truncated between tests).  Tests that use a
+  database run once per backend: ``[sqlite]`` always, ``[postgres]`` too when
+  the variable is set (CI sets it when a server answers).
+* ``live_server(flask_app)`` serves any WSGI app (an emulator) on a loopback
+  port in a thread, so connectors talk real HTTP through ``requests``.
+* ``fixture_path(name)`` finds copied vendor payloads under ``tests/fixtures``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
+
+from hub.db import make_engine
+from hub.migrate import upgrade
+from hub.models import Base
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PG_URL = os.environ.get("HUB_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
+
+
+def fixture_path(name: str) -> Path:
+    return FIXTURES / name
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "hub.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A database of this xdist worker's own on the PostgreSQL server, migrated."""
+    assert PG_URL
+    from sqlalchemy.engine import make_url
+
+    base = make_url(PG_URL)
+    name = f"hubtest_{_worker()}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        path = tmp_path / "hub.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_database")
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def make_app(database_url, tmp_path, monkeypatch):
+    """Factory: ``make_app(plugins=(...), clock=..., **config_overrides)``."""
+    from hub.app import create_app
+
+    monkeypatch.delenv("HUB_CONFIG", raising=False)
+    monkeypatch.setenv("HUB_INSTANCE_PATH", str(tmp_path / "instance"))
+    apps = []
+
+    def factory(plugins=(), clock=None, load_entry_points=True, **overrides):
+        config = {"database_url": database_url, "executor": "inline", **overrides}
+        app = create_app(config, plugins=tuple(plugins), clock=clock, load_entry_points=load_entry_points)
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["hub"].executor.shutdown()
+        app.extensions["hub"].db.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def hub(app):
+    return app.extensions["hub"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def api_token(hub) -> str:
+    from hub.auth import create_token
+
+    with hub.db.session() as s:
+        return create_token(s, "tests")
+
+
+@pytest.fixture
+def auth(api_token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_token}"}
+
+
+class LiveServer:
+    def __init__(self, wsgi_app):
+        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def live_server():
+    """``live_server(wsgi_app) -> base URL``; every server stops after the test."""
+    servers: list[LiveServer] = []
+
+    def start(wsgi_app) -> str:
+        srv = LiveServer(wsgi_app)
+        servers.append(srv)
+        return srv.url
+
+    yield start
+    for srv in servers:
+        srv.stop()
