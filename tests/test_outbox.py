@@ -1,0 +1,122 @@
+"""Dispatcher: retries with backoff, dead letters, crash recovery, --all."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from hub import models as m
+from hub.http import FakeClock
+from hub.outbox import dispatch, sync_completions
+from tests.helpers import DETRACTOR, recording_app
+
+
+def _setup(make_app, **overrides):
+    clock = FakeClock(start=dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC).timestamp())
+    app, rec = recording_app(make_app, clock=clock, **overrides)
+    hub = app.extensions["hub"]
+    from hub.auth import create_token
+
+    with hub.db.session() as s:
+        token = create_token(s, "t")
+    r = app.test_client().post("/api/v1/feedback", json=DETRACTOR, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 201
+    return hub, rec, clock
+
+
+def _followup(hub) -> m.Followup:
+    with hub.db.Session() as s:
+        return s.scalars(select(m.Followup)).one()
+
+
+def test_retriable_failure_is_retried_later_with_backoff(make_app):
+    hub, rec, clock = _setup(make_app)
+    rec.mode = "retriable"
+    report = dispatch(hub)
+    assert (report.sent, report.retried, report.dead) == (0, 1, 0)
+    fu = _followup(hub)
+    assert fu.status == "failed" and fu.attempts == 1 and "503" in fu.last_error
+    wait = (fu.next_attempt_at - dt.datetime.fromtimestamp(clock.time(), dt.UTC)).total_seconds()
+    assert 15 <= wait <= 30  # jittered first backoff (base 30 s)
+
+    rec.mode = "ok"
+    assert dispatch(hub).claimed == 0  # not due yet
+    clock.sleep(wait + 1)
+    assert dispatch(hub).sent == 1
+    fu = _followup(hub)
+    assert fu.status == "sent" and fu.attempts == 2 and fu.last_error is None
+    assert len(rec.pushed) == 1
+
+
+def test_permanent_failure_ends_dead_with_its_error(make_app):
+    hub, rec, _ = _setup(make_app)
+    rec.mode = "fatal"
+    report = dispatch(hub)
+    assert report.dead == 1 and "403" in report.errors[0]
+    fu = _followup(hub)
+    assert fu.status == "dead" and "missing scope" in fu.last_error
+    rec.mode = "ok"
+    assert dispatch(hub, ignore_schedule=True).claimed == 0  # dead stays dead
+
+
+def test_per_item_rejection_is_dead_too(make_app):
+    hub, rec, _ = _setup(make_app)
+    rec.mode = "reject"
+    dispatch(hub)
+    assert (_followup(hub).status, _followup(hub).last_error) == ("dead", "invalid contact")
+
+
+def test_attempts_exhausted_ends_dead(make_app):
+    hub, rec, clock = _setup(make_app, dispatch={"max_attempts": 3, "backoff_base_seconds": 1})
+    rec.mode = "retriable"
+    for _ in range(5):
+        dispatch(hub, ignore_schedule=True)
+    fu = _followup(hub)
+    assert fu.status == "dead" and fu.attempts == 3 and "maintenance" in fu.last_error
+
+
+def test_all_flag_ignores_retry_time(make_app):
+    hub, rec, _ = _setup(make_app)
+    rec.mode = "retriable"
+    dispatch(hub)
+    rec.mode = "ok"
+    assert dispatch(hub).claimed == 0
+    assert dispatch(hub, ignore_schedule=True).sent == 1
+
+
+def test_row_orphaned_by_a_crash_is_claimed_again(make_app):
+    hub, rec, clock = _setup(make_app)
+    from hub.outbox import _claim
+
+    ids = _claim(hub, dt.datetime.fromtimestamp(clock.time(), dt.UTC), False, 10, None)  # ...then the process dies
+    assert _followup(hub).status == "sending"
+    assert dispatch(hub).claimed == 0  # a live claim is respected
+    clock.sleep(301)
+    assert dispatch(hub).sent == 1
+    assert [f.id for f in rec.pushed] == ids and rec.pushed[0].attempts == 2
+
+
+def test_completion_sync_moves_case_to_contacted_and_fires_hook(make_app):
+    hub, rec, _ = _setup(make_app)
+    dispatch(hub)
+    assert sync_completions(hub) == 0
+    rec.completed.add(_followup(hub).id)
+    assert sync_completions(hub) == 1
+    with hub.db.Session() as s:
+        fu = s.scalars(select(m.Followup)).one()
+        case = s.get(m.Case, fu.case_id)
+        assert fu.status == "done" and case.status == "contacted" and case.contacted_at is not None
+        assert s.scalars(select(m.AuditEvent.action)).all() == ["followup.completed"]
+    assert sync_completions(hub) == 0
+
+
+def test_dispatch_cli(make_app, monkeypatch):
+    hub, rec, _ = _setup(make_app)
+    from hub import cli
+
+    monkeypatch.setattr(cli.Ctx, "hub", lambda self, **kw: hub)
+    result = CliRunner().invoke(cli.main, ["dispatch", "--all"])
+    assert result.exit_code == 0, result.output
+    assert "sent 1" in result.output and len(rec.pushed) == 1
