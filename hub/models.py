@@ -8,6 +8,7 @@ Times are stored as timezone-aware UTC.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from sqlalchemy import (
@@ -74,6 +75,9 @@ class Customer(Base):
     __tablename__ = "customer"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    #: Opaque public reference (links, exports) that does not leak row counts;
+    #: also lets a multi-row INSERT map returned ids back to its rows.
+    ref: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: uuid.uuid4().hex)
     name: Mapped[str | None] = mapped_column(String(200))
     #: Yearly revenue with this customer (from the CRM), for scoring and reports.
     value: Mapped[float | None] = mapped_column(Float)

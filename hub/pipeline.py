@@ -17,6 +17,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CHUNK = 500  # keeps IN (...) lists well under every driver's parameter limit
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+# Inserts go to Core tables, not ORM entities: an ORM bulk INSERT splits the
+# rows into groups by which values are None, a round trip per group.
+RAW, CUSTOMER, IDENTITY, CASE, FOLLOWUP, ITEM = (
+    m.RawEvent.__table__, m.Customer.__table__, m.Identity.__table__, m.Case.__table__, m.Followup.__table__,
+    m.FeedbackItem.__table__)
 
 
 @dataclass
@@ -114,14 +120,12 @@ def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.date
         return out
     unkeyed = [(i, r) for i, r in rows if r["dedupe_key"] is None]
     keyed_rows = [(i, r) for i, r in rows if r["dedupe_key"] is not None]
-    if unkeyed:
-        stmt = insert(m.RawEvent).returning(m.RawEvent.id, sort_by_parameter_order=True)
-        for (i, _), new_id in zip(unkeyed, session.execute(stmt, [r for _, r in unkeyed]).scalars(), strict=True):
-            out[i] = new_id
+    for i, r in unkeyed:  # rare (sources give dedupe keys); one row at a time keeps ids exact
+        out[i] = session.execute(insert(RAW).returning(RAW.c.id), r).scalar_one()
     if keyed_rows:
         # ON CONFLICT DO NOTHING: a concurrent delivery that committed the same
         # key first makes ours a duplicate (None), not an error.
-        stmt = _insert_ignore(session, m.RawEvent).returning(m.RawEvent.id, m.RawEvent.dedupe_key)
+        stmt = _insert_ignore(session, RAW).returning(RAW.c.id, RAW.c.dedupe_key)
         got = {key: new_id for new_id, key in session.execute(stmt, [r for _, r in keyed_rows])}
         for i, r in keyed_rows:
             out[i] = got.get(r["dedupe_key"])
@@ -129,11 +133,12 @@ def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.date
 
 
 class _NewCustomer:
-    __slots__ = ("name", "id")
+    __slots__ = ("name", "id", "ref")
 
     def __init__(self, name: str | None):
         self.name = name
         self.id: int | None = None
+        self.ref = uuid.uuid4().hex
 
 
 class _CaseRef:
@@ -233,13 +238,13 @@ class Pipeline:
                     new_identities.append((kv, cust, f"{it.channel} {source}/{it.external_id}"))
             customer_of[i] = cust
         if new_customers:
-            stmt = insert(m.Customer).returning(m.Customer.id, sort_by_parameter_order=True)
-            new_ids = session.execute(stmt, [{"name": c.name, "attributes": {}, "created_at": now}
-                                             for c in new_customers]).scalars().all()
-            for c, cid in zip(new_customers, new_ids, strict=True):
-                c.id = cid
+            by_ref = {c.ref: c for c in new_customers}
+            stmt = insert(CUSTOMER).returning(CUSTOMER.c.id, CUSTOMER.c.ref)
+            for cid, ref in session.execute(stmt, [{"ref": c.ref, "name": c.name, "attributes": {}, "created_at": now}
+                                                   for c in new_customers]):
+                by_ref[ref].id = cid
         if new_identities:
-            session.execute(insert(m.Identity), [
+            session.execute(insert(IDENTITY), [
                 {"customer_id": _cid(c), "kind": k, "value": v, "confidence": 1.0, "evidence": ev, "created_at": now}
                 for (k, v), c, ev in new_identities
             ])
@@ -325,14 +330,15 @@ class Pipeline:
             else:
                 case_of[i] = None
         if new_cases:
-            stmt = insert(m.Case).returning(m.Case.id, sort_by_parameter_order=True)
-            ids = session.execute(stmt, [
+            # One new case per customer in a batch, so customer_id maps ids back.
+            by_customer = {_cid(c.customer): c for c in new_cases}
+            stmt = insert(CASE).returning(CASE.c.id, CASE.c.customer_id)
+            for case_id, cust_id in session.execute(stmt, [
                 {"customer_id": _cid(c.customer), "status": "new", "priority": c.priority, "risk": c.risk,
                  "sla_due_at": c.sla_due, "opened_at": now, "updated_at": now}
                 for c in new_cases
-            ]).scalars().all()
-            for c, cid in zip(new_cases, ids, strict=True):
-                c.id = cid
+            ]):
+                by_customer[cust_id].id = case_id
         dirty = [c for c in open_cases.values() if c.dirty and not c.new]
         if dirty:
             session.execute(update(m.Case), [{"id": c.id, "risk": c.risk, "priority": c.priority, "updated_at": now}
@@ -346,15 +352,15 @@ class Pipeline:
         if wants:
             sink = self.hub.registry.followup_sink
             assert planner is not None
-            stmt = insert(m.Followup).returning(m.Followup.id, sort_by_parameter_order=True)
-            ids = session.execute(stmt, [
+            by_case = {c.id: c for c in wants}
+            stmt = insert(FOLLOWUP).returning(FOLLOWUP.c.id, FOLLOWUP.c.case_id)
+            for fid, case_id in session.execute(stmt, [
                 {"case_id": c.id, "sink": sink, "idempotency_key": f"hub-case-{c.id}-callback",
                  "due_at": planner.plan(now, c.sla_due), "status": "pending", "attempts": 0,
                  "next_attempt_at": now, "created_at": now}
                 for c in wants
-            ]).scalars().all()
-            for c, fid in zip(wants, ids, strict=True):
-                c.followup_id = fid
+            ]):
+                by_case[case_id].followup_id = fid
 
         # 7. the items themselves
         rows = []
@@ -373,8 +379,11 @@ class Pipeline:
             })
         item_ids: list[int] = []
         if rows:
-            stmt = insert(m.FeedbackItem).returning(m.FeedbackItem.id, sort_by_parameter_order=True)
-            item_ids = list(session.execute(stmt, rows).scalars().all())
+            # (source, external_id) is unique and deduplicated above: it maps
+            # the returned ids back to rows without a per-row round trip.
+            stmt = insert(ITEM).returning(ITEM.c.id, ITEM.c.external_id)
+            id_of = {ext: iid for iid, ext in session.execute(stmt, rows)}
+            item_ids = [id_of[r["external_id"]] for r in rows]
 
         # 8. results, and events once committed
         by_index: dict[int, IngestResult] = {}

@@ -44,11 +44,13 @@ def upgrade() -> None:
     )
     op.create_table('customer',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('ref', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=True),
     sa.Column('value', sa.Float(), nullable=True),
     sa.Column('attributes', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_customer'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_customer')),
+    sa.UniqueConstraint('ref', name=op.f('uq_customer_ref'))
     )
     op.create_table('raw_event',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),

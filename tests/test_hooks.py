@@ -1,0 +1,228 @@
+"""One test per hook in hub/hookspecs.py (test_hookspecs.py enforces that).
+
+Each test registers a small plugin and checks the core really calls the hook
+at the documented moment with the documented arguments.
+"""
+
+from __future__ import annotations
+
+import click
+import flask
+from click.testing import CliRunner
+
+from hub import hookimpl
+from hub.connectors import Emulator, SourceConnector, Stream
+from hub.outbox import dispatch, sync_completions
+from hub.schema import Escalation, FeedbackIn, Signal
+from tests.helpers import DETRACTOR, recording_app
+
+PROMOTER = {"external_id": "p1", "channel": "survey", "nps": 10, "text": "Top!", "customer": {"email": "p@x.nl"}}
+
+
+def _post(app, body):
+    from hub.auth import create_token
+
+    hub = app.extensions["hub"]
+    with hub.db.session() as s:
+        token = create_token(s, "t")
+    return app.test_client().post("/api/v1/feedback", json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_hook_hub_configure(make_app):
+    seen = {}
+
+    class Plugin:
+        @hookimpl
+        def hub_configure(self, config):
+            seen["threshold"] = config["scoring"]["risk_threshold"]
+
+    make_app(plugins=(Plugin(),), scoring={"risk_threshold": 55})
+    assert seen == {"threshold": 55}
+
+
+def test_hook_hub_register_connectors(make_app):
+    class Demo(SourceConnector):
+        plugin_name = "demo_kind"
+
+        def normalize(self, raw):
+            return []
+
+    class Plugin:
+        @hookimpl
+        def hub_register_connectors(self):
+            return [Demo]
+
+    app = make_app(plugins=(Plugin(),), sources={"mine": {"plugin": "demo_kind"}})
+    assert isinstance(app.extensions["hub"].registry.connector("mine"), Demo)
+
+
+def test_hook_hub_register_crm_sinks(make_app):
+    app, rec = recording_app(make_app)
+    assert app.extensions["hub"].registry.sink("rec").plugin_name == "recording"
+
+
+def test_hook_hub_register_routes(make_app):
+    bp = flask.Blueprint("extra", __name__)
+    bp.add_url_rule("/extra/ping", "ping", lambda: "pong")
+
+    class Plugin:
+        @hookimpl
+        def hub_register_routes(self, app):
+            return [bp]
+
+    app = make_app(plugins=(Plugin(),))
+    assert app.test_client().get("/extra/ping").data == b"pong"
+
+
+def test_hook_hub_register_commands(monkeypatch):
+    from hub import cli, plugins
+
+    class Plugin:
+        @hookimpl
+        def hub_register_commands(self, cli):
+            @cli.command("hello")
+            def hello():
+                click.echo("hello from a plugin")
+
+    real = plugins.make_plugin_manager
+    monkeypatch.setattr(plugins, "make_plugin_manager",
+                        lambda **kw: real(load_entry_points=False, extra=(Plugin(),)))
+    group = cli.HubGroup(name="feedback-hub")  # a fresh CLI, as at process start
+    assert "hello" in group.list_commands(click.Context(group))
+    assert CliRunner().invoke(group, ["hello"]).output == "hello from a plugin\n"
+
+
+def test_hook_hub_register_emulators(tmp_path):
+    from hub.plugins import make_plugin_manager
+    from hub.sandbox import make_sandbox_app
+
+    bp = flask.Blueprint("emu", __name__)
+    bp.add_url_rule("/v1/things", "things", lambda: {"things": [1]})
+
+    class Plugin:
+        @hookimpl
+        def hub_register_emulators(self):
+            return [Emulator(name="acme", blueprint=lambda: bp,
+                             demo_config=lambda base_url, hub_url: {"sources": {"x": {"base_url": base_url}}})]
+
+    pm = make_plugin_manager(load_entry_points=False, extra=(Plugin(),))
+    app, emus = make_sandbox_app(pm)
+    assert [e.name for e in emus] == ["acme"]
+    assert app.test_client().get("/acme/v1/things").get_json() == {"things": [1]}
+    from hub.demo import demo_overrides
+
+    assert demo_overrides(pm, "http://h:1") == {"sources": {"x": {"base_url": "http://h:1/_sandbox/acme"}}}
+
+
+def test_hook_hub_enrich_feedback(make_app):
+    class Plugin:
+        @hookimpl
+        def hub_enrich_feedback(self, item, config):
+            return {"language": "fy", "reach": 5}
+
+    app = make_app(plugins=(Plugin(),))
+    body = _post(app, {**PROMOTER, "reach": 7}).get_json()
+    assert body["language"] == "fy"  # filled in
+    assert body["reach"] == 7  # never overwrites what the source said
+
+
+def test_hook_hub_score_feedback(make_app):
+    calls = []
+
+    class Plugin:
+        @hookimpl
+        def hub_score_feedback(self, item: FeedbackIn, context):
+            calls.append((item.external_id, context.prior_contacts))
+            return [Signal("vip", 50, "VIP account")]
+
+    app = make_app(plugins=(Plugin(),))
+    body = _post(app, PROMOTER).get_json()
+    assert calls == [("p1", 0)]
+    assert {"signal": "vip", "weight": 50.0, "detail": "VIP account"} in body["risk_reasons"]
+    assert body["risk"] == 50 and body["case_id"] is not None  # risk >= threshold opens a case
+
+
+def test_hook_hub_decide_escalation(make_app):
+    class Plugin:
+        @hookimpl
+        def hub_decide_escalation(self, item, category, risk, signals, config):
+            return Escalation(open_case=False, reason="a plugin says no")
+
+    app = make_app(plugins=(Plugin(),))
+    assert _post(app, DETRACTOR).get_json()["case_id"] is None  # the plugin wins over the default
+
+
+def test_hook_hub_feedback_ingested(make_app):
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def hub_feedback_ingested(self, item):
+            seen.append((item.external_id, item.category, item.id is not None))
+
+    app = make_app(plugins=(Plugin(),))
+    _post(app, DETRACTOR)
+    _post(app, DETRACTOR)  # duplicate: no event
+    assert seen == [("nps-1", "detractor", True)]
+
+
+def test_hook_hub_case_opened(make_app):
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def hub_case_opened(self, case):
+            seen.append((case.status, case.priority))
+
+    app = make_app(plugins=(Plugin(),))
+    _post(app, DETRACTOR)
+    _post(app, PROMOTER)
+    assert len(seen) == 1 and seen[0][0] == "new"
+
+
+def test_hook_hub_followup_pushed(make_app):
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def hub_followup_pushed(self, followup, external_id):
+            seen.append((followup.customer.email, external_id))
+
+    app, rec = recording_app(make_app)
+    app.extensions["hub"].pm.register(Plugin())
+    _post(app, DETRACTOR)
+    dispatch(app.extensions["hub"])
+    assert seen == [("jan@example.nl", f"task-{rec.pushed[0].id}")]
+
+
+def test_hook_hub_followup_completed(make_app):
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def hub_followup_completed(self, followup, outcome):
+            seen.append((followup.case_id, outcome))
+
+    app, rec = recording_app(make_app)
+    hub = app.extensions["hub"]
+    hub.pm.register(Plugin())
+    case_id = _post(app, DETRACTOR).get_json()["case_id"]
+    dispatch(hub)
+    rec.completed.add(rec.pushed[0].id)
+    sync_completions(hub)
+    assert seen == [(case_id, "reached")]
+
+
+def test_event_hook_errors_never_undo_the_ingest(make_app):
+    class Broken:
+        @hookimpl
+        def hub_feedback_ingested(self, item):
+            raise RuntimeError("plugin bug")
+
+    app = make_app(plugins=(Broken(),))
+    assert _post(app, DETRACTOR).status_code == 201
+    assert _post(app, DETRACTOR).status_code == 200  # it was stored
+
+
+def test_stream_base_defaults():
+    assert Stream.is_sorted and Stream.page_size == 100

@@ -1,0 +1,113 @@
+"""Pipeline internals: batch path cost, identities, cases, planner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import event, func, select
+
+from hub import models as m
+from hub.demo_data import generate_feedback
+from hub.pipeline import Entry, Pipeline
+from hub.planner import SlotPlanner
+from hub.schema import CustomerRef, FeedbackIn
+from hub.validation import parse_feedback
+
+NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+
+
+def _items(n: int, seed: int = 1, prefix: str = "b") -> list[FeedbackIn]:
+    objs = generate_feedback(random.Random(seed), n, start=NOW - dt.timedelta(days=3), end=NOW, prefix=prefix)
+    return [parse_feedback(o)[1] for o in objs]
+
+
+def _statements(hub, n: int, prefix: str) -> int:
+    count = 0
+
+    def on_exec(*_args):
+        nonlocal count
+        count += 1
+
+    event.listen(hub.db.engine, "before_cursor_execute", on_exec)
+    try:
+        with hub.db.session() as s:
+            Pipeline(hub).ingest(s, "bench", [Entry(i) for i in _items(n, prefix=prefix)], NOW)
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", on_exec)
+    return count
+
+
+def test_batch_path_cost_does_not_grow_with_batch_size(hub):
+    small = _statements(hub, 20, "s")
+    large = _statements(hub, 400, "l")
+    # Multi-row INSERTs may be split by the driver into a few statements, but
+    # never one (or more) per item.
+    assert large < 40, large
+    assert large <= small + 15
+
+
+def test_identity_resolution_links_channels_and_batch(hub):
+    with hub.db.session() as s:
+        res = Pipeline(hub).ingest(s, "t", [
+            Entry(FeedbackIn("1", "survey", NOW, nps=3, customer=CustomerRef(email="A@x.nl", x_handle="@ann"))),
+            Entry(FeedbackIn("2", "social", NOW, text="help", customer=CustomerRef(x_handle="ANN"))),
+            Entry(FeedbackIn("3", "email", NOW, text="hi", customer=CustomerRef(email="a@x.nl"))),
+            Entry(FeedbackIn("4", "survey", NOW, nps=9, customer=CustomerRef())),
+            Entry(FeedbackIn("5", "survey", NOW, nps=9, customer=CustomerRef())),
+        ], NOW)
+    assert res[0].customer_id == res[1].customer_id == res[2].customer_id
+    assert len({r.customer_id for r in res}) == 3  # anonymous answers are separate customers
+    assert res[0].case_id == res[1].case_id == res[2].case_id  # merged into one open case
+    with hub.db.Session() as s:
+        assert s.scalar(select(func.count()).select_from(m.Case)) == 1
+        assert s.scalar(select(func.count()).select_from(m.Followup)) == 1
+
+
+def test_duplicates_inside_a_batch_store_once(hub):
+    item = FeedbackIn("dup", "survey", NOW, nps=2, customer=CustomerRef(email="d@x.nl"))
+    with hub.db.session() as s:
+        res = Pipeline(hub).ingest(s, "t", [Entry(item), Entry(item), Entry(item)], NOW)
+    assert [r.created for r in res] == [True, False, False]
+    assert len({r.item_id for r in res}) == 1
+
+
+def test_resurvey_answer_is_linked_to_its_case(hub):
+    with hub.db.session() as s:
+        first = Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("a", "survey", NOW, nps=2,
+                                                               customer=CustomerRef(email="r@x.nl")))], NOW)[0]
+    with hub.db.session() as s:
+        again = Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("b", "survey", NOW, nps=9, resurvey_case_id=first.case_id,
+                                                               customer=CustomerRef(email="r@x.nl")))], NOW)[0]
+    assert again.case_id == first.case_id
+    with hub.db.Session() as s:
+        assert s.get(m.Case, first.case_id).resurvey_nps == 9
+
+
+def test_planner_avoids_peaks_and_spreads_within_sla():
+    cfg = {"timezone": "Europe/Amsterdam", "business_hours": [9, 17], "peak_hours": [9, 10, 13], "slot_capacity": 2,
+           "sla_hours": {"normal": 48}}
+    planner = SlotPlanner(cfg)
+    monday_7am_local = dt.datetime(2026, 11, 23, 7, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    now = monday_7am_local.astimezone(dt.UTC)
+    due = [planner.plan(now, planner.sla_due("normal", now)).astimezone(ZoneInfo("Europe/Amsterdam"))
+           for _ in range(5)]
+    assert [(d.hour, d.minute) for d in due] == [(11, 0), (11, 30), (12, 0), (12, 30), (14, 0)]
+    # An SLA too short for any off-peak business slot still wins over the peak rule.
+    friday_night = dt.datetime(2026, 11, 27, 22, 0, tzinfo=dt.UTC)
+    urgent = friday_night + dt.timedelta(hours=4)
+    assert planner.plan(friday_night, urgent) == urgent
+
+
+def test_case_priority_rises_with_a_worse_item(hub):
+    with hub.db.session() as s:
+        a = Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("a", "survey", NOW, nps=6,
+                                                           customer=CustomerRef(email="p@x.nl")))], NOW)[0]
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("b", "social", NOW, reach=200000,
+                                                       text="Ik zeg op en stap naar de Geschillencommissie",
+                                                       customer=CustomerRef(email="p@x.nl")))], NOW)
+    with hub.db.Session() as s:
+        case = s.get(m.Case, a.case_id)
+        assert case.risk >= 80 and case.priority == "urgent"
