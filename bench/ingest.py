@@ -1,0 +1,114 @@
+"""Ingest benchmark: `feedback-hub import` of N generated items vs raw sqlite3.
+
+Measures, in one run on this machine:
+
+1. hub: the import path (parse + validate each line, raw event, dedupe,
+   identity, scoring hooks, cases, planner, outbox) into a fresh SQLite file;
+2. baseline: ``sqlite3.executemany`` inserting *the same rows* the hub wrote
+   (every row of raw_event, customer, identity, case, followup, feedback_item,
+   read back from the hub's database) into a fresh database of the same schema.
+
+Prints items/s of each and the ratio hub/baseline (target, later: >= 0.30).
+
+    python bench/ingest.py [--items 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hub.demo_data import generate_feedback  # noqa: E402
+
+TABLES = ["raw_event", "customer", "identity", "case", "followup", "feedback_item"]
+
+
+def write_input(path: Path, n: int) -> None:
+    end = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    items = generate_feedback(random.Random(42), n, start=end - dt.timedelta(days=60), end=end,
+                              people=n // 4, prefix="bench")
+    with path.open("w") as fh:
+        for obj in items:
+            fh.write(json.dumps(obj) + "\n")
+
+
+def run_hub(db_path: Path, input_path: Path) -> tuple[float, int]:
+    os.environ["HUB_INSTANCE_PATH"] = str(db_path.parent / "instance")
+    from hub.app import create_app
+    from hub.importer import import_file
+    from hub.migrate import upgrade
+
+    app = create_app({"database_url": f"sqlite:///{db_path}", "executor": "inline"}, load_entry_points=False)
+    hub = app.extensions["hub"]
+    upgrade(hub.db.engine)
+    start = time.perf_counter()
+    report = import_file(hub, input_path, "bench")
+    elapsed = time.perf_counter() - start
+    hub.db.dispose()
+    assert not report.bad, report.bad[:3]
+    return elapsed, report.created
+
+
+def run_baseline(hub_db: Path, empty_db: Path) -> tuple[float, int]:
+    """executemany of the very rows the hub stored, into an empty copy of the schema."""
+    src = sqlite3.connect(hub_db)
+    rows = {t: src.execute(f'SELECT * FROM "{t}"').fetchall() for t in TABLES}
+    cols = {t: len(src.execute(f'SELECT * FROM "{t}" LIMIT 0').description) for t in TABLES}
+    src.close()
+    dst = sqlite3.connect(empty_db)
+    dst.execute("PRAGMA journal_mode=WAL")
+    dst.execute("PRAGMA synchronous=NORMAL")
+    dst.execute("PRAGMA foreign_keys=ON")
+    start = time.perf_counter()
+    batch = 1000  # the hub commits every 1,000 lines too
+    for t in TABLES:  # foreign-key order
+        marks = ", ".join("?" * cols[t])
+        for offset in range(0, len(rows[t]), batch):
+            dst.executemany(f'INSERT INTO "{t}" VALUES ({marks})', rows[t][offset : offset + batch])
+            dst.commit()
+    elapsed = time.perf_counter() - start
+    total = sum(len(r) for r in rows.values())
+    dst.close()
+    return elapsed, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    args = parser.parse_args()
+    from hub.db import make_engine
+    from hub.migrate import upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        input_path = tmp_path / "items.jsonl"
+        print(f"generating {args.items:,} items ...", flush=True)
+        write_input(input_path, args.items)
+        hub_db, empty_db = tmp_path / "hub.db", tmp_path / "baseline.db"
+        engine = make_engine(f"sqlite:///{empty_db}")
+        upgrade(engine)
+        engine.dispose()
+        print("importing through the hub ...", flush=True)
+        hub_s, created = run_hub(hub_db, input_path)
+        print("baseline: sqlite3.executemany of the same rows ...", flush=True)
+        base_s, rows = run_baseline(hub_db, empty_db)
+    hub_rate = created / hub_s
+    base_rate = created / base_s
+    print(f"hub import:   {created:,} items in {hub_s:.1f} s = {hub_rate:,.0f} items/s")
+    print(f"raw sqlite3:  {rows:,} rows ({created:,} items) in {base_s:.1f} s = {base_rate:,.0f} items/s")
+    print(f"ratio hub/raw: {hub_rate / base_rate:.3f}  (target later: >= 0.30)")
+
+
+if __name__ == "__main__":
+    main()
