@@ -95,7 +95,7 @@ def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int
         with hub.db.session() as s:
             raws = [RawIn(payload=obj, dedupe_key=item.external_id, kind="import") for obj, item in batch]
             raw_ids = store_raw(s, source, raws, now)
-            results = pipeline.ingest(s, source, [Entry(item, rid) for (_, item), rid in zip(batch, raw_ids)], now)
+            results = pipeline.ingest(s, source, [Entry(item, rid) for (_, item), rid in zip(batch, raw_ids, strict=True)], now)
             if any(raw_ids):
                 s.execute(update(m.RawEvent).where(m.RawEvent.id.in_([i for i in raw_ids if i])).values(status="processed"))
         created = sum(r.created for r in results)

@@ -32,8 +32,9 @@ def run(*args, input=None):
 
 
 def _items(database_url) -> list[str]:
-    from hub.db import make_engine
     from sqlalchemy.orm import Session
+
+    from hub.db import make_engine
 
     engine = make_engine(database_url)
     with Session(engine) as s:
@@ -114,8 +115,9 @@ def test_plugins_lists_defaults_and_bundled_entry_points(cli_env):
 
 
 def _wait_for_lease(database_url, timeout=30):
-    from hub.db import make_engine
     from sqlalchemy.orm import Session
+
+    from hub.db import make_engine
 
     engine = make_engine(database_url)
     deadline = time.time() + timeout

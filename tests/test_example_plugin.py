@@ -46,7 +46,7 @@ import json, os
 from hub.app import create_app
 from hub.migrate import upgrade
 from hub.auth import create_token
-app = create_app({"database_url": "sqlite:///%s/hub.db", "executor": "inline", "vip": {"domains": ["bigcorp.nl"]}})
+app = create_app({"database_url": "sqlite:///TMP/hub.db", "executor": "inline", "vip": {"domains": ["bigcorp.nl"]}})
 hub = app.extensions["hub"]
 upgrade(hub.db.engine)
 with hub.db.session() as s:
@@ -54,7 +54,7 @@ with hub.db.session() as s:
 r = app.test_client().post("/api/v1/feedback", headers={"Authorization": "Bearer " + token},
     json={"external_id": "1", "channel": "survey", "nps": 8, "customer": {"email": "ceo@bigcorp.nl"}})
 print(json.dumps(r.get_json()["risk_reasons"]))
-""" % tmp_path
+""".replace("TMP", str(tmp_path))
     run = lambda env: json.loads(subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,  # noqa: E731
                                                 capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     reasons = run(installed)

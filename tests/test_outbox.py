@@ -120,3 +120,26 @@ def test_dispatch_cli(make_app, monkeypatch):
     result = CliRunner().invoke(cli.main, ["dispatch", "--all"])
     assert result.exit_code == 0, result.output
     assert "sent 1" in result.output and len(rec.pushed) == 1
+
+
+def test_concurrent_dispatchers_never_push_the_same_followup(make_app):
+    import threading
+
+    from hub.pipeline import Entry, Pipeline
+    from hub.schema import CustomerRef, FeedbackIn
+
+    app, rec = recording_app(make_app, dispatch={"batch_size": 3})
+    hub = app.extensions["hub"]
+    now = dt.datetime.now(dt.UTC)
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn(f"d{i}", "survey", now, nps=1,
+                                                       customer=CustomerRef(email=f"c{i}@x.nl"))) for i in range(40)])
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(dispatch(hub))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pushed = [f.id for f in rec.pushed]
+    assert len(pushed) == 40 and len(set(pushed)) == 40
+    assert sum(r.sent for r in reports) == 40
