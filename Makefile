@@ -2,24 +2,33 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test test-all bench lint browser clean
+.PHONY: install install-test run test test-all bench lint browser clean
 
-$(STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-install: $(STAMP)
+# `make run` needs only the runtime dependencies (a quick install on a fresh machine).
+$(RUN_STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(RUN_STAMP)
+
+install: $(RUN_STAMP)
+install-test: $(TEST_STAMP)
 
 ## run: install, initialise and start the hub with demo sources on SQLite
 run: install
 	$(BIN)/feedback-hub run --demo
 
 ## test: install and run the test suite (SQLite; PostgreSQL too when HUB_TEST_DATABASE_URL is set)
-test: install browser
+test: install-test browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ## browser: Debian's Chromium for the UI tests (never a downloaded browser)
@@ -29,13 +38,13 @@ browser:
 	  else echo "note: /usr/bin/chromium missing; browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
 
 ## test-all: include the slow soak/load tests
-test-all: install
+test-all: install-test browser
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/ingest.py
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check hub plugins tests bench examples
 
 clean:
