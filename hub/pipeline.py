@@ -424,10 +424,13 @@ class Pipeline:
 
     def _announce(self, views: list[FeedbackView], cases: list[CaseView]) -> None:
         hook = self.hub.hook
-        for c in cases:
-            hook.hub_case_opened(case=c)
-        for v in views:
-            hook.hub_feedback_ingested(item=v)
+        # Skip the per-item calls when no plugin listens (a 100k import).
+        if hook.hub_case_opened.get_hookimpls():
+            for c in cases:
+                hook.hub_case_opened(case=c)
+        if hook.hub_feedback_ingested.get_hookimpls():
+            for v in views:
+                hook.hub_feedback_ingested(item=v)
 
 
 def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int]) -> dict[str, int]:

@@ -1,0 +1,50 @@
+"""The web UI: webcare inbox, case pages, dashboard and admin.
+
+``init_app(app)`` (called by :func:`hub.app.create_app`) registers the
+blueprints, CSRF protection, the per-request database session, the user's
+language and the Jinja helpers.
+
+Why CSRF is checked per blueprint instead of app-wide: only these pages
+authenticate with the session cookie, so only they can be forged from another
+site.  The API uses bearer tokens, webhooks use signatures, and plugin routes
+(vendor emulators in demo mode, plugin webhooks) receive machine POSTs that
+carry no form token at all; an app-wide check would refuse those.  Every UI
+blueprint is made by :func:`hub.web.common.ui_blueprint`, which installs the
+check, so a new page cannot forget it.
+"""
+
+from __future__ import annotations
+
+import flask
+from flask_wtf.csrf import CSRFError
+
+from hub.web import admin, auth, cases, dashboard, inbox
+from hub.web.common import close_session, csrf, render_error
+from hub.web.filters import register_filters
+from hub.web.i18n import current_locale, gettext, ngettext
+
+UI_BLUEPRINTS = (auth.bp, inbox.bp, cases.bp, dashboard.bp, admin.bp)
+
+
+def init_app(app: flask.Flask) -> None:
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    # An agent keeps the inbox open all day: the token lives as long as the
+    # (signed) session instead of Flask-WTF's default hour.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    public_url = str(app.config.get("HUB", {}).get("public_url", ""))
+    if public_url.startswith("https://"):
+        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+    csrf.init_app(app)
+    for name in ("api", "webhooks"):
+        if name in app.blueprints:
+            csrf.exempt(app.blueprints[name])
+    for bp in UI_BLUEPRINTS:
+        app.register_blueprint(bp)
+
+    app.teardown_appcontext(close_session)
+    app.jinja_env.globals.update(_=gettext, ngettext=ngettext, current_locale=current_locale)
+    register_filters(app)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        return render_error(400, gettext("The form expired or was not sent from this site. Reload and try again."))

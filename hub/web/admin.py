@@ -1,0 +1,185 @@
+"""Admin pages: connector health and "pull now", installed plugins, users,
+API tokens.  Admins only.
+
+Sources and sinks are shown generically from the registry and
+:func:`hub.sync.source_status`: the UI knows no plugin by name, so a newly
+installed plugin shows up here without a change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import flask
+from sqlalchemy import func, select
+
+from hub import models as m
+from hub.auth import create_token, create_user
+from hub.core import current_hub
+from hub.plugins import plugin_infos
+from hub.sync import pull, source_status
+from hub.web.common import audit, current_user, db_session, now, ui_blueprint
+from hub.web.forms import TokenForm, UserEditForm, UserForm
+from hub.web.i18n import gettext
+
+bp = ui_blueprint("admin", __name__, url_prefix="/admin", min_role="admin")
+
+#: source_status keys shown in their own columns; any other key a plugin's
+#: ``health()`` adds is listed under "Details".
+KNOWN_KEYS = {"name", "plugin", "last_run_at", "lag_seconds", "items_total", "cursor", "last_error"}
+
+
+def _budget(name: str) -> dict[str, Any] | None:
+    """The instance's rate budget: its limit and, once it has made requests,
+    the tokens left and any vendor-imposed pause."""
+    hub = current_hub()
+    try:
+        connector = hub.registry.connector(name)
+    except KeyError:
+        return None
+    limit = connector.config.get("rate_limit") or connector.rate_limit
+    if not limit:
+        return None
+    out: dict[str, Any] = {"requests": int(limit[0]), "per_seconds": float(limit[1]), "left": None, "paused": None}
+    client = getattr(connector, "_http", None)  # only built once the instance made a request
+    budget = getattr(client, "budget", None)
+    if budget is not None:
+        t = budget.clock.time()
+        out["left"] = int(min(budget.capacity, budget.tokens + (t - budget.updated) * budget.rate))
+        if budget.blocked_until > t:
+            out["paused"] = dt.datetime.fromtimestamp(budget.blocked_until, dt.UTC)
+    return out
+
+
+@bp.get("/")
+def index():
+    hub = current_hub()
+    session = db_session()
+    sources = []
+    for row in source_status(hub):
+        state = "error" if row.get("last_error") else "ok" if row.get("last_run_at") else "never"
+        details = {k: v for k, v in row.items() if k not in KNOWN_KEYS}
+        sources.append({**row, "state": state, "details": details, "budget": _budget(row["name"])})
+    counts: dict[tuple[str, str], int] = {
+        (sink, status): n for sink, status, n in session.execute(
+            select(m.Followup.sink, m.Followup.status, func.count()).group_by(m.Followup.sink, m.Followup.status))
+    }
+    errors = dict(session.execute(select(m.Followup.sink, func.max(m.Followup.last_error)).where(
+        m.Followup.status.in_(("failed", "dead"))).group_by(m.Followup.sink)).all())
+    sinks = [{"name": name, "plugin": inst.plugin, "routed": name == hub.registry.followup_sink,
+              "counts": {st: counts.get((name, st), 0) for st in ("pending", "sent", "failed", "dead", "done")},
+              "last_error": errors.get(name)}
+             for name, inst in sorted(hub.registry.sinks.items())]
+    kinds = {**{k: ("source", c) for k, c in hub.registry.source_kinds.items()},
+             **{k: ("sink", c) for k, c in hub.registry.sink_kinds.items()}}
+    return flask.render_template("admin.html", sources=sources, sinks=sinks, plugins=plugin_infos(hub.pm),
+                                 kinds=sorted(kinds.items()), tab="connectors")
+
+
+@bp.post("/sources/<name>/pull")
+def pull_now(name: str):
+    hub = current_hub()
+    if name not in hub.registry.sources:
+        flask.abort(404)
+    session = db_session()
+    audit(session, "source.pull", instance=name)
+    # Commit before submitting: the inline executor (tests, CLI) runs the pull
+    # right here, and it writes through sessions of its own.
+    session.commit()
+    hub.executor.submit(pull, hub, name)
+    flask.flash(gettext("Pull of {name} started.", name=name), "ok")
+    return flask.redirect(flask.url_for("admin.index"))
+
+
+# -- users ---------------------------------------------------------------------
+def _users_page(form: UserForm, status: int = 200):
+    users = db_session().scalars(select(m.User).order_by(m.User.username)).all()
+    return flask.render_template("admin_users.html", users=users, form=form, tab="users"), status
+
+
+@bp.get("/users")
+def users():
+    return _users_page(UserForm())
+
+
+@bp.post("/users")
+def user_create():
+    form = UserForm()
+    if not form.validate_on_submit():
+        return _users_page(form, 400)
+    session = db_session()
+    try:
+        user = create_user(session, form.username.data, form.password.data, form.role.data)
+    except ValueError as exc:
+        form.username.errors.append(str(exc))
+        return _users_page(form, 400)
+    user.locale = form.locale.data or None
+    audit(session, "user.created", username=user.username, role=user.role)
+    session.commit()
+    flask.flash(gettext("User {name} saved.", name=user.username), "ok")
+    return flask.redirect(flask.url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>")
+def user_edit(user_id: int):
+    session = db_session()
+    user = session.get(m.User, user_id)
+    if user is None:
+        flask.abort(404)
+    form = UserEditForm()
+    if not form.validate_on_submit():
+        flask.abort(400)
+    me = current_user()
+    if user.id == me.id and (form.role.data != "admin" or not form.active.data):
+        flask.flash(gettext("You cannot remove your own admin role."), "error")
+        return flask.redirect(flask.url_for("admin.users"))
+    audit(session, "user.changed", username=user.username, role=form.role.data, active=form.active.data,
+          previous_role=user.role, previous_active=user.active)
+    user.role, user.active = form.role.data, form.active.data
+    session.commit()
+    flask.flash(gettext("User {name} saved.", name=user.username), "ok")
+    return flask.redirect(flask.url_for("admin.users"))
+
+
+# -- API tokens ------------------------------------------------------------------
+def _tokens_page(form: TokenForm, new_token: str | None = None, status: int = 200):
+    tokens = db_session().scalars(select(m.ApiToken).order_by(m.ApiToken.revoked_at.is_not(None), m.ApiToken.id.desc())).all()
+    resp = flask.make_response(flask.render_template("admin_tokens.html", tokens=tokens, form=form,
+                                                     new_token=new_token, tab="tokens"), status)
+    if new_token:
+        resp.headers["Cache-Control"] = "no-store"  # the one page that shows a secret: never cache it
+    return resp
+
+
+@bp.get("/tokens")
+def tokens():
+    return _tokens_page(TokenForm())
+
+
+@bp.post("/tokens")
+def token_create():
+    form = TokenForm()
+    if not form.validate_on_submit():
+        return _tokens_page(form, status=400)
+    session = db_session()
+    value = create_token(session, form.name.data)
+    audit(session, "token.created", name=form.name.data, prefix=value[:10])
+    session.commit()
+    # Shown in this response only (never flashed: the session cookie is
+    # signed, not encrypted).
+    return _tokens_page(TokenForm(formdata=None), new_token=value)
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+def token_revoke(token_id: int):
+    session = db_session()
+    token = session.get(m.ApiToken, token_id)
+    if token is None:
+        flask.abort(404)
+    if token.revoked_at is None:
+        token.revoked_at = now()
+        audit(session, "token.revoked", name=token.name, prefix=token.prefix)
+        session.commit()
+    flask.flash(gettext("Token {name} revoked.", name=token.name), "ok")
+    return flask.redirect(flask.url_for("admin.tokens"))

@@ -1,0 +1,240 @@
+"""The case page: the customer's story across channels, and what an agent
+does about it (assign, note, plan the callback, mark contacted, resolve).
+
+Every action writes an :class:`~hub.models.AuditEvent` in the same
+transaction as its change, and needs the ``agent`` role.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import flask
+from sqlalchemy import func, select
+
+from hub import models as m
+from hub.core import current_hub
+from hub.outbox import complete_followups
+from hub.schema import OPEN_CASE_STATUSES, Completion
+from hub.web.common import audit, current_user, db_session, now, requires, ui_blueprint
+from hub.web.filters import localtime, team_tz
+from hub.web.forms import OUTCOMES, AssignForm, ContactForm, NoteForm, PlanForm, ResolveForm
+from hub.web.i18n import gettext
+
+bp = ui_blueprint("cases", __name__, url_prefix="/cases")
+
+TIMELINE_LIMIT = 500
+#: Follow-up states in which the callback is still to happen.
+OPEN_FOLLOWUP = ("pending", "sending", "sent", "failed", "dead")
+
+
+def _case_or_404(case_id: int) -> m.Case:
+    case = db_session().get(m.Case, case_id)
+    if case is None:
+        flask.abort(404)
+    return case
+
+
+def _assignable_users() -> list[str]:
+    return list(db_session().scalars(select(m.User.username).where(
+        m.User.active.is_(True), m.User.role.in_(("agent", "admin"))).order_by(m.User.username)))
+
+
+@bp.get("/<int:case_id>")
+def show(case_id: int):
+    session = db_session()
+    case = _case_or_404(case_id)
+    customer = session.get(m.Customer, case.customer_id) if case.customer_id else None
+    identities = session.scalars(select(m.Identity).where(m.Identity.customer_id == case.customer_id)
+                                 .order_by(m.Identity.id)).all() if customer else []
+    # The whole customer, not just this case: the agent sees the earlier
+    # complaint on another channel too.
+    who = m.FeedbackItem.customer_id == case.customer_id if customer else m.FeedbackItem.case_id == case.id
+    timeline = session.scalars(select(m.FeedbackItem).where(who)
+                               .order_by(m.FeedbackItem.occurred_at, m.FeedbackItem.id).limit(TIMELINE_LIMIT)).all()
+    case_items = [it for it in timeline if it.case_id == case.id]
+    worst = max(case_items, key=lambda it: (it.risk, it.id), default=None)
+    signals = sorted(worst.risk_reasons or [], key=lambda s: -float(s.get("weight", 0))) if worst else []
+    followups = session.scalars(select(m.Followup).where(m.Followup.case_id == case.id).order_by(m.Followup.id)).all()
+    events = session.scalars(select(m.AuditEvent).where(m.AuditEvent.case_id == case.id)
+                             .order_by(m.AuditEvent.at.desc(), m.AuditEvent.id.desc()).limit(200)).all()
+    channels = sorted({it.channel for it in timeline})
+    open_followup = next((f for f in reversed(followups) if f.status in OPEN_FOLLOWUP), None)
+    soon = now() + dt.timedelta(hours=2)
+    default_due = open_followup.due_at if open_followup and open_followup.due_at > soon else soon
+    plan_form = PlanForm(data={"due": default_due.astimezone(team_tz()).replace(tzinfo=None, second=0,
+                                                                                 microsecond=0)})
+    return flask.render_template(
+        "case.html", case=case, customer=customer, identities=identities, timeline=timeline, worst=worst,
+        signals=signals, max_weight=max([float(s.get("weight", 0)) for s in signals] + [1.0]),
+        followups=followups, open_followup=open_followup, events=events, channels=channels,
+        users=_assignable_users(), plan_form=plan_form, outcomes=OUTCOMES,
+        is_open=case.status in OPEN_CASE_STATUSES, root_causes=root_causes(),
+    )
+
+
+def _back(case_id: int):
+    return flask.redirect(flask.url_for("cases.show", case_id=case_id))
+
+
+def _invalid(form) -> None:
+    names = ", ".join(sorted(form.errors))
+    flask.flash(gettext("Check the form: {fields}.", fields=names), "error")
+
+
+def _closed(case: m.Case) -> bool:
+    if case.status in OPEN_CASE_STATUSES:
+        return False
+    flask.flash(gettext("This case is already closed."), "error")
+    return True
+
+
+@bp.post("/<int:case_id>/assign")
+@requires("agent")
+def assign(case_id: int):
+    session = db_session()
+    case = _case_or_404(case_id)
+    form = AssignForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+        return _back(case_id)
+    owner = current_user().username if form.owner.data == "me" else form.owner.data
+    if owner not in _assignable_users():
+        flask.flash(gettext("No such user."), "error")
+        return _back(case_id)
+    if _closed(case):
+        return _back(case_id)
+    previous = case.owner
+    case.owner, case.updated_at = owner, now()
+    if case.status == "new":
+        case.status = "assigned"
+    audit(session, "case.assigned", case.id, owner=owner, previous=previous)
+    session.commit()
+    flask.flash(gettext("Assigned to {name}.", name=owner), "ok")
+    return _back(case_id)
+
+
+@bp.post("/<int:case_id>/note")
+@requires("agent")
+def note(case_id: int):
+    session = db_session()
+    case = _case_or_404(case_id)
+    form = NoteForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+        return _back(case_id)
+    case.updated_at = now()
+    audit(session, "case.note", case.id, text=form.text.data.strip())
+    session.commit()
+    flask.flash(gettext("Note added."), "ok")
+    return _back(case_id)
+
+
+@bp.post("/<int:case_id>/plan")
+@requires("agent")
+def plan(case_id: int):
+    """Plan or re-plan the callback.
+
+    A callback not yet in the CRM is moved (the dispatcher pushes it with the
+    new time).  One the CRM already holds cannot be moved from here (sinks
+    have no 'update task' call), so a new follow-up is queued for the new
+    time; the audit record names the earlier task.
+    """
+    session = db_session()
+    case = _case_or_404(case_id)
+    form = PlanForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+        return _back(case_id)
+    if _closed(case):
+        return _back(case_id)
+    when = form.due.data.replace(tzinfo=team_tz()).astimezone(dt.UTC)
+    current = now()
+    if when <= current:
+        flask.flash(gettext("Pick a time in the future."), "error")
+        return _back(case_id)
+    followups = session.scalars(select(m.Followup).where(m.Followup.case_id == case.id)
+                                .order_by(m.Followup.id)).all()
+    latest = followups[-1] if followups else None
+    detail: dict[str, Any] = {"due_at": when.isoformat()}
+    if latest is not None and latest.status in ("pending", "failed", "dead"):
+        detail.update(followup_id=latest.id, previous_due_at=latest.due_at.isoformat(), moved=True)
+        latest.due_at, latest.status, latest.next_attempt_at, latest.last_error = when, "pending", current, None
+    else:
+        if latest is not None and latest.status in ("sending", "sent"):
+            detail.update(previous_followup_id=latest.id, previous_external_id=latest.external_id)
+        key = f"hub-case-{case.id}-callback" + (f"-{len(followups) + 1}" if followups else "")
+        row = m.Followup(case_id=case.id, sink=current_hub().registry.followup_sink, idempotency_key=key,
+                         due_at=when, status="pending", attempts=0, next_attempt_at=current, created_at=current)
+        session.add(row)
+        session.flush()
+        detail["followup_id"] = row.id
+    if case.status in ("new", "assigned"):
+        case.status = "scheduled"
+    case.updated_at = current
+    audit(session, "case.callback_planned", case.id, **detail)
+    session.commit()
+    flask.flash(gettext("Callback planned for {when}.", when=localtime(when)), "ok")
+    return _back(case_id)
+
+
+@bp.post("/<int:case_id>/contacted")
+@requires("agent")
+def contacted(case_id: int):
+    session = db_session()
+    case = _case_or_404(case_id)
+    form = ContactForm()
+    form.validate()
+    if _closed(case):
+        return _back(case_id)
+    outcome = form.outcome.data or "contacted"
+    open_ids = list(session.scalars(select(m.Followup.id).where(
+        m.Followup.case_id == case.id, m.Followup.status.in_(OPEN_FOLLOWUP))))
+    previous = case.status
+    # complete_followups commits in a session of its own: end ours first so
+    # SQLite's write lock is free for it.
+    session.commit()
+    actor = f"user:{current_user().username}"
+    done = complete_followups(current_hub(), [Completion(fid, outcome) for fid in open_ids], actor=actor)
+    session.refresh(case)
+    current = now()
+    if case.status in OPEN_CASE_STATUSES and case.status != "contacted":
+        case.status, case.contacted_at = "contacted", current
+    case.contacted_at = case.contacted_at or current
+    case.updated_at = current
+    audit(session, "case.contacted", case.id, previous=previous, followups_completed=done)
+    session.commit()
+    flask.flash(gettext("Marked as contacted."), "ok")
+    return _back(case_id)
+
+
+@bp.post("/<int:case_id>/resolve")
+@requires("agent")
+def resolve(case_id: int):
+    session = db_session()
+    case = _case_or_404(case_id)
+    form = ResolveForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+        return _back(case_id)
+    if _closed(case):
+        return _back(case_id)
+    current = now()
+    previous = case.status
+    case.status, case.closed_at, case.updated_at = "resolved", current, current
+    case.outcome = form.outcome.data
+    case.root_cause = form.root_cause.data.strip()
+    case.resolved = form.resolved.data == "yes"
+    case.contacted_at = case.contacted_at or (current if form.outcome.data != "not_reachable" else None)
+    audit(session, "case.resolved", case.id, previous=previous, outcome=case.outcome, root_cause=case.root_cause,
+          resolved=case.resolved)
+    session.commit()
+    flask.flash(gettext("Case resolved."), "ok")
+    return _back(case_id)
+
+
+def root_causes() -> list[str]:
+    """Earlier root causes, offered as suggestions so reports group well."""
+    return list(db_session().scalars(select(m.Case.root_cause).where(m.Case.root_cause.is_not(None))
+                                     .group_by(m.Case.root_cause).order_by(func.count().desc()).limit(30)))
