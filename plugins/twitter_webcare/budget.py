@@ -1,0 +1,250 @@
+"""The monthly read budget: X plans cap how many posts an app may read a month.
+
+Every post a poll returns counts (X bills the posts in ``data``, retweets and
+our own replies included).  The budget does three things:
+
+* **pacing**: a poll starts only while the month's reads stay within a linear
+  allowance (``budget * elapsed share of the period + one day's share``), so a
+  busy first week cannot spend the whole month and leave the team blind in the
+  last week; quiet hours build up allowance for busy ones;
+* **hard stop**: when the budget is spent, polling stops until the period
+  resets (a run that reaches it stops before its next page, keeping the old
+  cursor so nothing is skipped: next period re-reads from there);
+* **usage cap**: when X itself answers ``429 UsageCapExceeded`` the instance
+  stops polling until the period resets; waiting for the rate-limit window
+  would not help, and every further call would fail too.
+
+The count must survive restarts.  Plugins get no database handle, so the
+ledger is a small JSON file per instance in the hub's instance folder (one
+scheduler process polls; ``feedback-hub sources`` reads the same file).  The
+file is replaced atomically and updated under an advisory lock, so a manual
+``feedback-hub pull`` next to the scheduler does not lose counts.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.http import Clock, FatalError
+
+try:  # advisory file lock (POSIX); other platforms rely on the thread lock only
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+
+class ReadBudgetExhausted(FatalError):
+    """The configured monthly read budget is spent (raised before the next page)."""
+
+
+class UsageCapExceeded(FatalError):
+    """X answered 429 UsageCapExceeded: the plan's monthly post cap is reached."""
+
+
+def period_bounds(now: dt.datetime, reset_day: int) -> tuple[dt.datetime, dt.datetime]:
+    """The budget period containing ``now``: from ``reset_day`` 00:00 UTC to the next."""
+
+    def at(year: int, month: int) -> dt.datetime:
+        day = min(reset_day, calendar.monthrange(year, month)[1])
+        return dt.datetime(year, month, day, tzinfo=dt.UTC)
+
+    def shift(year: int, month: int, by: int) -> tuple[int, int]:
+        index = year * 12 + (month - 1) + by
+        return index // 12, index % 12 + 1
+
+    start = at(now.year, now.month)
+    if now < start:
+        start = at(*shift(now.year, now.month, -1))
+    end = at(*shift(start.year, start.month, 1))
+    return start, end
+
+
+class JsonLedger:
+    """Per-instance JSON state file: reads per period, usage cap, last windows."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:  # a damaged ledger must not stop polling
+            log.warning("X read ledger %s unreadable (%s); starting a fresh count", self.path, exc)
+            return {}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.path.with_suffix(".lock"), "a") as lock_file:
+            if fcntl is not None:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        with self._locked():
+            data = self.read()
+            change(data)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+            return data
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    period_start: dt.datetime
+    period_end: dt.datetime
+    used: int
+    budget: int | None
+    #: ok | pacing | spent | usage-capped | unlimited
+    state: str
+    #: When polling resumes (pacing, spent, capped), else None.
+    resumes_at: dt.datetime | None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        remaining = None if self.budget is None else max(0, self.budget - self.used)
+        return {
+            "state": self.state,
+            "period": f"{self.period_start:%Y-%m-%d} .. {self.period_end:%Y-%m-%d}",
+            "posts_read": self.used,
+            "budget": self.budget,
+            "remaining": remaining,
+            "resumes_at": self.resumes_at.isoformat() if self.resumes_at else None,
+            **({"detail": self.detail} if self.detail else {}),
+        }
+
+
+class ReadBudget:
+    """Counts posts read per period and decides whether a poll may start."""
+
+    #: Keep this many past periods in the ledger (for the admin's curiosity).
+    KEEP_PERIODS = 13
+
+    def __init__(self, ledger: JsonLedger, *, monthly_budget: int | None, reset_day: int = 1,
+                 pacing: bool = True, clock: Clock | None = None, name: str = "x"):
+        self.ledger = ledger
+        self.budget = monthly_budget if monthly_budget and monthly_budget > 0 else None
+        self.reset_day = reset_day
+        self.pacing = pacing
+        self.clock = clock or Clock()
+        self.name = name
+
+    # -- time -------------------------------------------------------------------
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
+
+    def period(self, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+        return period_bounds(now or self.now(), self.reset_day)
+
+    # -- state ------------------------------------------------------------------
+    def used(self, data: dict[str, Any] | None = None, now: dt.datetime | None = None) -> int:
+        data = self.ledger.read() if data is None else data
+        start, _ = self.period(now)
+        return int((data.get("periods") or {}).get(start.date().isoformat(), 0))
+
+    def allowance(self, now: dt.datetime) -> float:
+        """Posts the pacing allows to have been read by ``now`` this period."""
+        assert self.budget is not None
+        start, end = self.period(now)
+        length = (end - start).total_seconds()
+        share = (now - start).total_seconds() / length
+        one_day = self.budget * 86400 / length
+        return min(float(self.budget), self.budget * share + one_day)
+
+    def _pacing_resumes(self, used: int, now: dt.datetime) -> dt.datetime:
+        """First moment the allowance exceeds ``used``."""
+        assert self.budget is not None
+        start, end = self.period(now)
+        length = (end - start).total_seconds()
+        one_day = self.budget * 86400 / length
+        seconds = (used - one_day) * length / self.budget
+        return max(now, start + dt.timedelta(seconds=seconds + 1))
+
+    def status(self) -> BudgetStatus:
+        now = self.now()
+        data = self.ledger.read()
+        start, end = self.period(now)
+        used = self.used(data, now)
+        capped = data.get("usage_capped_until")
+        if capped and capped > now.timestamp():
+            return BudgetStatus(start, end, used, self.budget, "usage-capped",
+                                dt.datetime.fromtimestamp(capped, dt.UTC), data.get("usage_cap_detail"))
+        if self.budget is None:
+            return BudgetStatus(start, end, used, None, "unlimited", None)
+        if used >= self.budget:
+            return BudgetStatus(start, end, used, self.budget, "spent", end)
+        if self.pacing and used >= self.allowance(now):
+            return BudgetStatus(start, end, used, self.budget, "pacing", self._pacing_resumes(used, now))
+        return BudgetStatus(start, end, used, self.budget, "ok", None)
+
+    # -- decisions used by the HTTP client ----------------------------------------
+    def gate(self) -> str | None:
+        """Before a stream's first request: None to go ahead, or why to skip.
+
+        Raises :class:`UsageCapExceeded` while X's cap is in force, so the
+        instance keeps showing it as its last error (no request is sent).
+        """
+        st = self.status()
+        if st.state == "usage-capped":
+            raise UsageCapExceeded(
+                f"{self.name}: X monthly usage cap reached ({st.detail or 'UsageCapExceeded'}); "
+                f"not polling until {st.resumes_at:%Y-%m-%d %H:%M} UTC (budget_reset_day)")
+        if st.state in ("spent", "pacing"):
+            return (f"monthly read budget {st.state}: {st.used} of {st.budget} posts read; "
+                    f"next poll at {st.resumes_at:%Y-%m-%d %H:%M} UTC")
+        return None
+
+    def before_next_page(self) -> None:
+        """Within a run: stop before a page that the budget can no longer pay for."""
+        if self.budget is not None and self.used() >= self.budget:
+            _, end = self.period()
+            raise ReadBudgetExhausted(
+                f"{self.name}: monthly read budget of {self.budget} posts spent mid-run; stopped before the "
+                f"next page (cursor kept, resumes {end:%Y-%m-%d})")
+
+    def record(self, posts: int, rate_limits: dict[str, Any] | None = None) -> None:
+        start, _ = self.period()
+        key = start.date().isoformat()
+
+        def change(data: dict[str, Any]) -> None:
+            periods = data.setdefault("periods", {})
+            periods[key] = int(periods.get(key, 0)) + posts
+            for old in sorted(periods)[:-self.KEEP_PERIODS]:
+                del periods[old]
+            if rate_limits:
+                data.setdefault("rate_limits", {}).update(rate_limits)
+
+        self.ledger.update(change)
+
+    def mark_usage_capped(self, detail: str) -> dt.datetime:
+        _, end = self.period()
+
+        def change(data: dict[str, Any]) -> None:
+            data["usage_capped_until"] = end.timestamp()
+            data["usage_cap_detail"] = detail
+
+        self.ledger.update(change)
+        return end
+
+    def note_rate_limits(self, rate_limits: dict[str, Any]) -> None:
+        self.ledger.update(lambda data: data.setdefault("rate_limits", {}).update(rate_limits))

@@ -1,0 +1,212 @@
+"""From X posts to common-schema items: one place for both wire formats.
+
+Polled posts come in API v2 shape (``{"tweet": ..., "author": ...}`` records
+joined by :mod:`plugins.twitter_webcare.connector`); Account Activity webhook
+posts come in the older v1.1 shape (``id_str``, ``user.screen_name``,
+``extended_tweet.full_text``).  Both map to the same :class:`FeedbackIn` with
+the tweet id as ``external_id``, so a post seen by webhook *and* by a poll is
+one item.
+
+What is not feedback returns ``[]`` (the raw event ends ``skipped``, kept for
+audit): retweets (the words are someone else's; the original is its own
+post) and anything the brand's own accounts wrote (webcare replies, notices).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hub.schema import CustomerRef, FeedbackIn
+
+#: Raw-event kinds: tells :func:`normalize` which wire format the payload has.
+RAW_V2 = "x.tweet.v2"
+RAW_V1 = "x.tweet.v1"
+
+#: X's pseudo language codes (undetermined, no text, media/hashtags/mentions/
+#: cashtags only, very short): not a language, so the hub's detector decides.
+NOT_A_LANGUAGE = frozenset({"und", "zxx", "qme", "qht", "qam", "qct", "qst", "qro"})
+
+#: Twitter snowflake epoch (ms): ids encode their creation time.
+SNOWFLAKE_EPOCH_MS = 1288834974657
+
+
+@dataclass(frozen=True)
+class BrandAccounts:
+    """The brand's own accounts: their posts are answers, not feedback."""
+
+    ids: frozenset[str] = frozenset()
+    handles: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, user_ids: Iterable[str], extra_ids: Iterable[str], handles: Iterable[str]
+                      ) -> BrandAccounts:
+        return cls(ids=frozenset(str(i).strip() for i in [*user_ids, *extra_ids] if str(i).strip()),
+                   handles=frozenset(normalize_handle(h) for h in handles if normalize_handle(h)))
+
+    def is_own(self, user_id: Any, handle: str | None) -> bool:
+        if user_id is not None and str(user_id) in self.ids:
+            return True
+        return bool(handle) and normalize_handle(handle) in self.handles
+
+
+def normalize_handle(handle: str | None) -> str:
+    return (handle or "").strip().lstrip("@").lower()
+
+
+def snowflake_time(tweet_id: str | int) -> dt.datetime:
+    """Creation time encoded in a post id (exact to the millisecond)."""
+    ms = (int(tweet_id) >> 22) + SNOWFLAKE_EPOCH_MS
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def language(code: str | None) -> str | None:
+    if not code or code in NOT_A_LANGUAGE:
+        return None
+    return code
+
+
+def expand_urls(text: str, url_entities: Iterable[Mapping[str, Any]]) -> str:
+    """Replace t.co short links by where they point (agents read the real URL).
+
+    v2 entities may carry ``unwound_url`` (the final URL after redirects);
+    v1.1 and v2 both carry ``expanded_url``.
+    """
+    for ent in url_entities:
+        short = ent.get("url")
+        target = ent.get("unwound_url") or ent.get("expanded_url")
+        if short and target:
+            text = text.replace(short, target)
+    return text
+
+
+def author_ref(user: Mapping[str, Any] | None) -> tuple[CustomerRef, int | None]:
+    """Identity and reach from a v2 user object (``includes.users[]`` or ``/2/users/me``)."""
+    if not user:
+        return CustomerRef(), None
+    metrics = user.get("public_metrics") or {}
+    followers = metrics.get("followers_count")
+    return CustomerRef(x_handle=user.get("username") or None, name=user.get("name") or None), (
+        int(followers) if followers is not None else None)
+
+
+def status_url(handle: str | None, tweet_id: str) -> str:
+    return f"https://x.com/{handle}/status/{tweet_id}" if handle else f"https://x.com/i/web/status/{tweet_id}"
+
+
+# -- API v2 (polling) -------------------------------------------------------------
+def from_v2(record: Mapping[str, Any], brand: BrandAccounts) -> list[FeedbackIn]:
+    """One polled post (``{"tweet": v2 post, "author": v2 user or None}``)."""
+    tweet = record.get("tweet")
+    if not isinstance(tweet, Mapping) or not tweet.get("id"):
+        raise ValueError("raw X record has no tweet id")
+    tweet_id = str(tweet["id"])
+    author = record.get("author") or None
+    refs = tweet.get("referenced_tweets") or []
+    text = tweet.get("text") or ""
+    if any(r.get("type") == "retweeted" for r in refs) or (not refs and text.startswith("RT @")):
+        return []  # a retweet: the original post is the feedback, not the share
+    handle = author.get("username") if author else None
+    if brand.is_own(tweet.get("author_id") or (author or {}).get("id"), handle):
+        return []
+    customer, reach = author_ref(author)
+    created = tweet.get("created_at")
+    occurred = dt.datetime.fromisoformat(created) if created else snowflake_time(tweet_id)
+    extra: dict[str, Any] = {
+        "api": "v2",
+        "author_id": tweet.get("author_id"),
+        "author_username": handle,
+        "public_metrics": tweet.get("public_metrics") or {},
+        "author_metrics": (author or {}).get("public_metrics") or {},
+    }
+    if tweet.get("in_reply_to_user_id"):
+        extra["in_reply_to_user_id"] = tweet["in_reply_to_user_id"]
+    if refs:
+        extra["referenced_tweets"] = [{"type": r.get("type"), "id": r.get("id")} for r in refs]
+    if record.get("stream"):
+        extra["stream"] = record["stream"]
+    return [FeedbackIn(
+        external_id=tweet_id,
+        channel="social",
+        occurred_at=occurred,
+        text=expand_urls(text, ((tweet.get("entities") or {}).get("urls") or [])),
+        language=language(tweet.get("lang")),
+        reach=reach,
+        # Replies and quotes keep their conversation: the whole thread shares it.
+        thread_id=str(tweet.get("conversation_id") or tweet_id),
+        url=status_url(handle, tweet_id),
+        customer=customer,
+        extra=extra,
+    )]
+
+
+# -- API v1.1 (Account Activity webhook) ----------------------------------------------
+V1_TIME_FORMAT = "%a %b %d %H:%M:%S %z %Y"
+
+
+def from_v1(payload: Mapping[str, Any], brand: BrandAccounts) -> list[FeedbackIn]:
+    """One webhook post (``{"for_user_id": ..., "tweet": v1.1 tweet}``).
+
+    v1.1 has no ``conversation_id``: a reply's thread is the post it answers
+    (the conversation root when it answers the root, as most webcare replies
+    do); a new post starts its own thread, as in v2.
+    """
+    tweet = payload.get("tweet")
+    if not isinstance(tweet, Mapping) or not tweet.get("id_str"):
+        # Never fall back to the numeric ``id``: it loses precision past 2**53.
+        raise ValueError("X webhook tweet has no id_str")
+    tweet_id = str(tweet["id_str"])
+    if tweet.get("retweeted_status"):
+        return []
+    user = tweet.get("user") or {}
+    handle = user.get("screen_name")
+    own_ids = set(brand.ids)
+    if payload.get("for_user_id"):
+        own_ids.add(str(payload["for_user_id"]))  # events also fire for the subscribed account's own posts
+    if (user.get("id_str") and user["id_str"] in own_ids) or brand.is_own(None, handle):
+        return []
+    extended = tweet.get("extended_tweet") or {}
+    text = extended.get("full_text") or tweet.get("text") or ""
+    entities = extended.get("entities") if extended else tweet.get("entities")
+    entities = entities or {}
+    urls = [*(entities.get("urls") or []), *(entities.get("media") or [])]
+    if tweet.get("timestamp_ms"):
+        occurred = dt.datetime.fromtimestamp(int(tweet["timestamp_ms"]) / 1000, dt.UTC)
+    elif tweet.get("created_at"):
+        occurred = dt.datetime.strptime(tweet["created_at"], V1_TIME_FORMAT).astimezone(dt.UTC)
+    else:
+        occurred = snowflake_time(tweet_id)
+    followers = user.get("followers_count")
+    extra: dict[str, Any] = {
+        "api": "v1.1",
+        "author_id": user.get("id_str"),
+        "author_username": handle,
+        "public_metrics": {
+            "retweet_count": tweet.get("retweet_count"), "reply_count": tweet.get("reply_count"),
+            "like_count": tweet.get("favorite_count"), "quote_count": tweet.get("quote_count"),
+        },
+        "for_user_id": payload.get("for_user_id"),
+    }
+    if tweet.get("in_reply_to_user_id_str"):
+        extra["in_reply_to_user_id"] = tweet["in_reply_to_user_id_str"]
+    refs = []
+    if tweet.get("in_reply_to_status_id_str"):
+        refs.append({"type": "replied_to", "id": tweet["in_reply_to_status_id_str"]})
+    if tweet.get("quoted_status_id_str"):
+        refs.append({"type": "quoted", "id": tweet["quoted_status_id_str"]})
+    if refs:
+        extra["referenced_tweets"] = refs
+    return [FeedbackIn(
+        external_id=tweet_id,
+        channel="social",
+        occurred_at=occurred,
+        text=expand_urls(text, urls),
+        language=language(tweet.get("lang")),
+        reach=int(followers) if followers is not None else None,
+        thread_id=str(tweet.get("in_reply_to_status_id_str") or tweet_id),
+        url=status_url(handle, tweet_id),
+        customer=CustomerRef(x_handle=handle or None, name=user.get("name") or None),
+        extra=extra,
+    )]

@@ -1,0 +1,75 @@
+"""Account Activity API webhooks: CRC challenge, signatures, event envelopes.
+
+X signs with the app's **consumer secret** (API key secret), never the bearer
+token: ``base64(HMAC-SHA256(consumer_secret, message))``, prefixed ``sha256=``.
+The CRC challenge signs the ``crc_token``; deliveries sign the raw body bytes
+exactly as received (re-serialised JSON would not match).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SIGNATURE_HEADER = "x-twitter-webhooks-signature"
+
+#: Envelope keys that carry posts.  Everything else in an AAA delivery
+#: (DMs, deletes, likes, follows, revokes...) is acknowledged and ignored.
+TWEET_EVENTS = "tweet_create_events"
+#: Keys of the envelope that are context, not events.
+ENVELOPE_KEYS = frozenset({"for_user_id", "user_has_blocked", "users", "apps", "source"})
+
+
+def sign(secret: str, message: bytes) -> str:
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return "sha256=" + base64.b64encode(digest).decode()
+
+
+def crc_response_token(consumer_secret: str, crc_token: str) -> str:
+    """The answer to ``GET ?crc_token=...`` (X checks it at registration and hourly)."""
+    return sign(consumer_secret, crc_token.encode())
+
+
+def signature_valid(consumer_secret: str, body: bytes, header: str | None) -> bool:
+    if not header:
+        return False
+    return hmac.compare_digest(sign(consumer_secret, body).encode(), header.strip().encode())
+
+
+@dataclass
+class Delivery:
+    """A parsed AAA delivery: the posts it carries and what we ignored."""
+
+    for_user_id: str | None
+    tweets: list[dict[str, Any]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_delivery(body: bytes) -> Delivery:
+    """Split an AAA delivery; raises ValueError for a body that is not an envelope."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    if not isinstance(payload, Mapping):
+        raise ValueError("body is not a JSON object")
+    for_user = payload.get("for_user_id")
+    delivery = Delivery(for_user_id=str(for_user) if for_user is not None else None)
+    for key, value in payload.items():
+        if key in ENVELOPE_KEYS:
+            continue
+        if key == TWEET_EVENTS:
+            if not isinstance(value, list):
+                raise ValueError("tweet_create_events is not a list")
+            for tweet in value:
+                if not isinstance(tweet, Mapping) or not tweet.get("id_str"):
+                    raise ValueError("a tweet_create_event has no id_str")
+                delivery.tweets.append(dict(tweet))
+        else:
+            delivery.ignored.append(key)
+    return delivery

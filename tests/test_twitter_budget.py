@@ -1,0 +1,115 @@
+"""The monthly read budget's arithmetic and its ledger (no HTTP, no database)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from hub.http import FakeClock
+from plugins.twitter_webcare.budget import (
+    JsonLedger,
+    ReadBudget,
+    ReadBudgetExhausted,
+    UsageCapExceeded,
+    period_bounds,
+)
+
+
+def utc(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("now, day, start, end", [
+    (utc(2027, 1, 15, 8), 1, utc(2027, 1, 1), utc(2027, 2, 1)),
+    (utc(2027, 12, 31, 23), 1, utc(2027, 12, 1), utc(2028, 1, 1)),
+    (utc(2027, 1, 10), 15, utc(2026, 12, 15), utc(2027, 1, 15)),  # before the reset day: last month's period
+    (utc(2027, 1, 15), 15, utc(2027, 1, 15), utc(2027, 2, 15)),
+    (utc(2027, 2, 28, 12), 28, utc(2027, 2, 28), utc(2027, 3, 28)),
+])
+def test_period_bounds(now, day, start, end):
+    assert period_bounds(now, day) == (start, end)
+
+
+def budget(tmp_path, clock, amount=3100, **kw) -> ReadBudget:
+    return ReadBudget(JsonLedger(tmp_path / "w.json"), monthly_budget=amount, clock=clock, name="w", **kw)
+
+
+def test_pacing_allows_a_day_ahead_of_the_linear_share(tmp_path):
+    clock = FakeClock(utc(2027, 1, 11).timestamp())  # 10 of 31 days gone
+    b = budget(tmp_path, clock)  # 100 posts a day
+    assert b.allowance(b.now()) == pytest.approx(1100)
+    b.record(1099)
+    assert b.gate() is None
+    b.record(1)
+    reason = b.gate()
+    assert reason and "pacing" in reason
+    st = b.status()
+    assert st.state == "pacing" and st.resumes_at > b.now()
+    clock.now = st.resumes_at.timestamp()
+    assert b.gate() is None  # the allowance caught up exactly when announced
+
+
+def test_spent_budget_skips_until_the_next_period_and_stops_mid_run(tmp_path):
+    clock = FakeClock(utc(2027, 1, 30).timestamp())
+    b = budget(tmp_path, clock, amount=50)
+    b.record(49)
+    b.before_next_page()  # still room
+    b.record(5)
+    with pytest.raises(ReadBudgetExhausted):
+        b.before_next_page()
+    assert b.status().state == "spent" and b.status().resumes_at == utc(2027, 2, 1)
+    clock.now = utc(2027, 2, 1, 0, 0, 1).timestamp()
+    assert b.gate() is None and b.used() == 0
+
+
+def test_no_budget_means_counting_only(tmp_path):
+    b = budget(tmp_path, FakeClock(), amount=0)
+    b.record(10_000)
+    assert b.gate() is None and b.status().state == "unlimited" and b.used() == 10_000
+
+
+def test_pacing_can_be_switched_off(tmp_path):
+    b = budget(tmp_path, FakeClock(utc(2027, 1, 2).timestamp()), pacing=False)
+    b.record(3000)
+    assert b.gate() is None
+
+
+def test_usage_cap_blocks_until_the_reset_day(tmp_path):
+    clock = FakeClock(utc(2027, 1, 20).timestamp())
+    b = budget(tmp_path, clock, amount=0, reset_day=25)
+    until = b.mark_usage_capped("UsageCapExceeded; Usage cap exceeded: Monthly product cap")
+    assert until == utc(2027, 1, 25)
+    with pytest.raises(UsageCapExceeded, match="2027-01-25"):
+        b.gate()
+    clock.now = utc(2027, 1, 25, 0, 1).timestamp()
+    assert b.gate() is None
+
+
+def test_ledger_survives_restarts_and_concurrent_writers(tmp_path):
+    clock = FakeClock()
+    writers = [budget(tmp_path, clock) for _ in range(4)]  # four "processes" on one file
+    threads = [threading.Thread(target=lambda b=b: [b.record(1) for _ in range(50)]) for b in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert budget(tmp_path, clock).used() == 200
+
+
+def test_damaged_ledger_starts_a_fresh_count(tmp_path):
+    (tmp_path / "w.json").write_text("{not json")
+    b = budget(tmp_path, FakeClock())
+    assert b.used() == 0
+    b.record(3)
+    assert b.used() == 3
+
+
+def test_old_periods_are_pruned(tmp_path):
+    clock = FakeClock(utc(2025, 1, 5).timestamp())
+    b = budget(tmp_path, clock)
+    for month in range(20):
+        clock.now = utc(2025 + month // 12, month % 12 + 1, 5).timestamp()
+        b.record(1)
+    assert len(b.ledger.read()["periods"]) == ReadBudget.KEEP_PERIODS
