@@ -1,1 +1,33 @@
-"""survey_typeform plugin (filled by its own issue)."""
+"""survey_typeform: Typeform surveys (NPS) as a feedback-hub source.
+
+Registers the :class:`~plugins.survey_typeform.connector.TypeformConnector`
+(``plugin = "survey_typeform"``) and a Typeform emulator for the sandbox and
+demo mode.  See ``README.md`` in this folder for connecting a real form.
+"""
+
+from __future__ import annotations
+
+from hub import hookimpl
+from hub.connectors import Emulator
+
+from .connector import TypeformConnector, build_resurvey_url, sign, verify_signature
+from .emulator import DEMO_TOKEN, DEMO_WEBHOOK_SECRET, TypeformEmulator, demo_config, demo_emulator
+
+__all__ = ["TypeformConnector", "TypeformEmulator", "build_resurvey_url", "sign", "verify_signature"]
+
+
+@hookimpl
+def hub_register_connectors():
+    return [TypeformConnector]
+
+
+@hookimpl
+def hub_register_emulators():
+    return [Emulator(
+        name="typeform",
+        blueprint=lambda: demo_emulator().blueprint(),
+        demo_config=demo_config,
+        demo_env={"TYPEFORM_TOKEN": DEMO_TOKEN, "TYPEFORM_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET},
+        tick=lambda base_url, hub_url: demo_emulator().tick(base_url, hub_url),
+        description="Typeform Responses API + signed form_response webhooks (generated NPS answers, nl/en)",
+    )]
