@@ -1,0 +1,634 @@
+"""The HubSpot CRM sink: a callback task on the customer's contact, once.
+
+One ``push`` call handles one chunk (at most 100 follow-ups) in four steps:
+
+1. **Contacts.** A customer whose HubSpot id the hub already knows is read by
+   id (batch read, strongly consistent).  The others are found by e-mail with
+   the CRM search API (one ``IN`` query per chunk, under search's own lower
+   rate limit) and created when missing; since search lags behind writes, a
+   create may answer 409 "Contact already exists. Existing ID: N", which
+   resolves to N.  The configured contact properties are read on the way
+   (owner, annual revenue, lifecycle stage...).
+2. **Earlier attempts.** A follow-up pushed before (``attempts > 1``: a retry
+   after a failure, or a row re-claimed after a worker died mid-push) may
+   already have its task.  Each task carries a marker derived from the
+   follow-up's idempotency key; the sink reads the contact's tasks back
+   (associations + batch read, both strongly consistent - *not* task search,
+   which can miss a task created seconds ago) and reuses a task with the
+   marker instead of creating another.
+3. **Create** the rest with ``tasks/batch/create`` (one call for the chunk).
+   The POST is never blindly re-sent: it goes through a client without
+   automatic retries; a 429 is re-sent after its ``Retry-After`` (refused
+   requests create nothing), while a timeout, 5xx or dropped connection is
+   followed by the marker lookup of step 2 and only the missing tasks are sent
+   again.  Multi-status (207) answers are matched per task through
+   ``objectWriteTraceId``; a 400 for the whole batch that names no input is
+   bisected so one bad task cannot sink ninety-nine good ones.
+4. **Results**: one :class:`PushResult` per follow-up, ``external_id`` = the
+   HubSpot task id.
+
+``sync_completed`` batch-reads the status of sent tasks; COMPLETED ones close
+their follow-ups.  ``handle_webhook`` verifies HubSpot v3 signatures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import requests
+
+from hub.connectors import CrmSink, Instance, Setting, WebhookRejected, WebhookRequest, WebhookResult
+from hub.http import Clock, FatalError, HttpClient, HttpError, RetriableError, parse_retry_after
+from hub.schema import Completion, FollowupView, PushResult
+
+from .content import find_marker, pick_owner, task_input
+from .ratelimit import DailyLimitReached, DailyQuota, RollingWindowBudget, header_int
+from .signatures import SignatureError, verify_v1, verify_v3
+
+log = logging.getLogger(__name__)
+
+CONTACTS = "/crm/v3/objects/contacts"
+CONTACTS_SEARCH = "/crm/v3/objects/contacts/search"
+CONTACTS_BATCH_READ = "/crm/v3/objects/contacts/batch/read"
+TASKS_BATCH_CREATE = "/crm/v3/objects/tasks/batch/create"
+TASKS_BATCH_READ = "/crm/v3/objects/tasks/batch/read"
+CONTACT_TASK_ASSOCIATIONS = "/crm/v4/associations/contacts/tasks/batch/read"
+
+#: Most ids or values HubSpot takes in one batch read / search IN filter.
+BATCH_LIMIT = 100
+#: Error categories that the same request will meet again (dead, not retried).
+PERMANENT_CATEGORIES = frozenset({"VALIDATION_ERROR"})
+#: Consecutive failures of unknown outcome (timeout, 5xx) before a push gives
+#: the rest back to the outbox, whose backoff is kinder during an outage.
+TRANSIENT_TRIES = 2
+_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+
+_PUSH_FIELDS = {f.name for f in dataclasses.fields(PushResult)}
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CustomerUpdate:
+    """What HubSpot told us about a customer, for the hub's customer record.
+
+    The sink sees frozen views, not the database, so it cannot store these
+    itself; they ride on the :class:`PushResult` as soon as the core's
+    ``PushResult`` has the fields (``identities``, ``customer_value``,
+    ``customer_attributes``), and are kept in ``HubSpotSink.last_customer_updates``
+    meanwhile.
+    """
+
+    customer_id: int
+    crm_id: str
+    value: float | None
+    attributes: dict[str, Any]
+
+
+def existing_contact_id(error_body: Any) -> str | None:
+    """The id in HubSpot's 409 "Contact already exists. Existing ID: N" answer."""
+    message = error_body.get("message", "") if isinstance(error_body, dict) else str(error_body or "")
+    match = _EXISTING_ID.search(message)
+    return match.group(1) if match else None
+
+
+def _chunks(values: list, size: int = BATCH_LIMIT) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _float(value: Any) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if text.isdigit():
+        return dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _split_name(name: str | None) -> tuple[str | None, str | None]:
+    if not name or not name.strip():
+        return None, None
+    first, _, last = name.strip().partition(" ")
+    return first, (last.strip() or None)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc.__cause__, requests.Timeout)
+
+
+def _error_message(err: dict[str, Any]) -> str:
+    category = err.get("category") or err.get("errorType") or "ERROR"
+    return f"HubSpot {category}: {err.get('message', 'no message')}"
+
+
+class HubSpotSink(CrmSink):
+    """Callback tasks in HubSpot (private app token)."""
+
+    plugin_name = "crm_hubspot"
+    description = "HubSpot CRM: a CALL task on the customer's contact per follow-up"
+    default_base_url = "https://api.hubapi.com"
+    batch_size = 100
+    #: Private app, Free/Starter: 100 requests per rolling 10 s.  Override per
+    #: instance with ``rate_limit = [190, 10]`` (Professional/Enterprise).
+    rate_limit = (100, 10.0)
+    settings: ClassVar[list[Setting]] = [
+        Setting("token", secret=True, required=True, help="private app access token (pat-...)"),
+        Setting("owners", type=list, default=[], help="owner ids for round-robin when the contact has no owner"),
+        Setting("contact_properties", type=list, default=["annualrevenue", "lifecyclestage", "hubspot_owner_id"],
+                help="contact properties read into the customer record"),
+        Setting("value_property", default="annualrevenue", help="contact property holding the yearly value"),
+        Setting("owner_property", default="hubspot_owner_id", help="contact property naming the contact's owner"),
+        Setting("create_contacts", type=bool, default=True, help="create a contact when none has the e-mail"),
+        Setting("daily_limit", type=int, default=250_000, help="requests per day (Free/Starter 250k)"),
+        Setting("account_timezone", default="UTC", help="the daily limit resets at midnight here"),
+        Setting("search_rate_limit", type=list, default=[4, 1.0], help="[requests, seconds] for search calls"),
+        Setting("client_secret", secret=True, default=None, help="app client secret: verifies webhook signatures"),
+        Setting("webhook_url", default=None, help="public URL HubSpot posts to, when a proxy rewrites it"),
+        Setting("legacy_signatures", type=bool, default=False, help="also accept v1 signatures (no replay guard)"),
+    ]
+
+    def __init__(self, instance: Instance, *, clock: Clock | None = None, session: requests.Session | None = None):
+        super().__init__(instance, clock=clock, session=session)
+        cfg = dict(instance.settings)
+        if isinstance(cfg.get("timeout"), list):  # TOML has no tuples; requests wants (connect, read)
+            cfg["timeout"] = tuple(cfg["timeout"])
+        self.config = cfg
+        self.owners = [str(o) for o in cfg.get("owners") or []]
+        self.value_property: str = cfg.get("value_property") or "annualrevenue"
+        self.owner_property: str = cfg.get("owner_property") or "hubspot_owner_id"
+        self.contact_properties = [str(p) for p in cfg.get("contact_properties") or []]
+        search = cfg.get("search_rate_limit") or [4, 1.0]
+        self.search_budget = RollingWindowBudget(int(search[0]), float(search[1]), clock=self.clock)
+        self.daily = DailyQuota(int(cfg.get("daily_limit") or 250_000), self.clock, cfg.get("account_timezone") or "UTC")
+        self._create_client: HttpClient | None = None
+        #: customer id -> what the last push learned (until the core stores it).
+        self.last_customer_updates: dict[int, CustomerUpdate] = {}
+        #: Task ids a webhook reported COMPLETED (until the core can act on them).
+        self.completed_hints: set[str] = set()
+
+    # -- HTTP plumbing ----------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.config.get('token', '')}"}
+
+    def http_budget(self) -> RollingWindowBudget:
+        limit = self.config.get("rate_limit") or self.rate_limit
+        return RollingWindowBudget(int(limit[0]), float(limit[1]), clock=self.clock)
+
+    def rate_limit_wait(self, response: requests.Response) -> float | None:
+        """Pause the instance when HubSpot says the window (or the day) is spent."""
+        self.daily.count()
+        headers = response.headers
+        now = self.clock.time()
+        if response.status_code == 429:
+            try:
+                policy = (response.json() or {}).get("policyName")
+            except ValueError:
+                policy = None
+            if policy == "DAILY":
+                self.daily.exhaust()
+                raise DailyLimitReached("HubSpot daily API limit reached (429 DAILY)", self.daily.seconds_to_reset())
+            after = parse_retry_after(headers.get("Retry-After"), now)
+            if after is None:  # HubSpot documents no Retry-After for API clients: wait out the window
+                interval = header_int(headers, "X-HubSpot-RateLimit-Interval-Milliseconds")
+                after = interval / 1000 if interval else (1.0 if policy == "SECONDLY" else 10.0)
+            return now + after
+        if header_int(headers, "X-HubSpot-RateLimit-Daily-Remaining") == 0:
+            self.daily.exhaust()
+        remaining = header_int(headers, "X-HubSpot-RateLimit-Remaining")
+        if remaining is not None and remaining <= 0:
+            # Other private apps of the account share this window; our own
+            # count cannot know them, the header does.
+            interval = header_int(headers, "X-HubSpot-RateLimit-Interval-Milliseconds") or 10_000
+            return now + interval / 1000
+        return None
+
+    @property
+    def create_http(self) -> HttpClient:
+        """Client for task creation: same session and budget, no automatic retries.
+
+        A batch create that timed out or got a 5xx may have created tasks;
+        re-sending it blindly (what the shared client does for 5xx) would
+        duplicate them.  The sink decides what to re-send after a lookup.
+        """
+        if self._create_client is None:
+            shared = self.http
+            self._create_client = HttpClient(
+                shared.base_url, name=f"{self.instance.name}:create", timeout=shared.timeout, max_retries=0,
+                budget=shared.budget, clock=self.clock, session=shared.session, on_response=self.rate_limit_wait,
+            )
+        return self._create_client
+
+    def _search(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.search_budget.acquire()  # search's own limit, on top of the general one
+        return self.http.post(path, json=body).json()
+
+    # -- push -------------------------------------------------------------
+    def push(self, followups: list[FollowupView]) -> list[PushResult]:
+        try:
+            self.daily.check()
+            return self._push(followups)
+        except DailyLimitReached as exc:
+            raise RetriableError(str(exc), retry_after=exc.retry_after) from exc
+        except FatalError as exc:
+            if exc.status in (401, 403):
+                # A wrong token or a missing scope is fixed in the config; the
+                # follow-ups must still be there when it is.
+                raise RetriableError(f"{exc} (check the private app token and its scopes)", exc.status,
+                                     exc.body) from exc
+            raise
+
+    def _push(self, followups: list[FollowupView]) -> list[PushResult]:
+        self.last_customer_updates = {}
+        results: dict[int, PushResult] = {}
+        contacts, failures = self.resolve_contacts(followups)
+        for fid, (error, retriable) in failures.items():
+            results[fid] = PushResult(fid, ok=False, error=error, retriable=retriable)
+        updates: dict[int, CustomerUpdate] = {}
+        for f in followups:
+            if f.id in contacts and f.customer is not None:
+                updates[f.id] = self._customer_update(f.customer.id, contacts[f.id])
+                self.last_customer_updates[f.customer.id] = updates[f.id]
+        ready = [f for f in followups if f.id in contacts]
+        earlier = [f for f in ready if f.attempts > 1]
+        if earlier:
+            for fid, task_id in self.find_existing_tasks(earlier, contacts).items():
+                results[fid] = PushResult(fid, ok=True, external_id=task_id)
+        todo = {}
+        for f in ready:
+            if f.id not in results:
+                contact = contacts[f.id]
+                owner = pick_owner(f, contact.properties.get(self.owner_property), self.owners)
+                todo[f.idempotency_key] = (f, task_input(f, contact.id, owner))
+        results.update(self._create_tasks(todo, contacts))
+        return [self._with_update(results[f.id], updates.get(f.id)) for f in followups]
+
+    def _customer_update(self, customer_id: int, contact: Contact) -> CustomerUpdate:
+        props = contact.properties
+        attrs = {name: props.get(name) for name in self.contact_properties if name in props}
+        return CustomerUpdate(customer_id, contact.id, _float(props.get(self.value_property)), attrs)
+
+    @staticmethod
+    def _with_update(result: PushResult, update: CustomerUpdate | None) -> PushResult:
+        """Attach the customer facts where the core's PushResult can carry them."""
+        if update is None:
+            return result
+        extra: dict[str, Any] = {}
+        if "identities" in _PUSH_FIELDS:
+            extra["identities"] = (("crm_id", update.crm_id),)
+        if "customer_value" in _PUSH_FIELDS and update.value is not None:
+            extra["customer_value"] = update.value
+        if "customer_attributes" in _PUSH_FIELDS:
+            extra["customer_attributes"] = {"hubspot": dict(update.attributes)}
+        return dataclasses.replace(result, **extra) if extra else result
+
+    # -- contacts ---------------------------------------------------------
+    def _contact_properties(self) -> list[str]:
+        wanted = ["email", "firstname", "lastname", self.owner_property, self.value_property, *self.contact_properties]
+        return list(dict.fromkeys(wanted))
+
+    def resolve_contacts(
+        self, followups: list[FollowupView]
+    ) -> tuple[dict[int, Contact], dict[int, tuple[str, bool]]]:
+        """follow-up id -> contact, and follow-up id -> (error, retriable) for the rest."""
+        props = self._contact_properties()
+        contacts: dict[int, Contact] = {}
+        failures: dict[int, tuple[str, bool]] = {}
+        by_crm: dict[str, list[FollowupView]] = {}
+        for f in followups:
+            if f.customer is not None and f.customer.crm_id:
+                by_crm.setdefault(str(f.customer.crm_id).strip(), []).append(f)
+        if by_crm:
+            known = self.read_contacts(list(by_crm), props)
+            for crm_id, group in by_crm.items():
+                for f in group:
+                    if crm_id in known:
+                        contacts[f.id] = known[crm_id]
+        by_email: dict[str, list[FollowupView]] = {}
+        for f in followups:
+            if f.id in contacts:
+                continue
+            email = (f.customer.email or "").strip().lower() if f.customer is not None else ""
+            if email:
+                by_email.setdefault(email, []).append(f)
+            elif f.customer is not None and f.customer.crm_id:
+                failures[f.id] = (f"HubSpot contact {f.customer.crm_id} not found and no e-mail to look up", False)
+            else:
+                failures[f.id] = ("customer has no e-mail address or HubSpot id: no contact to put the call on", False)
+        found = self.search_contacts_by_email(list(by_email), props) if by_email else {}
+        missing = [e for e in by_email if e not in found]
+        if missing and self.config.get("create_contacts", True):
+            created, errors = self.create_contacts(missing, by_email, props)
+            found.update(created)
+            for email, error in errors.items():
+                for f in by_email[email]:
+                    failures[f.id] = error
+        for email, group in by_email.items():
+            for f in group:
+                if email in found:
+                    contacts[f.id] = found[email]
+                elif f.id not in failures:
+                    failures[f.id] = (f"no HubSpot contact has e-mail {email} (create_contacts is off)", False)
+        return contacts, failures
+
+    def read_contacts(self, ids: list[str], props: list[str]) -> dict[str, Contact]:
+        """Batch read by id; ids HubSpot does not know are simply absent."""
+        out: dict[str, Contact] = {}
+        for chunk in _chunks(ids):
+            body = self.http.post(CONTACTS_BATCH_READ, json={
+                "properties": props, "inputs": [{"id": i} for i in chunk]}).json()
+            for obj in body.get("results", []):
+                out[str(obj["id"])] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
+        return out
+
+    def search_contacts_by_email(self, emails: list[str], props: list[str]) -> dict[str, Contact]:
+        """Lower-cased e-mail -> contact, one search (IN) per hundred addresses."""
+        out: dict[str, Contact] = {}
+        for chunk in _chunks(emails):
+            if len(chunk) == 1:
+                condition = {"propertyName": "email", "operator": "EQ", "value": chunk[0]}
+            else:
+                condition = {"propertyName": "email", "operator": "IN", "values": chunk}
+            request: dict[str, Any] = {"filterGroups": [{"filters": [condition]}], "properties": props,
+                                       "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                                       "limit": BATCH_LIMIT}
+            for _page in range(20):  # 2,000 matches for 100 addresses would be a broken portal
+                body = self._search(CONTACTS_SEARCH, request)
+                for obj in body.get("results", []):
+                    email = str((obj.get("properties") or {}).get("email") or "").lower()
+                    if email and email not in out:  # oldest contact wins on duplicates
+                        out[email] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
+                after = ((body.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+                request = {**request, "after": after}
+        return out
+
+    def create_contacts(
+        self, emails: list[str], by_email: dict[str, list[FollowupView]], props: list[str]
+    ) -> tuple[dict[str, Contact], dict[str, tuple[str, bool]]]:
+        """Create one contact per address; a 409 resolves to the existing one.
+
+        Creating one by one on purpose: a batch create fails as a whole on the
+        first duplicate and names only that one (hubspot-api-python#51).
+        Re-sending a create is harmless (the e-mail is unique: 409), so the
+        shared client may retry timeouts here.
+        """
+        created: dict[str, Contact] = {}
+        existing: dict[str, str] = {}
+        errors: dict[str, tuple[str, bool]] = {}
+        for email in emails:
+            customer = by_email[email][0].customer
+            first, last = _split_name(customer.name if customer else None)
+            properties = {"email": email}
+            if first:
+                properties["firstname"] = first
+            if last:
+                properties["lastname"] = last
+            try:
+                obj = self.http.post(CONTACTS, json={"properties": properties, "associations": []}).json()
+            except FatalError as exc:
+                contact_id = existing_contact_id(exc.body) if exc.status == 409 else None
+                if contact_id:
+                    existing[email] = contact_id
+                elif exc.status in (401, 403) or isinstance(exc, DailyLimitReached):
+                    raise
+                else:
+                    body = exc.body if isinstance(exc.body, dict) else {"message": str(exc)}
+                    errors[email] = (f"creating the contact failed: {_error_message(body)}", False)
+                continue
+            created[email] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
+        if existing:
+            known = self.read_contacts(sorted(set(existing.values())), props)
+            for email, contact_id in existing.items():
+                created[email] = known.get(contact_id) or Contact(contact_id, {})
+        return created, errors
+
+    # -- tasks ------------------------------------------------------------
+    def contact_task_ids(self, contact_ids: Iterable[str]) -> set[str]:
+        """Ids of every task associated with the contacts (v4 associations)."""
+        task_ids: set[str] = set()
+        for chunk in _chunks(sorted(set(contact_ids))):
+            inputs: list[dict[str, str]] = [{"id": c} for c in chunk]
+            for _page in range(50):
+                if not inputs:
+                    break
+                body = self.http.post(CONTACT_TASK_ASSOCIATIONS, json={"inputs": inputs}).json()
+                inputs = []
+                for res in body.get("results", []):
+                    task_ids.update(str(to["toObjectId"]) for to in res.get("to", []))
+                    after = ((res.get("paging") or {}).get("next") or {}).get("after")
+                    if after:
+                        inputs.append({"id": str(res["from"]["id"]), "after": str(after)})
+        return task_ids
+
+    def find_existing_tasks(self, followups: list[FollowupView], contacts: dict[int, Contact]) -> dict[int, str]:
+        """follow-up id -> id of a task that already carries its marker."""
+        wanted = {f.idempotency_key: f for f in followups}
+        task_ids = self.contact_task_ids(contacts[f.id].id for f in followups if f.id in contacts)
+        found: dict[int, str] = {}
+        # Oldest first, so that duplicates left by older software resolve to the first task.
+        for chunk in _chunks(sorted(task_ids, key=lambda t: (len(t), t))):
+            body = self.http.post(TASKS_BATCH_READ, json={
+                "properties": ["hs_task_body", "hs_task_subject"], "inputs": [{"id": t} for t in chunk]}).json()
+            for obj in sorted(body.get("results", []), key=lambda o: (len(str(o["id"])), str(o["id"]))):
+                key = find_marker((obj.get("properties") or {}).get("hs_task_body"))
+                if key in wanted and wanted[key].id not in found:
+                    found[wanted[key].id] = str(obj["id"])
+        return found
+
+    def _create_tasks(self, todo: dict[str, tuple[FollowupView, dict]], contacts: dict[int, Contact]
+                      ) -> dict[int, PushResult]:
+        results: dict[int, PushResult] = {}
+        pending = dict(todo)
+        queue: list[list[str]] = [list(todo)] if todo else []
+        transient_left = TRANSIENT_TRIES
+        # Bisection of a rejected batch costs at most ~2n requests.
+        for _ in range(2 * len(todo) + 4):
+            if not queue:
+                break
+            keys = [k for k in queue.pop(0) if k in pending]
+            if not keys:
+                continue
+            try:
+                resp = self.create_http.request("POST", TASKS_BATCH_CREATE, retry_timeouts=False,
+                                                json={"inputs": [pending[k][1] for k in keys]})
+            except DailyLimitReached:
+                raise
+            except HttpError as exc:
+                if exc.status in (401, 403):
+                    raise
+                if exc.status == 429:
+                    # Refused before any work; the budget now holds us until Retry-After.
+                    queue.insert(0, keys)
+                    continue
+                if isinstance(exc, RetriableError) or _timed_out(exc):
+                    # Unknown outcome: HubSpot may have created some of them.
+                    log.warning("%s: task batch create failed (%s); looking tasks up before re-sending",
+                                self.instance.name, exc)
+                    transient_left -= 1
+                    try:
+                        found = self.find_existing_tasks([pending[k][0] for k in keys], contacts)
+                    except HttpError as lookup_exc:
+                        log.warning("%s: lookup after failed create failed too: %s", self.instance.name, lookup_exc)
+                        break
+                    for k in keys:
+                        f = pending[k][0]
+                        if f.id in found:
+                            results[f.id] = PushResult(f.id, ok=True, external_id=found[f.id])
+                            del pending[k]
+                    if transient_left <= 0:
+                        break
+                    queue.insert(0, keys)
+                    continue
+                self._rejected(exc, keys, pending, results, queue)
+                continue
+            self._apply_batch_answer(resp.json(), keys, pending, results)
+        for f, _input in pending.values():
+            results[f.id] = PushResult(f.id, ok=False, retriable=True, error=(
+                "HubSpot did not confirm the task (timeout or outage); the next attempt looks it up before creating"))
+        return results
+
+    @staticmethod
+    def _attribute(errors: list[dict[str, Any]], keys: list[str]) -> dict[str, tuple[str, bool]]:
+        """Errors that name their input (``context.objectWriteTraceId``)."""
+        out: dict[str, tuple[str, bool]] = {}
+        for err in errors:
+            if not isinstance(err, dict):
+                continue
+            for key in (err.get("context") or {}).get("objectWriteTraceId") or []:
+                if key in keys:
+                    out[key] = (_error_message(err), err.get("category") not in PERMANENT_CATEGORIES)
+        return out
+
+    def _rejected(self, exc: HttpError, keys: list[str], pending: dict, results: dict[int, PushResult],
+                  queue: list[list[str]]) -> None:
+        """A 4xx for the whole batch: nothing was created."""
+        body = exc.body if isinstance(exc.body, dict) else {"message": str(exc.body or exc)}
+        named = self._attribute([body, *(body.get("errors") or [])], keys)
+        for key, (error, retriable) in named.items():
+            f = pending.pop(key)[0]
+            results[f.id] = PushResult(f.id, ok=False, error=error, retriable=retriable)
+        rest = [k for k in keys if k in pending]
+        if not rest:
+            return
+        if named or len(rest) > 1:
+            # The culprits are named (send the others again) or unknown (halve).
+            if named:
+                queue.insert(0, rest)
+            else:
+                half = len(rest) // 2
+                queue[:0] = [rest[:half], rest[half:]]
+            return
+        f = pending.pop(rest[0])[0]
+        permanent = body.get("category") in PERMANENT_CATEGORIES or (exc.status or 0) in (400, 404, 409, 422)
+        results[f.id] = PushResult(f.id, ok=False, error=_error_message(body), retriable=not permanent)
+
+    def _apply_batch_answer(self, body: dict[str, Any], keys: list[str], pending: dict,
+                            results: dict[int, PushResult]) -> None:
+        """201 (all created) or 207 (some failed): one outcome per input."""
+        for obj in body.get("results", []):
+            key = obj.get("objectWriteTraceId") or find_marker((obj.get("properties") or {}).get("hs_task_body"))
+            if key in pending and key in keys:
+                f = pending.pop(key)[0]
+                results[f.id] = PushResult(f.id, ok=True, external_id=str(obj["id"]))
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        for key, (error, retriable) in self._attribute(errors, keys).items():
+            if key in pending:
+                f = pending.pop(key)[0]
+                results[f.id] = PushResult(f.id, ok=False, error=error, retriable=retriable)
+        unexplained = [k for k in keys if k in pending]
+        if unexplained:
+            # Not confirmed, not refused by name: retry; the lookup guards against a duplicate.
+            message = "; ".join(_error_message(e) for e in errors) or "HubSpot's answer did not include this task"
+            for key in unexplained:
+                f = pending.pop(key)[0]
+                results[f.id] = PushResult(f.id, ok=False, error=message, retriable=True)
+
+    # -- completion -------------------------------------------------------
+    def sync_completed(self, followups: list[FollowupView]) -> list[Completion]:
+        """Batch-read the status of sent tasks; COMPLETED ones are reported."""
+        self.daily.check()
+        by_task = {str(f.external_id): f for f in followups if f.external_id}
+        out: list[Completion] = []
+        for chunk in _chunks(sorted(by_task)):
+            body = self.http.post(TASKS_BATCH_READ, json={
+                "properties": ["hs_task_status", "hs_task_completion_date"],
+                "inputs": [{"id": t} for t in chunk]}).json()
+            for obj in body.get("results", []):
+                props = obj.get("properties") or {}
+                f = by_task.get(str(obj.get("id")))
+                if f is None or props.get("hs_task_status") != "COMPLETED":
+                    continue
+                when = _parse_time(props.get("hs_task_completion_date")) or _parse_time(obj.get("updatedAt"))
+                out.append(Completion(f.id, outcome=None, completed_at=when))
+                self.completed_hints.discard(str(obj["id"]))
+        return out
+
+    # -- webhooks ---------------------------------------------------------
+    def handle_webhook(self, request: WebhookRequest) -> WebhookResult:
+        """Verify a HubSpot webhook delivery and note completed tasks.
+
+        Sink webhooks cannot hand raw events to the core, and completing a
+        follow-up is the core's job (``complete_followups``); so the task ids
+        are returned (and kept in ``completed_hints``) for the core to act on
+        once ``WebhookResult`` can carry them.  The scheduled completion sync
+        closes the same follow-ups meanwhile.
+        """
+        secret = self.config.get("client_secret")
+        if not secret:
+            raise WebhookRejected(404, f"instance {self.instance.name!r} has no client_secret for webhooks")
+        headers = request.headers
+        try:
+            if headers.get("X-HubSpot-Signature-v3") is not None or not self.config.get("legacy_signatures"):
+                verify_v3(secret, request.method, self.config.get("webhook_url") or request.url, request.body,
+                          headers.get("X-HubSpot-Request-Timestamp"), headers.get("X-HubSpot-Signature-v3"),
+                          now_ms=self.clock.time() * 1000)
+            elif (headers.get("X-HubSpot-Signature-Version") or "v1").lower() == "v1":
+                verify_v1(secret, request.body, headers.get("X-HubSpot-Signature"))
+            else:
+                raise SignatureError("only v3 (and, when enabled, v1) signatures are accepted")
+        except SignatureError as exc:
+            raise WebhookRejected(401, str(exc)) from exc
+        try:
+            events = json.loads(request.body or b"[]")
+        except ValueError as exc:
+            raise WebhookRejected(400, f"body is not JSON: {exc}") from exc
+        if isinstance(events, dict):
+            events = [events]
+        if not isinstance(events, list):
+            raise WebhookRejected(400, "expected a JSON array of events")
+        completed = sorted({
+            str(e["objectId"]) for e in events
+            if isinstance(e, dict) and e.get("objectId") is not None and e.get("propertyName") == "hs_task_status"
+            and e.get("propertyValue") == "COMPLETED"
+        })
+        self.completed_hints.update(completed)
+        result = WebhookResult(status=200, body={"ok": True, "events": len(events), "completed_tasks": completed})
+        if hasattr(result, "completed_external_ids"):
+            result.completed_external_ids = completed
+        return result
