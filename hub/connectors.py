@@ -95,6 +95,9 @@ class WebhookResult:
     body: Any = field(default_factory=lambda: {"ok": True})
     raw_events: list[RawIn] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    #: Sinks: external ids (CRM task ids) the request says are completed; the
+    #: core closes this sink's matching follow-ups at once.
+    completed_external_ids: list[str] = field(default_factory=list)
 
 
 class WebhookRejected(Exception):
@@ -155,7 +158,8 @@ class _Plugin:
                 clock=self.clock,
                 session=self._session,
                 on_response=self.rate_limit_wait,
-                timeout=self.config.get("timeout", (5.0, 30.0)),
+                # TOML gives a list; requests wants a number or a tuple.
+                timeout=_timeout(self.config.get("timeout")),
             )
         return self._http
 
@@ -166,6 +170,14 @@ class _Plugin:
         default refuses: this plugin takes no webhooks.
         """
         raise WebhookRejected(404, f"instance {self.instance.name!r} does not accept webhooks")
+
+
+def _timeout(value: Any) -> float | tuple[float, float]:
+    if value is None:
+        return (5.0, 30.0)
+    if isinstance(value, list | tuple):
+        return (float(value[0]), float(value[1]))
+    return float(value)
 
 
 class Stream:

@@ -40,8 +40,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_begin(conn):
         # IMMEDIATE takes the write lock up front: a deferred transaction that
         # reads, then writes, fails with SQLITE_BUSY when another writer got in
-        # between; this way it waits (busy_timeout) instead.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # between; this way it waits (busy_timeout) instead.  Read-only
+        # sessions (db.ReadSession) begin deferred, so pages and API reads
+        # never wait for an import to commit (WAL readers see a snapshot).
+        readonly = conn.get_execution_options().get("hub_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -63,6 +66,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_pre_ping=True)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        #: For work that only reads (GET requests, reports): never takes the
+        #: SQLite write lock.  Writing through it is a bug (and fails on SQLite
+        #: with "database is locked" under load rather than silently).
+        self.ReadSession = sessionmaker(self.engine.execution_options(hub_readonly=True), expire_on_commit=False)
 
         @event.listens_for(self.Session, "after_commit")
         def _run_after_commit(session):

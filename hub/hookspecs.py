@@ -12,6 +12,7 @@ registered before entry-point plugins, so any of it can be replaced or extended.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -114,9 +115,13 @@ def hub_score_feedback(item: FeedbackIn, context: ScoringContext) -> list[Signal
 
 @hookspec(firstresult=True)
 def hub_decide_escalation(
-    item: FeedbackIn, category: str | None, risk: int, signals: list[Signal], config: dict[str, Any]
+    item: FeedbackIn, category: str | None, risk: int, signals: list[Signal], config: dict[str, Any],
+    now: dt.datetime,
 ) -> Escalation | None:
     """Called for each new item after scoring; the first non-None result wins.
+
+    ``now`` is the hub's clock at ingest (compare ``item.occurred_at`` with it,
+    not with the wall clock, so replays and tests decide the same way).
 
     Return :class:`hub.schema.Escalation` saying whether to open (or merge into)
     a case, its priority and whether to schedule a follow-up.  The core's

@@ -74,6 +74,8 @@ class RetriableError(HttpError):
     def __init__(self, *args, retry_after: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.retry_after = retry_after
+        #: False when the request's caller chose not to retry this status itself.
+        self.retry_here = True
 
 
 class FatalError(HttpError):
@@ -137,6 +139,8 @@ class RateBudget:
                         self.tokens -= 1
                         return waited
                     delay = (1 - self.tokens) / self.rate
+            # At least 1 ms: a tiny refill wait must still move a fake clock.
+            delay = max(delay, 0.001)
             self.clock.sleep(delay)
             waited += delay
 
@@ -221,7 +225,8 @@ class HttpClient:
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def _send_once(self, method: str, path: str, retry_timeouts: bool, **kwargs) -> requests.Response:
+    def _send_once(self, method: str, path: str, retry_timeouts: bool, retry_statuses: frozenset[int],
+                   **kwargs) -> requests.Response:
         if self.budget:
             self.budget.acquire()
         self.requests_sent += 1
@@ -240,11 +245,15 @@ class HttpClient:
             return resp
         body = _body(resp)
         message = f"{self.name}: {method} {path} -> HTTP {resp.status_code}: {_short(body)}"
-        if resp.status_code in RETRY_STATUSES:
+        if resp.status_code in retry_statuses:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock.time())
             if retry_after is None and wait_until:
                 retry_after = max(0.0, wait_until - self.clock.time())
             raise RetriableError(message, resp.status_code, body, resp, retry_after=retry_after)
+        if resp.status_code in RETRY_STATUSES:  # retriable in kind, not retried here (caller's choice)
+            exc = RetriableError(message, resp.status_code, body, resp)
+            exc.retry_here = False
+            raise exc
         raise FatalError(message, resp.status_code, body, resp)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
@@ -255,10 +264,18 @@ class HttpClient:
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** (state.attempt_number - 1)))
         return random.uniform(ceiling / 2, ceiling)
 
-    def request(self, method: str, path: str, *, retry_timeouts: bool = True, **kwargs) -> requests.Response:
-        """Send with retries; returns a 2xx/3xx response or raises HttpError."""
+    def request(self, method: str, path: str, *, retry_timeouts: bool = True,
+                retry_statuses: frozenset[int] = RETRY_STATUSES, **kwargs) -> requests.Response:
+        """Send with retries; returns a 2xx/3xx response or raises HttpError.
+
+        For a non-idempotent POST pass ``retry_timeouts=False`` and e.g.
+        ``retry_statuses=frozenset({429})``: a timeout or a 5xx may mean the
+        vendor did the work, so the caller checks before sending it again.
+        Statuses not retried still raise :class:`RetriableError` (5xx) so the
+        caller can decide.
+        """
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(RetriableError),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, RetriableError) and e.retry_here),
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
             sleep=self.clock.sleep,
@@ -267,7 +284,7 @@ class HttpClient:
                 "%s: retrying in %.1fs after: %s", self.name, s.next_action.sleep, s.outcome.exception()
             ),
         )
-        return retrying(self._send_once, method, path, retry_timeouts, **kwargs)
+        return retrying(self._send_once, method, path, retry_timeouts, retry_statuses, **kwargs)
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.request("GET", path, **kwargs)
@@ -314,4 +331,4 @@ def _body(resp: requests.Response) -> Any:
 
 def _short(body: Any) -> str:
     text = body if isinstance(body, str) else repr(body)
-    return text[:300]
+    return text[:1000]

@@ -144,8 +144,30 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
                 report.dead += 1
                 report.errors.append(f"follow-up {row.id}: {res.error}")
             row.claimed_at = None
+            if res.identities or res.customer_value is not None or res.customer_attributes:
+                _learn_customer(s, row.case_id, row.sink, res, now)
         if pushed:
             after_commit(s, lambda: [hub.hook.hub_followup_pushed(followup=v, external_id=e) for v, e in pushed])
+
+
+def _learn_customer(s, case_id: int, sink: str, res: PushResult, now: dt.datetime) -> None:
+    """Record what a sink learned about the case's customer (CRM id, value)."""
+    case = s.get(m.Case, case_id)
+    if case is None or case.customer_id is None:
+        return
+    customer = s.get(m.Customer, case.customer_id)
+    for kind, value in res.identities:
+        taken = s.scalars(select(m.Identity).where(m.Identity.kind == kind, m.Identity.value == value)).first()
+        if taken is None:
+            s.add(m.Identity(customer_id=customer.id, kind=kind, value=value, confidence=1.0,
+                             evidence=f"sink {sink}", created_at=now))
+        elif taken.customer_id != customer.id:
+            log.warning("sink %s says %s=%s is customer %s, but the hub links it to %s; kept the hub's link",
+                        sink, kind, value, customer.id, taken.customer_id)
+    if res.customer_value is not None:
+        customer.value = res.customer_value
+    if res.customer_attributes:
+        customer.attributes = {**(customer.attributes or {}), **res.customer_attributes}
 
 
 def complete_followups(hub: Hub, completions: list[Completion], actor: str = "sync") -> int:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -280,7 +280,7 @@ class Pipeline:
             risk = max(0, min(100, round(sum(s.weight for s in signals))))
             category = nps_category(it.nps)
             decision = hook.hub_decide_escalation(item=it, category=category, risk=risk, signals=signals,
-                                                  config=self.hub.config)
+                                                  config=self.hub.config, now=now)
             scored[i] = (category, risk, signals, decision)
             bisect.insort(times, it.occurred_at)  # later items of the batch see this one
 
@@ -329,6 +329,13 @@ class Pipeline:
                 case_of[i] = ref
             else:
                 case_of[i] = None
+        # An item that did not escalate on its own joins the case a later
+        # item of the same customer opened (a thread that turns angry).
+        for i in fresh:
+            if case_of[i] is None:
+                ref = open_cases.get(customer_of[i])
+                if ref is not None and ref.new:
+                    case_of[i] = ref
         if new_cases:
             # One new case per customer in a batch, so customer_id maps ids back.
             by_customer = {_cid(c.customer): c for c in new_cases}
@@ -339,6 +346,13 @@ class Pipeline:
                 for c in new_cases
             ]):
                 by_customer[cust_id].id = case_id
+        # ... and so do the customer's recent case-less items from earlier batches.
+        earlier = [c for c in new_cases if isinstance(c.customer, int)]
+        if earlier:
+            session.execute(
+                update(ITEM).where(ITEM.c.customer_id == bindparam("cust"), ITEM.c.case_id.is_(None),
+                                   ITEM.c.occurred_at >= bindparam("since")).values(case_id=bindparam("case")),
+                [{"cust": c.customer, "since": now - self.window, "case": c.id} for c in earlier])
         dirty = [c for c in open_cases.values() if c.dirty and not c.new]
         if dirty:
             session.execute(update(m.Case), [{"id": c.id, "risk": c.risk, "priority": c.priority, "updated_at": now}

@@ -215,6 +215,13 @@ class PushResult:
     external_id: str | None = None
     error: str | None = None
     retriable: bool = True
+    #: What the sink learned about the customer (e.g. ``("crm_id", "37765")``);
+    #: the hub records it as identities of the case's customer.
+    identities: tuple[tuple[str, str], ...] = ()
+    #: Yearly value from the CRM (revenue reports, scoring).
+    customer_value: float | None = None
+    #: CRM facts merged into the customer's attributes (lifecycle stage, owner...).
+    customer_attributes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,14 @@ import logging
 import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from sqlalchemy import select
+
+from hub import models as m
 from hub.connectors import WebhookRejected, WebhookRequest
 from hub.core import current_hub
+from hub.outbox import complete_followups
 from hub.pipeline import process_raw_events, store_raw, utc_from_clock
+from hub.schema import Completion
 
 log = logging.getLogger(__name__)
 bp = flask.Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -24,6 +29,13 @@ bp = flask.Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 def _reject(status: int, reason: str):
     return flask.jsonify(error={"code": "rejected", "message": reason}), status
+
+
+def _complete_by_external_id(hub, sink: str, external_ids: list[str]) -> int:
+    with hub.db.Session() as s:
+        ids = s.scalars(select(m.Followup.id).where(
+            m.Followup.sink == sink, m.Followup.status == "sent", m.Followup.external_id.in_(external_ids))).all()
+    return complete_followups(hub, [Completion(i) for i in ids], actor=f"webhook:{sink}")
 
 
 @bp.route("/<instance>", methods=["GET", "POST", "PUT"])
@@ -45,6 +57,8 @@ def receive(instance: str):
     except WebhookRejected as exc:
         log.info("webhook %s rejected (%s): %s", instance, exc.status, exc.reason)
         return _reject(exc.status, exc.reason)
+    if inst.kind == "sink" and result.completed_external_ids:
+        _complete_by_external_id(hub, instance, result.completed_external_ids)
     stored: list[int] = []
     if result.raw_events:
         if inst.kind != "source":

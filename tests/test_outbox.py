@@ -143,3 +143,44 @@ def test_concurrent_dispatchers_never_push_the_same_followup(make_app):
     pushed = [f.id for f in rec.pushed]
     assert len(pushed) == 40 and len(set(pushed)) == 40
     assert sum(r.sent for r in reports) == 40
+
+
+def test_sink_learned_customer_facts_are_recorded(make_app):
+    hub, rec, _ = _setup(make_app)
+    from hub.schema import PushResult
+
+    original = rec.cls.push
+
+    def push_with_facts(self, followups):
+        return [PushResult(r.followup_id, ok=True, external_id=r.external_id, identities=(("crm_id", "377"),),
+                           customer_value=12000.0, customer_attributes={"crm": {"stage": "customer"}})
+                for r in original(self, followups)]
+
+    rec.cls.push = push_with_facts
+    dispatch(hub)
+    with hub.db.Session() as s:
+        ident = s.scalars(select(m.Identity).where(m.Identity.kind == "crm_id")).one()
+        customer = s.get(m.Customer, ident.customer_id)
+        assert ident.value == "377" and ident.evidence == "sink rec"
+        assert customer.value == 12000.0 and customer.attributes == {"crm": {"stage": "customer"}}
+
+
+def test_sink_webhook_completion_closes_followup(make_app):
+    from hub.auth import create_token
+    from hub.connectors import WebhookResult
+
+    app, rec = recording_app(make_app)
+    hub = app.extensions["hub"]
+    rec.cls.handle_webhook = lambda self, request: WebhookResult(completed_external_ids=[request.args["task"]])
+    client = app.test_client()
+    with hub.db.session() as s:
+        token = create_token(s, "t")
+    client.post("/api/v1/feedback", json=DETRACTOR, headers={"Authorization": f"Bearer {token}"})
+    dispatch(hub)
+    fu = _followup(hub)
+    assert client.post("/webhooks/rec?task=unknown").status_code == 200
+    assert _followup(hub).status == "sent"
+    assert client.post(f"/webhooks/rec?task={fu.external_id}").status_code == 200
+    with hub.db.Session() as s:
+        assert s.get(m.Followup, fu.id).status == "done"
+        assert s.get(m.Case, fu.case_id).status == "contacted"

@@ -111,3 +111,31 @@ def test_case_priority_rises_with_a_worse_item(hub):
     with hub.db.Session() as s:
         case = s.get(m.Case, a.case_id)
         assert case.risk >= 80 and case.priority == "urgent"
+
+
+def test_mild_posts_join_the_case_a_later_angry_post_opens(hub):
+    mild = lambda n, t: Entry(FeedbackIn(n, "social", t, text="@acme hoe zit het met mijn aansluiting?",  # noqa: E731
+                                         thread_id="th1", customer=CustomerRef(x_handle="kees")))
+    angry = Entry(FeedbackIn("a3", "social", NOW, text="@acme belachelijk, ik ga overstappen en zeg op!",
+                             thread_id="th1", reach=5000, customer=CustomerRef(x_handle="kees")))
+    with hub.db.session() as s:
+        first = Pipeline(hub).ingest(s, "x", [mild("a1", NOW - dt.timedelta(hours=2))], NOW)
+    assert first[0].case_id is None
+    with hub.db.session() as s:
+        rest = Pipeline(hub).ingest(s, "x", [mild("a2", NOW - dt.timedelta(hours=1)), angry], NOW)
+    assert rest[1].case_id is not None
+    with hub.db.Session() as s:
+        case_ids = s.scalars(select(m.FeedbackItem.case_id).order_by(m.FeedbackItem.id)).all()
+    assert case_ids == [rest[1].case_id] * 3
+
+
+def test_old_feedback_is_scored_but_opens_no_case(hub):
+    old = NOW - dt.timedelta(days=90)
+    with hub.db.session() as s:
+        res = Pipeline(hub).ingest(s, "backfill", [Entry(FeedbackIn("o1", "survey", old, nps=0, text="opzeggen",
+                                                                    customer=CustomerRef(email="o@x.nl")))], NOW)
+    assert res[0].case_id is None
+    with hub.db.Session() as s:
+        item = s.get(m.FeedbackItem, res[0].item_id)
+        assert item.category == "detractor" and item.risk >= 45
+        assert s.scalar(select(func.count()).select_from(m.Followup)) == 0

@@ -34,7 +34,9 @@ def error(status: int, code: str, message: str, field: str | None = None):
 def db_session() -> Session:
     """The request's session, closed at teardown."""
     if "hub_session" not in flask.g:
-        flask.g.hub_session = current_hub().db.Session()
+        db = current_hub().db
+        # GETs only read: a deferred (non-locking) session on SQLite.
+        flask.g.hub_session = db.ReadSession() if flask.request.method == "GET" else db.Session()
     return flask.g.hub_session
 
 

@@ -29,7 +29,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def db_session() -> Session:
     """The request's session; :func:`close_session` closes it at teardown."""
     if "web_session" not in flask.g:
-        flask.g.web_session = current_hub().db.Session()
+        db = current_hub().db
+        # Pages (GET) only read: a deferred session never waits on an import.
+        flask.g.web_session = db.ReadSession() if flask.request.method in ("GET", "HEAD") else db.Session()
     return flask.g.web_session
 
 
