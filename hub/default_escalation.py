@@ -10,7 +10,6 @@ complaint of months ago helps nobody and would flood the call centre.
 from __future__ import annotations
 
 import datetime as dt
-
 from typing import Any
 
 from hub.hookspecs import hookimpl

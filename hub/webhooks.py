@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 
 import flask
-from werkzeug.exceptions import RequestEntityTooLarge
-
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from hub import models as m
 from hub.connectors import WebhookRejected, WebhookRequest
