@@ -146,21 +146,28 @@ class _Plugin:
             return None
         return RateBudget(int(limit[0]), float(limit[1]), clock=self.clock)
 
+    #: Subclass of :class:`HttpClient` to build (a plugin may extend the client).
+    http_client_class: ClassVar[type[HttpClient]] = HttpClient
+
+    def http_client_kwargs(self) -> dict[str, Any]:
+        """Arguments for the instance's client; extend to pass your own."""
+        return {
+            "name": self.instance.name,
+            "headers": self.auth_headers(),
+            "budget": self.http_budget(),
+            "clock": self.clock,
+            "session": self._session,
+            "on_response": self.rate_limit_wait,
+            # TOML gives a list; requests wants a number or a tuple.
+            "timeout": _timeout(self.config.get("timeout")),
+        }
+
     @property
     def http(self) -> HttpClient:
         """The instance's shared HTTP client (built on first use)."""
         if self._http is None:
-            self._http = HttpClient(
-                self.config.get("base_url") or self.default_base_url or "",
-                name=self.instance.name,
-                headers=self.auth_headers(),
-                budget=self.http_budget(),
-                clock=self.clock,
-                session=self._session,
-                on_response=self.rate_limit_wait,
-                # TOML gives a list; requests wants a number or a tuple.
-                timeout=_timeout(self.config.get("timeout")),
-            )
+            base_url = self.config.get("base_url") or self.default_base_url or ""
+            self._http = self.http_client_class(base_url, **self.http_client_kwargs())
         return self._http
 
     def handle_webhook(self, request: WebhookRequest) -> WebhookResult:

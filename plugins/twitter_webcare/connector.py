@@ -289,22 +289,10 @@ class TwitterConnector(SourceConnector):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config['bearer_token']}"}
 
-    @property
-    def http(self) -> HttpClient:
-        if self._http is None:
-            self._http = BudgetedHttpClient(
-                self.config.get("base_url") or self.default_base_url or "",
-                name=self.instance.name,
-                headers=self.auth_headers(),
-                budget=self.http_budget(),
-                clock=self.clock,
-                session=self._session,
-                on_response=self.rate_limit_wait,
-                timeout=self.config.get("timeout", (5.0, 30.0)),
-                read_budget=self.read_budget,
-                windows=self.windows,
-            )
-        return self._http
+    http_client_class = BudgetedHttpClient
+
+    def http_client_kwargs(self) -> dict[str, Any]:
+        return {**super().http_client_kwargs(), "read_budget": self.read_budget, "windows": self.windows}
 
     def rate_limit_wait(self, response: requests.Response) -> float | None:
         """Pause the instance until ``x-rate-limit-reset`` when the window is spent.
