@@ -86,7 +86,8 @@ def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
     """feedback-hub: surveys and social media in, scored cases and callbacks out."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for noisy in ("alembic", "apscheduler"):  # per-job "executed successfully" lines drown the useful ones
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = Ctx(config_file)
 
 
@@ -411,6 +412,11 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
         pm = make_plugin_manager()
         c.overrides = demo_mod.demo_overrides(pm, hub_url)
         c.overrides.setdefault("public_url", hub_url)
+        # A lively demo: pull, dispatch and close loops within seconds, not minutes.
+        sched_cfg = c.overrides.setdefault("scheduler", {})
+        for key, seconds in (("pull_interval_seconds", 15), ("dispatch_interval_seconds", 5),
+                             ("sync_interval_seconds", 20)):
+            sched_cfg.setdefault(key, seconds)
         os.environ.setdefault("HUB_DEMO", "1")
     app = c.app()
     hub = app.extensions["hub"]
@@ -435,6 +441,11 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
             if emu.tick:
                 extra_jobs.append((f"tick:{emu.name}", lambda e=emu: e.tick(f"{hub_url}{demo_mod.SANDBOX_PREFIX}/{e.name}",
                                                                           hub_url), 10))
+    from werkzeug.serving import make_server
+
+    # Bind first: the scheduler's first pulls and demo ticks call this very
+    # server (the mounted emulators), so it must be listening before they run.
+    server = make_server(host, port, app, threaded=True)
     sched = _start_scheduler(hub, extra_jobs)
     click.echo(f"feedback-hub is running at {hub_url}/")
     click.echo(f"  API health: {hub_url}/api/v1/health   API docs: {hub_url}/api/v1/openapi.json")
@@ -442,9 +453,12 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
         click.echo(f"  demo login: {demo_mod.DEMO_USER} / {demo_mod.DEMO_PASSWORD}")
         click.echo(f"  vendor emulators: {hub_url}{demo_mod.SANDBOX_PREFIX}/")
     try:
-        _serve(app, host, port)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         sched.shutdown()
+        server.server_close()
 
 
 @main.command()

@@ -89,6 +89,10 @@ class Registry:
         if route not in self.sinks:
             raise cfg.error("routing.followups", f"sink {route!r} is not enabled")
 
+        fallback = cfg["routing"].get("unreachable")
+        if fallback and fallback not in self.sinks:
+            raise cfg.error("routing.unreachable", f"sink {fallback!r} is not configured")
+
     @property
     def followup_sink(self) -> str:
         return self.cfg["routing"].get("followups", "local")

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # keeps IN (...) lists well under every driver's parameter limit
+#: Identities through which a person can be called or mailed back.
+REACHABLE_KINDS = ("email", "phone", "crm_id")
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 # Inserts go to Core tables, not ORM entities: an ORM bulk INSERT splits the
 # rows into groups by which values are None, a round trip per group.
@@ -364,12 +366,12 @@ class Pipeline:
         # 6. outbox rows for new cases that want a callback
         wants = [c for c in new_cases if c.followup]
         if wants:
-            sink = self.hub.registry.followup_sink
+            sinks = self._route(session, wants, known)
             assert planner is not None
             by_case = {c.id: c for c in wants}
             stmt = insert(FOLLOWUP).returning(FOLLOWUP.c.id, FOLLOWUP.c.case_id)
             for fid, case_id in session.execute(stmt, [
-                {"case_id": c.id, "sink": sink, "idempotency_key": f"hub-case-{c.id}-callback",
+                {"case_id": c.id, "sink": sinks[c.id], "idempotency_key": f"hub-case-{c.id}-callback",
                  "due_at": planner.plan(now, c.sla_due), "status": "pending", "attempts": 0,
                  "next_attempt_at": now, "created_at": now}
                 for c in wants
@@ -428,6 +430,24 @@ class Pipeline:
                 iid, cust, case = existing[e.item.external_id]
                 results.append(IngestResult(e.item.external_id, iid, False, cust, case))
         return results
+
+    def _route(self, session: Session, cases: list[_CaseRef], known: dict[tuple[str, str], Any]) -> dict[int, str]:
+        """Sink per new case: ``routing.followups``, except that customers the
+        hub cannot call or mail (only a social handle) go to
+        ``routing.unreachable``, where webcare answers them in public."""
+        routing = self.hub.config["routing"]
+        main, fallback = self.hub.registry.followup_sink, routing.get("unreachable")
+        if not fallback or fallback == main:
+            return {c.id: main for c in cases}
+        reachable: set[int] = set()
+        for (kind, _), cust in known.items():
+            if kind in REACHABLE_KINDS:
+                reachable.add(_cid(cust))
+        old = sorted({c.customer for c in cases if isinstance(c.customer, int)} - reachable)
+        for chunk in _chunks(old):
+            reachable.update(session.scalars(select(IDENTITY.c.customer_id).where(
+                IDENTITY.c.customer_id.in_(chunk), IDENTITY.c.kind.in_(REACHABLE_KINDS))))
+        return {c.id: main if _cid(c.customer) in reachable else fallback for c in cases}
 
     def _planner(self, session: Session, cfg: dict[str, Any], now: dt.datetime) -> SlotPlanner:
         horizon = now + dt.timedelta(hours=max([48.0, *map(float, cfg.get("sla_hours", {}).values())]))

@@ -100,21 +100,21 @@ class HubScheduler:
     def start(self) -> None:
         acquire_lease(self.hub, self.holder, self.lease_seconds)  # raises SchedulerBusy
         sch = self.scheduler
-        sch.add_job(self._renew, "interval", seconds=max(1.0, self.lease_seconds / 3), id="lease")
+        sch.add_job(self._renew, "interval", seconds=max(1.0, self.lease_seconds / 3), id="lease", name="lease")
         default_every = float(self.cfg.get("pull_interval_seconds", 60))
         for name, inst in self.hub.registry.sources.items():
             if not self.hub.registry.connector(name).streams():
                 continue  # webhook-only instance
             every = float(inst.settings.get("schedule_seconds") or default_every)
-            sch.add_job(self._guard(pull, self.hub, name), "interval", seconds=every, id=f"pull:{name}",
+            sch.add_job(self._guard(pull, self.hub, name), "interval", seconds=every, id=f"pull:{name}", name=f"pull:{name}",
                         next_run_time=dt.datetime.now(dt.UTC))
         sch.add_job(self._guard(dispatch, self.hub), "interval",
-                    seconds=float(self.cfg.get("dispatch_interval_seconds", 15)), id="dispatch")
+                    seconds=float(self.cfg.get("dispatch_interval_seconds", 15)), id="dispatch", name="dispatch")
         sch.add_job(self._guard(sync_completions, self.hub), "interval",
-                    seconds=float(self.cfg.get("sync_interval_seconds", 120)), id="sync")
-        sch.add_job(self._guard(replay_pending, self.hub), "interval", seconds=60, id="replay")
+                    seconds=float(self.cfg.get("sync_interval_seconds", 120)), id="sync", name="sync")
+        sch.add_job(self._guard(replay_pending, self.hub), "interval", seconds=60, id="replay", name="replay")
         for job_id, fn, seconds in self.extra_jobs:
-            sch.add_job(self._guard(fn), "interval", seconds=seconds, id=job_id, next_run_time=dt.datetime.now(dt.UTC))
+            sch.add_job(self._guard(fn), "interval", seconds=seconds, id=job_id, name=job_id, next_run_time=dt.datetime.now(dt.UTC))
         sch.start()
         log.info("scheduler %s started with jobs: %s", self.holder, ", ".join(j.id for j in sch.get_jobs()))
 

@@ -116,12 +116,12 @@ def emulator_server():
 def make_env(make_app, emulator_server, clock):
     current, url = emulator_server
 
-    def factory(portal: HubSpotState | None = None, **sink_settings) -> Env:
+    def factory(portal: HubSpotState | None = None, routing: dict | None = None, **sink_settings) -> Env:
         portal = portal or HubSpotState(clock=clock, token=TOKEN, owners=OWNERS + CONTACT_OWNERS)
         current["app"] = make_emulator_app(portal)
         recorder = Recorder()
         settings = {"plugin": "crm_hubspot", "token": TOKEN, "base_url": url, "owners": OWNERS, **sink_settings}
-        app = make_app(plugins=(recorder,), clock=clock, sinks={"hubspot": settings}, routing={"followups": "hubspot"})
+        app = make_app(plugins=(recorder,), clock=clock, sinks={"hubspot": settings}, routing=routing or {"followups": "hubspot"})
         hub = app.extensions["hub"]
         with hub.db.session() as s:
             api_token = create_token(s, "tests")
@@ -222,8 +222,16 @@ def test_an_unknown_crm_id_falls_back_to_the_email(make_env):
     assert env.portal.all_tasks()[0]["associations"]["contacts"] == [contact["id"]]
 
 
+def test_a_social_only_customer_goes_to_the_unreachable_route_not_hubspot(make_env):
+    env = make_env()  # default routing.unreachable = "local"
+    env.feedback(1, email=None, x_handle="boze_klant")
+    assert dispatch(env.hub).sent == 1
+    (f,) = env.followups()
+    assert f["status"] == "sent" and env.portal.log == []
+
+
 def test_a_customer_without_email_or_crm_id_ends_dead_with_the_reason(make_env):
-    env = make_env()
+    env = make_env(routing={"followups": "hubspot", "unreachable": "hubspot"})
     env.feedback(1, email=None, x_handle="boze_klant")
     report = dispatch(env.hub)
     assert report.dead == 1

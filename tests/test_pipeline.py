@@ -139,3 +139,25 @@ def test_old_feedback_is_scored_but_opens_no_case(hub):
         item = s.get(m.FeedbackItem, res[0].item_id)
         assert item.category == "detractor" and item.risk >= 45
         assert s.scalar(select(func.count()).select_from(m.Followup)) == 0
+
+
+def test_followups_for_customers_without_contact_details_go_to_the_unreachable_route(make_app):
+    from tests.helpers import RecordingSinkPlugin
+
+    app = make_app(plugins=(RecordingSinkPlugin(),), sinks={"rec": {"plugin": "recording"}},
+                   routing={"followups": "rec", "unreachable": "local"})
+    hub = app.extensions["hub"]
+    with hub.db.session() as s:  # known by e-mail from an earlier survey
+        Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("s", "survey", NOW - dt.timedelta(days=60), nps=9,
+                                                       customer=CustomerRef(email="k@x.nl", x_handle="kim")))], NOW)
+    angry = "@acme belachelijk, ik ga overstappen"
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "x", [
+            Entry(FeedbackIn("t1", "social", NOW, text=angry, reach=20000, customer=CustomerRef(x_handle="kim"))),
+            Entry(FeedbackIn("t2", "social", NOW, text=angry, reach=20000, customer=CustomerRef(x_handle="anon"))),
+            Entry(FeedbackIn("s2", "survey", NOW, nps=1, customer=CustomerRef(email="new@x.nl"))),
+        ], NOW)
+    with hub.db.Session() as s:
+        routed = dict(s.execute(select(m.FeedbackItem.external_id, m.Followup.sink).join(
+            m.Followup, m.Followup.case_id == m.FeedbackItem.case_id)).all())
+    assert routed == {"t1": "rec", "t2": "local", "s2": "rec"}
