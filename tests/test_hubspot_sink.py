@@ -536,3 +536,18 @@ def test_webhooks_are_refused_when_no_client_secret_is_configured(make_env):
     env = make_env()
     body = b"[]"
     assert env.app.test_client().post("/webhooks/hubspot", data=body, headers=_signed(env, body)).status_code == 404
+
+
+def test_crm_id_value_and_properties_land_on_the_hub_customer(make_env):
+    env = make_env()
+    contact = env.portal.add_contact("lotte@example.nl", properties={"annualrevenue": "12500",
+                                                                     "lifecyclestage": "customer"})
+    stored = env.feedback(1, email="lotte@example.nl")
+    assert dispatch(env.hub).sent == 1
+    with env.hub.db.Session() as s:
+        idents = {i.kind: i.value for i in s.scalars(select(m.Identity).where(
+            m.Identity.customer_id == stored["customer_id"]))}
+        customer = s.get(m.Customer, stored["customer_id"])
+        assert idents["crm_id"] == contact["id"]
+        assert customer.value == 12500.0
+        assert customer.attributes["hubspot"]["lifecyclestage"] == "customer"
