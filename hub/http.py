@@ -22,6 +22,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -124,25 +125,60 @@ class RateBudget:
         with self._lock:
             self.blocked_until = max(self.blocked_until, when)
 
+    def _take(self, now: float) -> float | None:
+        """Take a request's share at ``now``: None when taken, else seconds to wait."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) / self.rate
+
     def acquire(self) -> float:
-        """Take one request's token, sleeping as needed; returns seconds waited."""
+        """Wait until a request may go (budget and blocks); returns seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
                 now = self.clock.time()
-                if now < self.blocked_until:
-                    delay = self.blocked_until - now
-                else:
-                    self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                    self.updated = now
-                    if self.tokens >= 1:
-                        self.tokens -= 1
-                        return waited
-                    delay = (1 - self.tokens) / self.rate
+                delay = self.blocked_until - now if now < self.blocked_until else self._take(now)
+                if delay is None:
+                    return waited
             # At least 1 ms: a tiny refill wait must still move a fake clock.
             delay = max(delay, 0.001)
             self.clock.sleep(delay)
             waited += delay
+
+
+class RollingWindowBudget(RateBudget):
+    """At most ``requests_`` sends in *any* window of ``per_seconds``.
+
+    A token bucket lets a full burst through and then refills continuously,
+    so right after a burst it allows more requests inside the same window -
+    exactly what vendors that count in a rolling window (HubSpot's
+    ``TEN_SECONDLY_ROLLING``) refuse.  ``margin`` is added to every wait: our
+    send time and the vendor's receive time differ by the network latency.
+    """
+
+    def __init__(self, requests_: int, per_seconds: float, clock: Clock | None = None, margin: float = 0.05):
+        super().__init__(requests_, per_seconds, clock=clock)
+        self.limit = int(requests_)
+        self.window = float(per_seconds)
+        self.margin = margin
+        self.sent: deque[float] = deque()
+
+    def _take(self, now: float) -> float | None:
+        while self.sent and self.sent[0] <= now - self.window:
+            self.sent.popleft()
+        if len(self.sent) < self.limit:
+            self.sent.append(now)
+            return None
+        return self.sent[0] + self.window - now + self.margin
+
+    def in_window(self) -> int:
+        """Requests sent in the current window (for health output)."""
+        with self._lock:
+            now = self.clock.time()
+            return sum(1 for t in self.sent if t > now - self.window)
 
 
 class Paginator:

@@ -14,7 +14,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from hub.connectors import Instance
-from hub.http import FakeClock, RateBudget
+from hub.http import FakeClock, RateBudget, RollingWindowBudget
 from hub.schema import CaseView, CustomerView, FeedbackView, FollowupView, Signal
 from plugins.crm_hubspot.content import (
     body,
@@ -25,7 +25,7 @@ from plugins.crm_hubspot.content import (
     subject,
     task_input,
 )
-from plugins.crm_hubspot.ratelimit import DailyLimitReached, RollingWindowBudget
+from plugins.crm_hubspot.ratelimit import DailyLimitReached
 from plugins.crm_hubspot.signatures import SignatureError, v1_signature, v3_signature, verify_v1, verify_v3
 from plugins.crm_hubspot.sink import HubSpotSink, existing_contact_id
 

@@ -2,62 +2,18 @@
 
 HubSpot counts private-app requests in a *rolling* ten-second window
 (``policyName: TEN_SECONDLY_ROLLING``) plus a daily quota; search has its own,
-lower per-second limit.  The core's :class:`hub.http.RateBudget` is a token
-bucket: a full bucket lets ``N`` requests through at once and then refills
-continuously, so right after a burst it would allow a 101st request inside the
-same ten seconds - exactly what a rolling window refuses.  Hence
-:class:`RollingWindowBudget`: the same interface (``acquire``/``block_until``,
-so the core client uses it unchanged), but it never sends more than ``N``
-requests in any window of ``per_seconds``.
+lower per-second limit.  The sink uses the core's
+:class:`hub.http.RollingWindowBudget` (never more than ``N`` requests in any
+window, unlike a token bucket right after a burst) and adds the daily quota.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections import deque
 from zoneinfo import ZoneInfo
 
-from hub.http import Clock, FatalError, RateBudget
-
-
-class RollingWindowBudget(RateBudget):
-    """At most ``requests_`` sends in any window of ``per_seconds`` (shared by threads).
-
-    ``margin`` is added to every wait: our send time and HubSpot's receive
-    time differ by the network latency, and a request that arrives a hair
-    before the oldest one left HubSpot's window would still be refused.
-    """
-
-    def __init__(self, requests_: int, per_seconds: float, clock: Clock | None = None, margin: float = 0.05):
-        super().__init__(requests_, per_seconds, clock=clock)
-        self.limit = int(requests_)
-        self.window = float(per_seconds)
-        self.margin = margin
-        self.sent: deque[float] = deque()
-
-    def acquire(self) -> float:
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self.clock.time()
-                if now < self.blocked_until:
-                    delay = self.blocked_until - now
-                else:
-                    while self.sent and self.sent[0] <= now - self.window:
-                        self.sent.popleft()
-                    if len(self.sent) < self.limit:
-                        self.sent.append(now)
-                        return waited
-                    delay = self.sent[0] + self.window - now + self.margin
-            self.clock.sleep(delay)
-            waited += delay
-
-    def in_window(self) -> int:
-        """Requests sent in the current window (for health output)."""
-        with self._lock:
-            now = self.clock.time()
-            return sum(1 for t in self.sent if t > now - self.window)
+from hub.http import Clock, FatalError
 
 
 class DailyLimitReached(FatalError):

@@ -45,11 +45,19 @@ from typing import Any, ClassVar
 import requests
 
 from hub.connectors import CrmSink, Instance, Setting, WebhookRejected, WebhookRequest, WebhookResult
-from hub.http import Clock, FatalError, HttpClient, HttpError, RetriableError, parse_retry_after
+from hub.http import (
+    Clock,
+    FatalError,
+    HttpClient,
+    HttpError,
+    RetriableError,
+    RollingWindowBudget,
+    parse_retry_after,
+)
 from hub.schema import Completion, FollowupView, PushResult
 
 from .content import find_marker, pick_owner, task_input
-from .ratelimit import DailyLimitReached, DailyQuota, RollingWindowBudget, header_int
+from .ratelimit import DailyLimitReached, DailyQuota, header_int
 from .signatures import SignatureError, verify_v1, verify_v3
 
 log = logging.getLogger(__name__)
