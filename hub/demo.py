@@ -20,8 +20,7 @@ import pluggy
 from hub.config import _merge
 from hub.connectors import Emulator
 from hub.demo_data import generate_feedback
-from hub.pipeline import Entry, Pipeline, store_raw, utc_from_clock
-from hub.schema import RawIn
+from hub.pipeline import Pipeline, ingest_inputs, utc_from_clock
 from hub.validation import parse_feedback
 
 DEMO_SOURCE = "demo_feed"
@@ -56,13 +55,7 @@ def feed(hub, rng: random.Random, n: int, *, days_back: float = 0.0, prefix: str
     start = now - dt.timedelta(days=days_back) if days_back else now - dt.timedelta(minutes=1)
     prefix = prefix or f"demo-{int(now.timestamp() * 1000)}"
     objs = generate_feedback(rng, n, start=start, end=now, prefix=prefix, people=max(40, n // 2))
-    entries = []
-    raws = []
-    for obj in objs:
-        _, item = parse_feedback(obj)
-        entries.append(item)
-        raws.append(RawIn(payload=obj, dedupe_key=item.external_id, kind="import"))
+    pairs = [(obj, parse_feedback(obj)[1]) for obj in objs]
     with hub.db.session() as s:
-        ids = store_raw(s, DEMO_SOURCE, raws, now)
-        results = Pipeline(hub).ingest(s, DEMO_SOURCE, [Entry(i, r) for i, r in zip(entries, ids, strict=True)], now)
+        results = ingest_inputs(s, Pipeline(hub), DEMO_SOURCE, pairs, now)
     return sum(r.created for r in results)

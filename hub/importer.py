@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
-
-from hub import models as m
-from hub.pipeline import Entry, Pipeline, store_raw, utc_from_clock
-from hub.schema import FeedbackIn, RawIn
+from hub.pipeline import Pipeline, ingest_inputs, utc_from_clock
+from hub.schema import FeedbackIn
 from hub.validation import CUSTOMER_FIELDS, InputError, parse_feedback
 
 if TYPE_CHECKING:
@@ -91,13 +88,8 @@ def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int
     def flush() -> None:
         if not batch:
             return
-        now = utc_from_clock(hub)
         with hub.db.session() as s:
-            raws = [RawIn(payload=obj, dedupe_key=item.external_id, kind="import") for obj, item in batch]
-            raw_ids = store_raw(s, source, raws, now)
-            results = pipeline.ingest(s, source, [Entry(item, rid) for (_, item), rid in zip(batch, raw_ids, strict=True)], now)
-            if any(raw_ids):
-                s.execute(update(m.RawEvent).where(m.RawEvent.id.in_([i for i in raw_ids if i])).values(status="processed"))
+            results = ingest_inputs(s, pipeline, source, batch, utc_from_clock(hub))
         created = sum(r.created for r in results)
         report.created += created
         report.duplicates += len(results) - created

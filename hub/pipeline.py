@@ -95,8 +95,13 @@ def _insert_ignore(session: Session, table):
     return insert(table)
 
 
-def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.datetime) -> list[int | None]:
-    """Store raw events; returns each one's id, or None for a duplicate delivery."""
+def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.datetime, status: str = "pending"
+              ) -> list[int | None]:
+    """Store raw events; returns each one's id, or None for a duplicate delivery.
+
+    ``status`` is "pending" for events processed later (webhooks), or
+    "processed" when the caller ingests them in the same transaction.
+    """
     out: list[int | None] = [None] * len(raws)
     keyed: dict[str, int] = {}
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -107,7 +112,7 @@ def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.date
             keyed[raw.dedupe_key] = i
         rows.append(
             (i, {"source": source, "kind": raw.kind, "dedupe_key": raw.dedupe_key, "payload": raw.payload,
-                 "headers": raw.headers or None, "received_at": now, "status": "pending"})
+                 "headers": raw.headers or None, "received_at": now, "status": status})
         )
     if keyed:
         existing: set[str] = set()
@@ -465,6 +470,17 @@ class Pipeline:
         if hook.hub_feedback_ingested.get_hookimpls():
             for v in views:
                 hook.hub_feedback_ingested(item=v)
+
+
+def ingest_inputs(session: Session, pipeline: Pipeline, source: str, pairs: Sequence[tuple[Any, FeedbackIn]],
+                  now: dt.datetime, kind: str = "import") -> list[IngestResult]:
+    """The path of input already in the common schema (API, import, demo):
+    each (decoded object, item) is kept verbatim as a raw event and ingested,
+    in the caller's transaction."""
+    raws = [RawIn(payload=obj, dedupe_key=item.external_id, kind=kind) for obj, item in pairs]
+    raw_ids = store_raw(session, source, raws, now, status="processed")
+    entries = [Entry(item, raw_id) for (_, item), raw_id in zip(pairs, raw_ids, strict=True)]
+    return pipeline.ingest(session, source, entries, now)
 
 
 def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int]) -> dict[str, int]:

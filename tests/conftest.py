@@ -125,16 +125,10 @@ def client(app):
 
 
 @pytest.fixture
-def api_token(hub) -> str:
-    from hub.auth import create_token
+def auth(hub) -> dict[str, str]:
+    from tests.helpers import bearer
 
-    with hub.db.session() as s:
-        return create_token(s, "tests")
-
-
-@pytest.fixture
-def auth(api_token) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_token}"}
+    return bearer(hub)
 
 
 class LiveServer:

@@ -11,6 +11,14 @@ DETRACTOR = {"external_id": "nps-1", "channel": "survey", "nps": 2,
              "text": "Al drie weken storing. Ik ga overstappen!", "customer": {"email": "jan@example.nl", "name": "Jan"}}
 
 
+def bearer(hub) -> dict[str, str]:
+    """Headers with a fresh API token of ``hub``."""
+    from hub.auth import create_token
+
+    with hub.db.session() as s:
+        return {"Authorization": f"Bearer {create_token(s, 'tests')}"}
+
+
 class RecordingSinkPlugin:
     """Registers a ``recording`` sink whose behaviour tests script.
 

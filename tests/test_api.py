@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from hub import models as m
 from hub.api.openapi import openapi_document
 from hub.outbox import dispatch
-from tests.helpers import DETRACTOR, recording_app
+from tests.helpers import DETRACTOR, bearer, recording_app
 
 TABLES = (m.RawEvent, m.FeedbackItem, m.Customer, m.Identity, m.Case, m.Followup)
 
@@ -55,12 +55,7 @@ def test_detractor_reaches_outbox_then_routed_sink_after_dispatch(make_app, auth
 
 @pytest.fixture
 def auth_for():
-    from hub.auth import create_token
-
-    def make(hub):
-        with hub.db.session() as s:
-            return {"Authorization": f"Bearer {create_token(s, 't')}"}
-    return make
+    return bearer
 
 
 def test_repeated_post_returns_existing_and_adds_nothing(client, auth, hub):

@@ -14,18 +14,13 @@ from hub import hookimpl
 from hub.connectors import Emulator, SourceConnector, Stream
 from hub.outbox import dispatch, sync_completions
 from hub.schema import Escalation, FeedbackIn, Signal
-from tests.helpers import DETRACTOR, recording_app
+from tests.helpers import DETRACTOR, bearer, recording_app
 
 PROMOTER = {"external_id": "p1", "channel": "survey", "nps": 10, "text": "Top!", "customer": {"email": "p@x.nl"}}
 
 
 def _post(app, body):
-    from hub.auth import create_token
-
-    hub = app.extensions["hub"]
-    with hub.db.session() as s:
-        token = create_token(s, "t")
-    return app.test_client().post("/api/v1/feedback", json=body, headers={"Authorization": f"Bearer {token}"})
+    return app.test_client().post("/api/v1/feedback", json=body, headers=bearer(app.extensions["hub"]))
 
 
 def test_hook_hub_configure(make_app):

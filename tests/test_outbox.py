@@ -10,18 +10,14 @@ from sqlalchemy import select
 from hub import models as m
 from hub.http import FakeClock
 from hub.outbox import dispatch, sync_completions
-from tests.helpers import DETRACTOR, recording_app
+from tests.helpers import DETRACTOR, bearer, recording_app
 
 
 def _setup(make_app, **overrides):
     clock = FakeClock(start=dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC).timestamp())
     app, rec = recording_app(make_app, clock=clock, **overrides)
     hub = app.extensions["hub"]
-    from hub.auth import create_token
-
-    with hub.db.session() as s:
-        token = create_token(s, "t")
-    r = app.test_client().post("/api/v1/feedback", json=DETRACTOR, headers={"Authorization": f"Bearer {token}"})
+    r = app.test_client().post("/api/v1/feedback", json=DETRACTOR, headers=bearer(hub))
     assert r.status_code == 201
     return hub, rec, clock
 
@@ -166,16 +162,13 @@ def test_sink_learned_customer_facts_are_recorded(make_app):
 
 
 def test_sink_webhook_completion_closes_followup(make_app):
-    from hub.auth import create_token
     from hub.connectors import WebhookResult
 
     app, rec = recording_app(make_app)
     hub = app.extensions["hub"]
     rec.cls.handle_webhook = lambda self, request: WebhookResult(completed_external_ids=[request.args["task"]])
     client = app.test_client()
-    with hub.db.session() as s:
-        token = create_token(s, "t")
-    client.post("/api/v1/feedback", json=DETRACTOR, headers={"Authorization": f"Bearer {token}"})
+    client.post("/api/v1/feedback", json=DETRACTOR, headers=bearer(hub))
     dispatch(hub)
     fu = _followup(hub)
     assert client.post("/webhooks/rec?task=unknown").status_code == 200

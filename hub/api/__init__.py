@@ -15,8 +15,8 @@ from hub import models as m
 from hub.api.openapi import openapi_document
 from hub.auth import verify_token
 from hub.core import current_hub
-from hub.pipeline import Entry, Pipeline, store_raw, utc_from_clock
-from hub.schema import CASE_STATUSES, CATEGORIES, CHANNELS, RawIn
+from hub.pipeline import Pipeline, ingest_inputs, utc_from_clock
+from hub.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 from hub.validation import InputError, parse_feedback
 from hub.views import case_json, feedback_json
 
@@ -106,20 +106,15 @@ def post_feedback():
     session = db_session()
     now = utc_from_clock(hub)
     try:
-        existing = session.scalars(select(m.FeedbackItem).where(
+        existing = session.scalars(select(m.FeedbackItem.id).where(
             m.FeedbackItem.source == source, m.FeedbackItem.external_id == item.external_id)).first()
         if existing is None:
-            (raw_id,) = store_raw(session, source, [RawIn(payload=payload, dedupe_key=item.external_id, kind="api")], now)
-        if existing is None and raw_id is None:  # a concurrent POST of the same item won
-            existing = session.scalars(select(m.FeedbackItem).where(
-                m.FeedbackItem.source == source, m.FeedbackItem.external_id == item.external_id)).first()
-        if existing is None:
-            result = Pipeline(hub).ingest(session, source, [Entry(item, raw_id)], now)[0]
-            if raw_id is not None:
-                session.get(m.RawEvent, raw_id).status = "processed"
+            # A concurrent POST of the same item that commits first simply
+            # makes this one a duplicate inside ingest (created=False).
+            (result,) = ingest_inputs(session, Pipeline(hub), source, [(payload, item)], now, kind="api")
             created, item_id = result.created, result.item_id
         else:
-            created, item_id = False, existing.id
+            created, item_id = False, existing
         session.commit()
     except Exception:
         session.rollback()
