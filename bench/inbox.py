@@ -34,9 +34,9 @@ VIEWS = [
 
 
 def build(app, n: int, batch: int) -> None:
-    from hub.demo_data import generate_feedback
-    from hub.pipeline import Entry, Pipeline
-    from hub.validation import parse_feedback
+    from hub.engine.pipeline import Entry, Pipeline
+    from hub.sdk.contracts import parse_feedback
+    from hub.sdk.demo_data import generate_feedback
 
     hub = app.extensions["hub"]
     now = dt.datetime.now(dt.UTC)
@@ -71,14 +71,14 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    db_path = Path(args.db) if args.db else workdir / "hub.db"
+    db_path = Path(args.db) if args.db else workdir / "hub.storage.database"
     os.environ["HUB_INSTANCE_PATH"] = str(workdir / "instance")
     from sqlalchemy import func, select
 
-    from hub import models as m
     from hub.app import create_app
-    from hub.auth import create_user
-    from hub.migrate import upgrade
+    from hub.engine.accounts import create_user
+    from hub.storage import models as m
+    from hub.storage.migrate import upgrade
 
     app = create_app({"database_url": f"sqlite:///{db_path}", "executor": "inline"}, load_entry_points=False)
     hub = app.extensions["hub"]

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.demo_data import generate_feedback  # noqa: E402
+from hub.sdk.demo_data import generate_feedback  # noqa: E402
 
 TABLES = ["raw_event", "customer", "identity", "case", "followup", "feedback_item"]
 
@@ -46,8 +46,8 @@ def write_input(path: Path, n: int) -> None:
 def run_hub(db_path: Path, input_path: Path) -> tuple[float, int]:
     os.environ["HUB_INSTANCE_PATH"] = str(db_path.parent / "instance")
     from hub.app import create_app
-    from hub.importer import import_file
-    from hub.migrate import upgrade
+    from hub.engine.importer import import_file
+    from hub.storage.migrate import upgrade
 
     app = create_app({"database_url": f"sqlite:///{db_path}", "executor": "inline"}, load_entry_points=False)
     hub = app.extensions["hub"]
@@ -87,15 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     args = parser.parse_args()
-    from hub.db import make_engine
-    from hub.migrate import upgrade
+    from hub.storage.database import make_engine
+    from hub.storage.migrate import upgrade
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         input_path = tmp_path / "items.jsonl"
         print(f"generating {args.items:,} items ...", flush=True)
         write_input(input_path, args.items)
-        hub_db, empty_db = tmp_path / "hub.db", tmp_path / "baseline.db"
+        hub_db, empty_db = tmp_path / "hub.storage.database", tmp_path / "baseline.db"
         engine = make_engine(f"sqlite:///{empty_db}")
         upgrade(engine)
         engine.dispose()

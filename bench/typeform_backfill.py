@@ -5,7 +5,7 @@ time and memory.
     .venv/bin/python bench/typeform_backfill.py --responses 3000 --page-size 500
 
 What runs is what ``feedback-hub backfill nps --since 2024-12-31`` runs: the
-core's page loop (``hub.sync.pull``) over the Typeform connector, talking real
+core's page loop (``hub.engine.pulls.pull``) over the Typeform connector, talking real
 HTTP to the emulator on a loopback port, into a fresh SQLite database (or
 ``--database-url``).  The Typeform rate budget (2 requests/s) is on, on the
 wall clock.
@@ -37,11 +37,11 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub import models as m  # noqa: E402
 from hub.app import create_app  # noqa: E402
-from hub.http import Clock  # noqa: E402
-from hub.migrate import upgrade  # noqa: E402
-from hub.sync import pull  # noqa: E402
+from hub.engine.pulls import pull  # noqa: E402
+from hub.sdk import Clock  # noqa: E402
+from hub.storage import models as m  # noqa: E402
+from hub.storage.migrate import upgrade  # noqa: E402
 from plugins.survey_typeform import TypeformEmulator  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         app = create_app({
-            "database_url": database_url or f"sqlite:///{workdir}/hub.db",
+            "database_url": database_url or f"sqlite:///{workdir}/hub.storage.database",
             "executor": "inline",
             "instance_path": workdir,
             "sources": {"nps": {"plugin": "survey_typeform", "form_id": emu.form_id, "token": "bench-token",

@@ -1,10 +1,10 @@
 """feedback-hub: a self-hosted closed-loop feedback hub.
 
-Public names for plugins: ``hub.hookimpl``, ``hub.schema``, ``hub.connectors``,
-``hub.http``.  The app factory is ``hub.create_app`` (``gunicorn 'hub:create_app()'``).
+Public names for plugins: ``hub.hookimpl``, ``hub.sdk.schema``, ``hub.sdk.connectors``,
+``hub.sdk.http``.  The app factory is ``hub.create_app`` (``gunicorn 'hub:create_app()'``).
 """
 
-from hub.hookspecs import hookimpl
+from hub.sdk.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

@@ -13,12 +13,12 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from hub.config import load_config
-from hub.core import Hub
-from hub.db import Database, default_database_url
-from hub.executor import make_executor
-from hub.http import Clock
-from hub.instances import Registry
-from hub.plugins import make_plugin_manager
+from hub.engine.context import Hub
+from hub.engine.executor import make_executor
+from hub.engine.registry import Registry
+from hub.plugin_manager import make_plugin_manager
+from hub.sdk.http import Clock
+from hub.storage.database import Database, default_database_url
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,12 @@ def create_app(
     """
     cfg = load_config(site_file, overrides=config)
     instance_path = _instance_path(cfg)
-    app = flask.Flask("hub", instance_path=instance_path, instance_relative_config=False)
+    app = flask.Flask("hub", instance_path=instance_path, instance_relative_config=False,
+                      template_folder="web/templates", static_folder="web/static")
     app.config["MAX_CONTENT_LENGTH"] = cfg["max_body_bytes"]
     app.config["SECRET_KEY"] = _secret_key(cfg, instance_path)
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.config["JSON_SORT_KEYS"] = False
     app.config["HUB"] = cfg
 
     pm = make_plugin_manager(load_entry_points=load_entry_points, extra=tuple(plugins))
@@ -81,7 +81,8 @@ def create_app(
     )
     app.extensions["hub"] = hub
 
-    from hub import api, webhooks
+    from hub.api import routes as api
+    from hub.api import webhooks
 
     app.register_blueprint(api.bp)
     app.register_blueprint(webhooks.bp)

@@ -16,12 +16,22 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FILE = Path(__file__).with_name("default.toml")
+
+def _default_file() -> Path:
+    """The one copy of the defaults: ``config/default.toml`` in the source tree;
+    a wheel installs it as data under ``<prefix>/share/feedback-hub/``."""
+    in_tree = Path(__file__).resolve().parents[1] / "config" / "default.toml"
+    installed = Path(sys.prefix) / "share" / "feedback-hub" / "default.toml"
+    return in_tree if in_tree.is_file() or not installed.is_file() else installed
+
+
+DEFAULT_FILE = _default_file()
 # Variables with the prefix that are not configuration keys.
 _NOT_CONFIG = {"HUB_CONFIG", "HUB_LOAD_PLUGINS", "HUB_TEST_DATABASE_URL", "HUB_INSTANCE_PATH"}
 

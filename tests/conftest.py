@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import threading
@@ -22,11 +23,14 @@ import pytest
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
-from hub.db import make_engine
-from hub.migrate import upgrade
-from hub.models import Base
+from hub.sdk import FakeClock
+from hub.storage.database import make_engine
+from hub.storage.migrate import upgrade
+from hub.storage.models import Base
 
 FIXTURES = Path(__file__).parent / "fixtures"
+#: "Now" for every app a test builds (unless it passes a clock of its own).
+TEST_NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 PG_URL = os.environ.get("HUB_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 
@@ -37,7 +41,7 @@ def fixture_path(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "hub.db"
+    path = tmp_path_factory.mktemp("template") / "hub.storage.database"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     engine.dispose()
@@ -75,7 +79,7 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture(params=BACKENDS)
 def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
-        path = tmp_path / "hub.db"
+        path = tmp_path / "hub.storage.database"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_database")
@@ -98,6 +102,8 @@ def make_app(database_url, tmp_path, monkeypatch):
 
     def factory(plugins=(), clock=None, load_entry_points=True, **overrides):
         config = {"database_url": database_url, "executor": "inline", **overrides}
+        # The hub's own clock, never the wall clock: the suite passes on any date.
+        clock = clock or FakeClock(TEST_NOW.timestamp())
         app = create_app(config, plugins=tuple(plugins), clock=clock, load_entry_points=load_entry_points)
         app.testing = True
         apps.append(app)

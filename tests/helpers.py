@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from hub import hookimpl
-from hub.connectors import CrmSink, Setting
-from hub.http import FatalError, RetriableError
-from hub.schema import Completion, PushResult
+from hub.sdk import Completion, CrmSink, FatalError, PushResult, RetriableError, Setting, hookimpl
 
 DETRACTOR = {"external_id": "nps-1", "channel": "survey", "nps": 2,
              "text": "Al drie weken storing. Ik ga overstappen!", "customer": {"email": "jan@example.nl", "name": "Jan"}}
@@ -13,7 +10,7 @@ DETRACTOR = {"external_id": "nps-1", "channel": "survey", "nps": 2,
 
 def bearer(hub) -> dict[str, str]:
     """Headers with a fresh API token of ``hub``."""
-    from hub.auth import create_token
+    from hub.engine.accounts import create_token
 
     with hub.db.session() as s:
         return {"Authorization": f"Bearer {create_token(s, 'tests')}"}

@@ -10,9 +10,9 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import func, select
 
-from hub import models as m
 from hub.api.openapi import openapi_document
-from hub.outbox import dispatch
+from hub.engine.dispatch import dispatch
+from hub.storage import models as m
 from tests.helpers import DETRACTOR, bearer, recording_app
 
 TABLES = (m.RawEvent, m.FeedbackItem, m.Customer, m.Identity, m.Case, m.Followup)

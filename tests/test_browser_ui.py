@@ -6,7 +6,7 @@ Runs on SQLite only: the UI's SQL is covered on every backend by
 ``tests/test_web_ui.py``; here the browser is what is under test.
 
 The last test writes the README screenshots to ``docs/screenshots/`` from
-the demo data (``hub.demo.feed``).
+the demo data (``hub.demo.mode.feed``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from hub import models as m
-from hub.auth import create_token, create_user
+from hub.engine.accounts import create_token, create_user
+from hub.storage import models as m
 
 TZ = ZoneInfo("Europe/Amsterdam")
 
@@ -43,7 +43,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 @pytest.fixture
 def database_url(tmp_path, sqlite_template) -> str:
     """SQLite only (overrides the per-backend fixture for this module)."""
-    path = tmp_path / "hub.db"
+    path = tmp_path / "hub.storage.database"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
 
@@ -267,7 +267,7 @@ def cross_channel_story(site: Site) -> int:
 
 
 def test_screenshots_for_the_readme(browser, site):
-    from hub.demo import feed
+    from hub.demo.mode import feed
 
     assert feed(site.hub, random.Random(7), 300, days_back=21) == 300
     simulate_team_work(site.hub, random.Random(7))

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from hub import models as m
 from hub.cli import main
+from hub.storage import models as m
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def run(*args, input=None):
 def _items(database_url) -> list[str]:
     from sqlalchemy.orm import Session
 
-    from hub.db import make_engine
+    from hub.storage.database import make_engine
 
     engine = make_engine(database_url)
     with Session(engine) as s:
@@ -109,7 +109,7 @@ def test_pull_of_unknown_source_is_a_clear_error(cli_env):
 
 def test_plugins_lists_defaults_and_bundled_entry_points(cli_env):
     out = run("plugins").output
-    assert "hub.default_scoring" in out and "hub_score_feedback" in out
+    assert "hub.defaults.scoring" in out and "hub_score_feedback" in out
     for name in ("survey_typeform", "twitter_webcare", "crm_hubspot"):
         assert name in out
 
@@ -117,7 +117,7 @@ def test_plugins_lists_defaults_and_bundled_entry_points(cli_env):
 def _wait_for_lease(database_url, timeout=30):
     from sqlalchemy.orm import Session
 
-    from hub.db import make_engine
+    from hub.storage.database import make_engine
 
     engine = make_engine(database_url)
     deadline = time.time() + timeout
@@ -170,7 +170,7 @@ def test_make_run_demo_answers_health(tmp_path):
             except OSError:
                 time.sleep(0.3)
         assert status == 200, proc.stdout.read() if proc.poll() is not None else "no answer within 60 s"
-        assert (tmp_path / "instance" / "hub.db").exists()  # SQLite under instance/
+        assert (tmp_path / "instance" / "hub.storage.database").exists()  # SQLite under instance/
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)

@@ -10,10 +10,9 @@ import click
 import flask
 from click.testing import CliRunner
 
-from hub import hookimpl
-from hub.connectors import Emulator, SourceConnector, Stream
-from hub.outbox import dispatch, sync_completions
-from hub.schema import Escalation, FeedbackIn, Signal
+from hub.engine.completion import sync_completions
+from hub.engine.dispatch import dispatch
+from hub.sdk import Emulator, Escalation, FeedbackIn, Signal, SourceConnector, Stream, hookimpl
 from tests.helpers import DETRACTOR, bearer, recording_app
 
 PROMOTER = {"external_id": "p1", "channel": "survey", "nps": 10, "text": "Top!", "customer": {"email": "p@x.nl"}}
@@ -70,7 +69,8 @@ def test_hook_hub_register_routes(make_app):
 
 
 def test_hook_hub_register_commands(monkeypatch):
-    from hub import cli, plugins
+    from hub import plugin_manager as plugins
+    from hub.cli import commands as cli
 
     class Plugin:
         @hookimpl
@@ -88,8 +88,8 @@ def test_hook_hub_register_commands(monkeypatch):
 
 
 def test_hook_hub_register_emulators(tmp_path):
-    from hub.plugins import make_plugin_manager
-    from hub.sandbox import make_sandbox_app
+    from hub.demo.sandbox import make_sandbox_app
+    from hub.plugin_manager import make_plugin_manager
 
     bp = flask.Blueprint("emu", __name__)
     bp.add_url_rule("/v1/things", "things", lambda: {"things": [1]})
@@ -104,7 +104,7 @@ def test_hook_hub_register_emulators(tmp_path):
     app, emus = make_sandbox_app(pm)
     assert [e.name for e in emus] == ["acme"]
     assert app.test_client().get("/acme/v1/things").get_json() == {"things": [1]}
-    from hub.demo import demo_overrides
+    from hub.demo.mode import demo_overrides
 
     assert demo_overrides(pm, "http://h:1") == {"sources": {"x": {"base_url": "http://h:1/_sandbox/acme"}}}
 

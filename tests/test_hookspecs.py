@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hub import hookspecs
+from hub.sdk import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("hub_"))

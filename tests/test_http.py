@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask
 import pytest
 
-from hub.http import (
+from hub.sdk import (
     BodyTokenPaginator,
     FakeClock,
     FatalError,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from hub.http import FakeClock
+from hub.sdk import FakeClock
 from plugins.crm_hubspot.emulator import DEMO_OWNERS, HubSpotState, demo_config, make_emulator_app
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hubspot"
@@ -259,7 +259,7 @@ def test_timeout_fault_does_the_work_then_answers_too_late(portal, live_server):
 
 
 def test_demo_portal_seeds_the_demo_crowd_and_tick_completes_old_tasks(clock):
-    from hub.demo_data import generate_people
+    from hub.sdk.demo_data import generate_people
 
     portal = HubSpotState.demo(clock=clock)
     people = generate_people(__import__("random").Random(7), 150)
@@ -273,8 +273,8 @@ def test_demo_portal_seeds_the_demo_crowd_and_tick_completes_old_tasks(clock):
 
 
 def test_emulator_is_registered_for_sandbox_and_demo(make_app):
-    from hub.plugins import make_plugin_manager
-    from hub.sandbox import make_sandbox_app
+    from hub.demo.sandbox import make_sandbox_app
+    from hub.plugin_manager import make_plugin_manager
 
     app, emus = make_sandbox_app(make_plugin_manager(only="crm_hubspot"))
     assert "hubspot" in [e.name for e in emus]

@@ -19,11 +19,11 @@ import requests
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from hub import hookimpl
-from hub import models as m
-from hub.auth import create_token
-from hub.http import FakeClock
-from hub.outbox import dispatch, sync_completions
+from hub.engine.accounts import create_token
+from hub.engine.completion import sync_completions
+from hub.engine.dispatch import dispatch
+from hub.sdk import FakeClock, hookimpl
+from hub.storage import models as m
 from plugins.crm_hubspot.content import PRIORITY, find_marker
 from plugins.crm_hubspot.emulator import HubSpotState, make_emulator_app
 from plugins.crm_hubspot.signatures import v1_signature, v3_signature

@@ -13,9 +13,17 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from hub.connectors import Instance
-from hub.http import FakeClock, RateBudget, RollingWindowBudget
-from hub.schema import CaseView, CustomerView, FeedbackView, FollowupView, Signal
+from hub.sdk import (
+    CaseView,
+    CustomerView,
+    FakeClock,
+    FeedbackView,
+    FollowupView,
+    Instance,
+    RateBudget,
+    RollingWindowBudget,
+    Signal,
+)
 from plugins.crm_hubspot.content import (
     body,
     find_marker,

@@ -7,9 +7,10 @@ import datetime as dt
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from hub import models as m
-from hub.http import FakeClock
-from hub.outbox import dispatch, sync_completions
+from hub.engine.completion import sync_completions
+from hub.engine.dispatch import dispatch
+from hub.sdk import FakeClock
+from hub.storage import models as m
 from tests.helpers import DETRACTOR, bearer, recording_app
 
 
@@ -84,7 +85,7 @@ def test_all_flag_ignores_retry_time(make_app):
 
 def test_row_orphaned_by_a_crash_is_claimed_again(make_app):
     hub, rec, clock = _setup(make_app)
-    from hub.outbox import _claim
+    from hub.engine.dispatch import _claim
 
     ids = _claim(hub, dt.datetime.fromtimestamp(clock.time(), dt.UTC), False, 10, None)  # ...then the process dies
     assert _followup(hub).status == "sending"
@@ -110,7 +111,7 @@ def test_completion_sync_moves_case_to_contacted_and_fires_hook(make_app):
 
 def test_dispatch_cli(make_app, monkeypatch):
     hub, rec, _ = _setup(make_app)
-    from hub import cli
+    from hub.cli import commands as cli
 
     monkeypatch.setattr(cli.Ctx, "hub", lambda self, **kw: hub)
     result = CliRunner().invoke(cli.main, ["dispatch", "--all"])
@@ -121,8 +122,8 @@ def test_dispatch_cli(make_app, monkeypatch):
 def test_concurrent_dispatchers_never_push_the_same_followup(make_app):
     import threading
 
-    from hub.pipeline import Entry, Pipeline
-    from hub.schema import CustomerRef, FeedbackIn
+    from hub.engine.pipeline import Entry, Pipeline
+    from hub.sdk import CustomerRef, FeedbackIn
 
     app, rec = recording_app(make_app, dispatch={"batch_size": 3})
     hub = app.extensions["hub"]
@@ -143,7 +144,7 @@ def test_concurrent_dispatchers_never_push_the_same_followup(make_app):
 
 def test_sink_learned_customer_facts_are_recorded(make_app):
     hub, rec, _ = _setup(make_app)
-    from hub.schema import PushResult
+    from hub.sdk import PushResult
 
     original = rec.cls.push
 
@@ -162,7 +163,7 @@ def test_sink_learned_customer_facts_are_recorded(make_app):
 
 
 def test_sink_webhook_completion_closes_followup(make_app):
-    from hub.connectors import WebhookResult
+    from hub.sdk import WebhookResult
 
     app, rec = recording_app(make_app)
     hub = app.extensions["hub"]

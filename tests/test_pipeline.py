@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, func, select
 
-from hub import models as m
-from hub.demo_data import generate_feedback
-from hub.pipeline import Entry, Pipeline
-from hub.planner import SlotPlanner
-from hub.schema import CustomerRef, FeedbackIn
-from hub.validation import parse_feedback
+from hub.engine.pipeline import Entry, Pipeline
+from hub.engine.planner import SlotPlanner
+from hub.sdk import CustomerRef, FeedbackIn
+from hub.sdk.contracts import parse_feedback
+from hub.sdk.demo_data import generate_feedback
+from hub.storage import models as m
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 

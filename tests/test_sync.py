@@ -8,12 +8,18 @@ import flask
 import pytest
 from sqlalchemy import func, select
 
-from hub import hookimpl
-from hub import models as m
-from hub.connectors import SourceConnector, Stream
-from hub.http import FakeClock, FatalError, LastRecordPaginator
-from hub.schema import CustomerRef, FeedbackIn
-from hub.sync import pull, source_status
+from hub.engine.pulls import pull, source_status
+from hub.sdk import (
+    CustomerRef,
+    FakeClock,
+    FatalError,
+    FeedbackIn,
+    LastRecordPaginator,
+    SourceConnector,
+    Stream,
+    hookimpl,
+)
+from hub.storage import models as m
 
 RECORDS = [{"id": f"r{i:03d}", "at": f"2026-11-{1 + i // 10:02d}T10:{i % 60:02d}:00Z", "score": i % 11,
             "email": f"u{i % 7}@x.nl"} for i in range(45)]

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from hub.http import FakeClock
+from hub.sdk import FakeClock
 from plugins.twitter_webcare.budget import (
     JsonLedger,
     ReadBudget,

@@ -11,7 +11,7 @@ import flask
 import pytest
 
 import plugins.twitter_webcare as twitter_plugin
-from hub.http import FakeClock
+from hub.sdk import FakeClock
 from plugins.twitter_webcare.emulator import BRAND_ID, DEMO_BEARER_TOKEN, USAGE_CAPPED, XEmulator
 from plugins.twitter_webcare.search_query import QueryError, compile_query
 
@@ -174,8 +174,8 @@ def test_generated_world_has_the_webcare_stories(emu):
 
 
 def test_sandbox_mounts_the_emulator():
-    from hub.plugins import make_plugin_manager
-    from hub.sandbox import make_sandbox_app
+    from hub.demo.sandbox import make_sandbox_app
+    from hub.plugin_manager import make_plugin_manager
 
     pm = make_plugin_manager(load_entry_points=False, extra=(twitter_plugin,))
     app, emus = make_sandbox_app(pm)
@@ -192,9 +192,9 @@ def test_demo_mode_polls_and_receives_webhooks(make_app, live_server, monkeypatc
     one through the signed webhook, and the next poll finds it as a duplicate."""
     from sqlalchemy import func, select
 
-    from hub import models as m
-    from hub.demo import SANDBOX_PREFIX, mount_emulators
-    from hub.sync import pull
+    from hub.demo.mode import SANDBOX_PREFIX, mount_emulators
+    from hub.engine.pulls import pull
+    from hub.storage import models as m
 
     clock = FakeClock()
     emu = XEmulator(clock=clock)

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 import plugins.twitter_webcare as twitter_plugin
-from hub import models as m
-from hub.http import FakeClock, FatalError
-from hub.sync import pull
+from hub.engine.pulls import pull
+from hub.sdk import FakeClock, FatalError
+from hub.storage import models as m
 from plugins.twitter_webcare.budget import UsageCapExceeded
 from plugins.twitter_webcare.webhook import SIGNATURE_HEADER, sign
 
@@ -165,7 +165,7 @@ def test_docs_expanded_example_joins_the_author(make_hub, stub):
 def test_single_object_bodies(tmp_path):
     """``data`` as one object (post lookups/creation) parses as one record;
     a user object maps to identity the same way ``includes.users`` does."""
-    from hub.connectors import Instance
+    from hub.sdk import Instance
     from plugins.twitter_webcare.connector import MentionsStream, TwitterConnector
     from plugins.twitter_webcare.mapping import author_ref
 

@@ -6,8 +6,7 @@ import datetime as dt
 
 import pytest
 
-from hub.connectors import Instance
-from hub.schema import RawIn
+from hub.sdk import Instance, RawIn
 from plugins.twitter_webcare.connector import TwitterConnector
 from plugins.twitter_webcare.mapping import (
     RAW_V1,

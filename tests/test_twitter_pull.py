@@ -12,10 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 import plugins.twitter_webcare as twitter_plugin
-from hub import models as m
-from hub.connectors import Instance
-from hub.http import FakeClock, FatalError
-from hub.sync import pull, source_status
+from hub.engine.pulls import pull, source_status
+from hub.sdk import FakeClock, FatalError, Instance
+from hub.storage import models as m
 from plugins.twitter_webcare.budget import ReadBudgetExhausted
 from plugins.twitter_webcare.connector import TwitterConnector
 from plugins.twitter_webcare.emulator import BRAND_ID, XEmulator

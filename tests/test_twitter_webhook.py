@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 import plugins.twitter_webcare as twitter_plugin
-from hub import models as m
-from hub.connectors import Instance, WebhookRejected, WebhookRequest
-from hub.http import FakeClock
+from hub.sdk import FakeClock, Instance, WebhookRejected, WebhookRequest
+from hub.storage import models as m
 from plugins.twitter_webcare.connector import TwitterConnector
 from plugins.twitter_webcare.emulator import BRAND_ID, XEmulator
 from plugins.twitter_webcare.webhook import SIGNATURE_HEADER, crc_response_token, sign

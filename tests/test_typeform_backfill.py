@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from hub import models as m
-from hub.http import FakeClock
-from hub.sync import pull
+from hub.engine.pulls import pull
+from hub.sdk import FakeClock
+from hub.storage import models as m
 from plugins.survey_typeform import TypeformEmulator
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "typeform_backfill.py"

@@ -12,13 +12,12 @@ import flask
 import pytest
 from sqlalchemy import func, select
 
-from hub import models as m
-from hub.connectors import Instance
-from hub.demo import SANDBOX_PREFIX, demo_overrides
-from hub.plugins import make_plugin_manager
-from hub.sandbox import make_sandbox_app
-from hub.schema import RawIn
-from hub.sync import pull
+from hub.demo.mode import SANDBOX_PREFIX, demo_overrides
+from hub.demo.sandbox import make_sandbox_app
+from hub.engine.pulls import pull
+from hub.plugin_manager import make_plugin_manager
+from hub.sdk import Instance, RawIn
+from hub.storage import models as m
 from plugins.survey_typeform import TypeformConnector, TypeformEmulator, verify_signature
 from plugins.survey_typeform.emulator import DEMO_INSTANCE, demo_emulator
 from tests.conftest import fixture_path

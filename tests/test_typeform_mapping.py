@@ -13,8 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from hub.connectors import Instance
-from hub.schema import RawIn
+from hub.sdk import Instance, RawIn
 from plugins.survey_typeform import TypeformConnector, build_resurvey_url, sign, verify_signature
 from tests.conftest import fixture_path
 

@@ -11,9 +11,9 @@ import flask
 import pytest
 from sqlalchemy import func, select
 
-from hub import models as m
-from hub.http import FakeClock, FatalError, RetriableError
-from hub.sync import pull
+from hub.engine.pulls import pull
+from hub.sdk import FakeClock, FatalError, RetriableError
+from hub.storage import models as m
 from plugins.survey_typeform import TypeformEmulator
 from tests.conftest import fixture_path
 

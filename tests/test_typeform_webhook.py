@@ -12,10 +12,9 @@ import flask
 import pytest
 from sqlalchemy import func, select
 
-from hub import hookimpl
-from hub import models as m
-from hub.http import FakeClock
-from hub.sync import pull
+from hub.engine.pulls import pull
+from hub.sdk import FakeClock, hookimpl
+from hub.storage import models as m
 from plugins.survey_typeform import TypeformEmulator, sign
 from tests.conftest import fixture_path
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hub.auth import ROLES
-from hub.schema import CASE_STATUSES, CATEGORIES, CHANNELS, FOLLOWUP_STATUSES
+from hub.engine.accounts import ROLES
+from hub.sdk import CASE_STATUSES, CATEGORIES, CHANNELS, FOLLOWUP_STATUSES
 from hub.web.forms import OUTCOMES
 from hub.web.i18n import NL, SIGNAL_LABELS
 
@@ -16,7 +16,7 @@ LITERAL = re.compile(r"""\b(?:_|gettext|ngettext)\(\s*(["'])(.+?)(?<!\\)\1(?:\s*
 
 def _strings() -> set[str]:
     found: set[str] = set()
-    files = list((ROOT / "templates").glob("*.html")) + list((ROOT / "web").glob("*.py"))
+    files = list((ROOT / "web" / "templates").glob("*.html")) + list((ROOT / "web").glob("*.py"))
     for path in files:
         for match in LITERAL.finditer(path.read_text()):
             found.add(match.group(2))

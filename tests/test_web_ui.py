@@ -12,12 +12,10 @@ import flask
 import pytest
 from sqlalchemy import func, select
 
-from hub import hookimpl
-from hub import models as m
-from hub.auth import create_user
-from hub.connectors import SourceConnector, Stream
-from hub.outbox import dispatch
-from hub.schema import CustomerRef, FeedbackIn
+from hub.engine.accounts import create_user
+from hub.engine.dispatch import dispatch
+from hub.sdk import CustomerRef, FeedbackIn, SourceConnector, Stream, hookimpl
+from hub.storage import models as m
 
 PASSWORD = "correct-horse-1"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.schema import CASE_STATUSES, CATEGORIES, CHANNELS, FOLLOWUP_STATUSES
-from hub.validation import FEEDBACK_INPUT_SCHEMA
+from hub.sdk.contracts import FEEDBACK_INPUT_SCHEMA
+from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, FOLLOWUP_STATUSES
 
 NULL_STR = {"type": ["string", "null"]}
 NULL_TIME = {"type": ["string", "null"], "format": "date-time"}

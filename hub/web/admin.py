@@ -2,7 +2,7 @@
 API tokens.  Admins only.
 
 Sources and sinks are shown generically from the registry and
-:func:`hub.sync.source_status`: the UI knows no plugin by name, so a newly
+:func:`hub.engine.pulls.source_status`: the UI knows no plugin by name, so a newly
 installed plugin shows up here without a change.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 import flask
 from sqlalchemy import func, select
 
-from hub import models as m
-from hub.auth import create_token, create_user
-from hub.core import current_hub
-from hub.plugins import plugin_infos
-from hub.sync import pull, source_status
+from hub.engine.accounts import create_token, create_user
+from hub.engine.context import current_hub
+from hub.engine.pulls import pull, source_status
+from hub.plugin_manager import plugin_infos
+from hub.storage import models as m
 from hub.web.common import audit, current_user, db_session, now, ui_blueprint
 from hub.web.forms import TokenForm, UserEditForm, UserForm
 from hub.web.i18n import gettext

@@ -5,8 +5,8 @@ from __future__ import annotations
 import flask
 from sqlalchemy import select
 
-from hub import models as m
-from hub.auth import check_password
+from hub.engine.accounts import check_password
+from hub.storage import models as m
 from hub.web.common import (
     audit,
     current_user,

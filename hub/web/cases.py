@@ -1,7 +1,7 @@
 """The case page: the customer's story across channels, and what an agent
 does about it (assign, note, plan the callback, mark contacted, resolve).
 
-Every action writes an :class:`~hub.models.AuditEvent` in the same
+Every action writes an :class:`~hub.storage.models.AuditEvent` in the same
 transaction as its change, and needs the ``agent`` role.
 """
 
@@ -13,10 +13,10 @@ from typing import Any
 import flask
 from sqlalchemy import func, select
 
-from hub import models as m
-from hub.core import current_hub
-from hub.outbox import complete_followups
-from hub.schema import OPEN_CASE_STATUSES, Completion
+from hub.engine.completion import complete_followups
+from hub.engine.context import current_hub
+from hub.sdk.schema import OPEN_CASE_STATUSES, Completion
+from hub.storage import models as m
 from hub.web.common import audit, current_user, db_session, now, requires, ui_blueprint
 from hub.web.filters import localtime, team_tz
 from hub.web.forms import OUTCOMES, AssignForm, ContactForm, NoteForm, PlanForm, ResolveForm

@@ -14,9 +14,8 @@ import flask
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session
 
-from hub import models as m
-from hub.core import current_hub
-from hub.pipeline import utc_from_clock
+from hub.engine.context import current_hub
+from hub.storage import models as m
 
 csrf = CSRFProtect()
 
@@ -43,7 +42,7 @@ def close_session(_exc: BaseException | None = None) -> None:
 
 def now() -> dt.datetime:
     """The hub's clock (a FakeClock in tests), timezone-aware UTC."""
-    return utc_from_clock(current_hub())
+    return current_hub().clock.utcnow()
 
 
 def current_user() -> m.User | None:

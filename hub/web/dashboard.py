@@ -16,9 +16,9 @@ import flask
 from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 
-from hub import models as m
-from hub.core import current_hub
-from hub.schema import OPEN_CASE_STATUSES
+from hub.engine.context import current_hub
+from hub.sdk.schema import OPEN_CASE_STATUSES
+from hub.storage import models as m
 from hub.web import charts
 from hub.web.charts import Bar
 from hub.web.common import db_session, now, ui_blueprint

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import flask
 
-from hub.core import current_hub
+from hub.engine.context import current_hub
 from hub.web.common import has_role, now
 from hub.web.i18n import current_locale, gettext, signal_label
 

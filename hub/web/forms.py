@@ -19,7 +19,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 
-from hub.auth import ROLES
+from hub.engine.accounts import ROLES
 from hub.web.i18n import LOCALES
 
 OUTCOMES = ("callback_done", "solved_remotely", "compensated", "explained", "not_reachable", "no_action_needed")

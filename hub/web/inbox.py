@@ -23,9 +23,9 @@ from typing import Any
 import flask
 from sqlalchemy import Select, and_, func, or_, select
 
-from hub import models as m
-from hub.core import current_hub
-from hub.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
+from hub.engine.context import current_hub
+from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
+from hub.storage import models as m
 from hub.web.common import current_user, db_session, ui_blueprint
 
 bp = ui_blueprint("inbox", __name__)

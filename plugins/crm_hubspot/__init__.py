@@ -7,7 +7,7 @@ local HubSpot stand-in in :mod:`.emulator`.
 
 from __future__ import annotations
 
-from hub import hookimpl
+from hub.sdk import hookimpl
 
 from .emulator import hubspot_emulator
 from .sink import HubSpotSink

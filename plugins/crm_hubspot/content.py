@@ -12,7 +12,7 @@ import datetime as dt
 import html
 import re
 
-from hub.schema import FollowupView
+from hub.sdk import FollowupView
 
 #: HubSpot association type "task to contact" (HUBSPOT_DEFINED).
 TASK_TO_CONTACT = 204

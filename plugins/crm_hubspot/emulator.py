@@ -13,7 +13,7 @@ object directly): complete a task, make the next N requests fail, answer 429
 or time out (the work is done first, then the answer is held back - the case
 that makes exactly-once hard), seed contacts, read the request log.
 
-Time comes from a :class:`hub.http.Clock`; tests hand the same ``FakeClock``
+Time comes from a :class:`hub.sdk.http.Clock`; tests hand the same ``FakeClock``
 to the emulator and to the hub, so window arithmetic on both sides agrees
 without anyone sleeping.
 """
@@ -38,8 +38,7 @@ from typing import Any
 import flask
 import requests
 
-from hub.connectors import Emulator
-from hub.http import Clock
+from hub.sdk import Clock, Emulator
 
 WINDOW_SECONDS = 10.0
 DEMO_TOKEN = "pat-demo-00000000-0000-0000-0000-000000000000"
@@ -331,7 +330,7 @@ class HubSpotState:
     @classmethod
     def demo(cls, clock: Clock | None = None) -> HubSpotState:
         """A portal with the demo's seeded customers, most of them known, two thirds owned."""
-        from hub.demo_data import generate_people
+        from hub.sdk.demo_data import generate_people
 
         state = cls(clock=clock, owners=DEMO_OWNERS)
         # The demo's first feed draws its crowd with Random(7); seed most of those people.

@@ -3,7 +3,7 @@
 HubSpot counts private-app requests in a *rolling* ten-second window
 (``policyName: TEN_SECONDLY_ROLLING``) plus a daily quota; search has its own,
 lower per-second limit.  The sink uses the core's
-:class:`hub.http.RollingWindowBudget` (never more than ``N`` requests in any
+:class:`hub.sdk.http.RollingWindowBudget` (never more than ``N`` requests in any
 window, unlike a token bucket right after a burst) and adds the daily quota.
 """
 
@@ -13,7 +13,7 @@ import datetime as dt
 import threading
 from zoneinfo import ZoneInfo
 
-from hub.http import Clock, FatalError
+from hub.sdk import Clock, FatalError
 
 
 class DailyLimitReached(FatalError):

@@ -44,17 +44,24 @@ from typing import Any, ClassVar
 
 import requests
 
-from hub.connectors import CrmSink, Instance, Setting, WebhookRejected, WebhookRequest, WebhookResult
-from hub.http import (
+from hub.sdk import (
     Clock,
+    Completion,
+    CrmSink,
     FatalError,
+    FollowupView,
     HttpClient,
     HttpError,
+    Instance,
+    PushResult,
     RetriableError,
     RollingWindowBudget,
+    Setting,
+    WebhookRejected,
+    WebhookRequest,
+    WebhookResult,
     parse_retry_after,
 )
-from hub.schema import Completion, FollowupView, PushResult
 
 from .content import find_marker, pick_owner, task_input
 from .ratelimit import DailyLimitReached, DailyQuota, header_int

@@ -7,8 +7,7 @@ demo mode.  See ``README.md`` in this folder for connecting a real form.
 
 from __future__ import annotations
 
-from hub import hookimpl
-from hub.connectors import Emulator
+from hub.sdk import Emulator, hookimpl
 
 from .connector import TypeformConnector, build_resurvey_url, sign, verify_signature
 from .emulator import DEMO_TOKEN, DEMO_WEBHOOK_SECRET, TypeformEmulator, demo_config, demo_emulator

@@ -38,8 +38,14 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from hub.connectors import (
+from hub.sdk import (
+    Clock,
+    FatalError,
+    FeedbackIn,
+    HttpError,
     Instance,
+    LastRecordPaginator,
+    RawIn,
     Setting,
     SourceConnector,
     Stream,
@@ -47,8 +53,6 @@ from hub.connectors import (
     WebhookRequest,
     WebhookResult,
 )
-from hub.http import Clock, FatalError, HttpError, LastRecordPaginator
-from hub.schema import FeedbackIn, RawIn
 
 from .mapping import MappingConfig, ResponseMapper, format_time, parse_time
 

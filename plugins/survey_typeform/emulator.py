@@ -38,8 +38,8 @@ from typing import Any
 import flask
 import requests
 
-from hub.demo_data import Person, category, generate_nps, generate_opinion, generate_people
-from hub.http import Clock
+from hub.sdk import Clock
+from hub.sdk.demo_data import Person, category, generate_nps, generate_opinion, generate_people
 
 from .connector import SIGNATURE_HEADER, sign
 from .mapping import format_time, parse_time

@@ -1,4 +1,4 @@
-"""Typeform response -> common schema (:class:`hub.schema.FeedbackIn`).
+"""Typeform response -> common schema (:class:`hub.sdk.schema.FeedbackIn`).
 
 One mapper serves both ways a response reaches us, because they carry the same
 ``form_response`` object with small differences:
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.schema import CustomerRef, FeedbackIn
+from hub.sdk import CustomerRef, FeedbackIn
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub import hookimpl
-from hub.connectors import Emulator
+from hub.sdk import Emulator, hookimpl
 
 from .connector import TwitterConnector, validate_instance_settings
 from .emulator import BRAND_ID, DEMO_BEARER_TOKEN, DEMO_CONSUMER_SECRET, XEmulator, demo_tick

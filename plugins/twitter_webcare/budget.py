@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.http import Clock, FatalError
+from hub.sdk import Clock, FatalError
 
 try:  # advisory file lock (POSIX); other platforms rely on the thread lock only
     import fcntl

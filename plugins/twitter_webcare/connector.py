@@ -29,8 +29,14 @@ from urllib.parse import urlparse
 
 import requests
 
-from hub.connectors import (
+from hub.sdk import (
+    BodyTokenPaginator,
+    Clock,
+    FatalError,
+    FeedbackIn,
+    HttpClient,
     Instance,
+    RawIn,
     Setting,
     SourceConnector,
     Stream,
@@ -38,8 +44,6 @@ from hub.connectors import (
     WebhookRequest,
     WebhookResult,
 )
-from hub.http import BodyTokenPaginator, Clock, FatalError, HttpClient
-from hub.schema import FeedbackIn, RawIn
 
 from .budget import JsonLedger, ReadBudget, UsageCapExceeded
 from .mapping import RAW_V1, RAW_V2, BrandAccounts, from_v1, from_v2, snowflake_time

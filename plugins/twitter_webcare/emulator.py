@@ -16,7 +16,7 @@ It behaves like the real API where a connector can get it wrong:
   ends in ``429 UsageCapExceeded``;
 * recent search reaches 7 days back and understands the usual operators.
 
-Posts are generated with :mod:`hub.demo_data` (the same Dutch and English
+Posts are generated with :mod:`hub.sdk.demo_data` (the same Dutch and English
 customers the rest of the demo uses): complaints, questions, praise, links,
 an angry four-post thread, a viral complaint from an account with a quarter
 million followers, retweets and quotes of it, and the brand's own replies.
@@ -39,8 +39,8 @@ from typing import Any
 import flask
 import requests
 
-from hub.demo_data import POSTS, TEXTS, generate_people
-from hub.http import Clock
+from hub.sdk import Clock
+from hub.sdk.demo_data import POSTS, TEXTS, generate_people
 
 from .mapping import SNOWFLAKE_EPOCH_MS
 from .search_query import PostView, QueryError, compile_query

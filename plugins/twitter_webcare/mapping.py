@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hub.schema import CustomerRef, FeedbackIn
+from hub.sdk import CustomerRef, FeedbackIn
 
 #: Raw-event kinds: tells :func:`normalize` which wire format the payload has.
 RAW_V2 = "x.tweet.v2"

@@ -4,8 +4,7 @@ Uses two hooks: ``hub_configure`` to read its own ``[vip]`` table and
 ``hub_score_feedback`` to add a signal.
 """
 
-from hub import hookimpl
-from hub.schema import Signal
+from hub.sdk import Signal, hookimpl
 
 _settings = {"domains": [], "weight": 30}
 

@@ -1,0 +1,262 @@
+"""``/api/v1``: JSON API with bearer-token auth (health is open)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from typing import Any
+
+import flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub.api.openapi import openapi_document
+from hub.engine.accounts import verify_token
+from hub.engine.context import current_hub
+from hub.engine.pipeline import Pipeline
+from hub.engine.raw_events import ingest_inputs
+from hub.sdk.contracts import InputError, parse_feedback
+from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
+from hub.storage import models as m
+from hub.storage.rows import case_json, feedback_json
+
+bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_LIMIT = 200
+
+
+def error(status: int, code: str, message: str, field: str | None = None):
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return flask.jsonify(error=body), status
+
+
+def db_session() -> Session:
+    """The request's session, closed at teardown."""
+    if "hub_session" not in flask.g:
+        db = current_hub().db
+        # GETs only read: a deferred (non-locking) session on SQLite.
+        flask.g.hub_session = db.ReadSession() if flask.request.method == "GET" else db.Session()
+    return flask.g.hub_session
+
+
+@bp.teardown_app_request
+def _close_session(_exc):
+    session = flask.g.pop("hub_session", None)
+    if session is not None:
+        session.close()
+
+
+def token_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        header = flask.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return error(401, "unauthorized", "send Authorization: Bearer <token> (feedback-hub token create NAME)")
+        row = verify_token(db_session(), token.strip())
+        if row is None:
+            return error(401, "unauthorized", "invalid or revoked token")
+        flask.g.api_token = row.name
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@bp.get("/health")
+def health():
+    hub = current_hub()
+    try:
+        db_session().execute(select(1))
+        db_ok = True
+    except Exception:  # health must answer, not raise
+        db_ok = False
+    body = {"status": "ok" if db_ok else "degraded", "database": "ok" if db_ok else "unreachable",
+            "sources": sorted(hub.registry.sources), "sinks": sorted(hub.registry.sinks)}
+    return flask.jsonify(body), 200 if db_ok else 503
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return flask.jsonify(openapi_document())
+
+
+def _json_body() -> Any:
+    request = flask.request
+    if not request.mimetype or not request.mimetype.endswith("json"):
+        raise InputError("body", "send Content-Type: application/json")
+    raw = request.get_data(cache=True)  # raises 413 over MAX_CONTENT_LENGTH
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError("body", f"malformed JSON: {exc}") from None
+
+
+@bp.post("/feedback")
+@token_required
+def post_feedback():
+    hub = current_hub()
+    try:
+        payload = _json_body()
+        source, item = parse_feedback(payload, now=hub.clock.utcnow())
+    except InputError as exc:
+        return error(400, "invalid", exc.message, exc.field)
+    if source in hub.registry.sinks:
+        return error(400, "invalid", f"{source!r} is a sink, not a source", "source")
+    session = db_session()
+    now = hub.clock.utcnow()
+    try:
+        existing = session.scalars(select(m.FeedbackItem.id).where(
+            m.FeedbackItem.source == source, m.FeedbackItem.external_id == item.external_id)).first()
+        if existing is None:
+            # A concurrent POST of the same item that commits first simply
+            # makes this one a duplicate inside ingest (created=False).
+            (result,) = ingest_inputs(session, Pipeline(hub), source, [(payload, item)], now, kind="api")
+            created, item_id = result.created, result.item_id
+        else:
+            created, item_id = False, existing
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    row = session.get(m.FeedbackItem, item_id)
+    status = session.get(m.Case, row.case_id).status if row.case_id else None
+    return flask.jsonify(feedback_json(row, status)), 201 if created else 200
+
+
+def _cursor(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(value.encode() + b"==").decode())
+    except ValueError:
+        raise InputError("cursor", "invalid cursor") from None
+
+
+def _next_cursor(rows: list[Any], limit: int) -> str | None:
+    if len(rows) <= limit:
+        return None
+    return base64.urlsafe_b64encode(str(rows[limit - 1].id).encode()).decode().rstrip("=")
+
+
+def _limit() -> int:
+    raw = flask.request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InputError("limit", f"must be an integer 1-{MAX_LIMIT}")
+    return int(raw)
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
+    value = flask.request.args.get(name)
+    if value is not None and value not in allowed:
+        raise InputError(name, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+@bp.get("/feedback")
+@token_required
+def list_feedback():
+    args = flask.request.args
+    try:
+        limit = _limit()
+        after = _cursor(args.get("cursor"))
+        channel = _choice("channel", CHANNELS)
+        category = _choice("category", CATEGORIES)
+        status = _choice("status", CASE_STATUSES)
+        min_risk = args.get("min_risk")
+        if min_risk is not None and not (min_risk.isdigit() and 0 <= int(min_risk) <= 100):
+            raise InputError("min_risk", "must be an integer 0-100")
+    except InputError as exc:
+        return error(400, "invalid", exc.message, exc.field)
+    q = select(m.FeedbackItem, m.Case.status).outerjoin(m.Case, m.Case.id == m.FeedbackItem.case_id)
+    if channel:
+        q = q.where(m.FeedbackItem.channel == channel)
+    if category:
+        q = q.where(m.FeedbackItem.category == category)
+    if min_risk is not None:
+        q = q.where(m.FeedbackItem.risk >= int(min_risk))
+    if status:
+        q = q.where(m.Case.status == status)
+    if args.get("source"):
+        q = q.where(m.FeedbackItem.source == args["source"])
+    if args.get("q"):
+        term = "%" + args["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = q.where(m.FeedbackItem.text.ilike(term, escape="\\"))
+    if after is not None:
+        q = q.where(m.FeedbackItem.id < after)
+    rows = db_session().execute(q.order_by(m.FeedbackItem.id.desc()).limit(limit + 1)).all()
+    items = [feedback_json(item, st) for item, st in rows[:limit]]
+    return flask.jsonify(items=items, next_cursor=_next_cursor([r[0] for r in rows], limit))
+
+
+@bp.get("/feedback/<int:item_id>")
+@token_required
+def get_feedback(item_id: int):
+    row = db_session().get(m.FeedbackItem, item_id)
+    if row is None:
+        return error(404, "not_found", f"no feedback item {item_id}")
+    status = db_session().get(m.Case, row.case_id).status if row.case_id else None
+    return flask.jsonify(feedback_json(row, status))
+
+
+@bp.get("/cases")
+@token_required
+def list_cases():
+    args = flask.request.args
+    try:
+        limit = _limit()
+        after = _cursor(args.get("cursor"))
+        status = _choice("status", CASE_STATUSES)
+    except InputError as exc:
+        return error(400, "invalid", exc.message, exc.field)
+    q = select(m.Case)
+    if status:
+        q = q.where(m.Case.status == status)
+    if args.get("customer_id", "").isdigit():
+        q = q.where(m.Case.customer_id == int(args["customer_id"]))
+    if after is not None:
+        q = q.where(m.Case.id < after)
+    rows = db_session().scalars(q.order_by(m.Case.id.desc()).limit(limit + 1)).all()
+    session = db_session()
+    counts = dict(session.execute(select(m.FeedbackItem.case_id, func.count()).where(
+        m.FeedbackItem.case_id.in_([r.id for r in rows])).group_by(m.FeedbackItem.case_id)).all()) if rows else {}
+    followups = {f.case_id: f for f in session.scalars(select(m.Followup).where(
+        m.Followup.case_id.in_([r.id for r in rows])))} if rows else {}
+    items = []
+    for r in rows[:limit]:
+        body = case_json(r)
+        body["items"] = counts.get(r.id, 0)
+        f = followups.get(r.id)
+        body["followup"] = _followup_json(f) if f else None
+        items.append(body)
+    return flask.jsonify(items=items, next_cursor=_next_cursor(list(rows), limit))
+
+
+def _followup_json(f: m.Followup) -> dict[str, Any]:
+    return {"id": f.id, "sink": f.sink, "status": f.status, "due_at": f.due_at.isoformat(), "attempts": f.attempts,
+            "external_id": f.external_id, "last_error": f.last_error}
+
+
+@bp.get("/customers/<int:customer_id>")
+@token_required
+def get_customer(customer_id: int):
+    session = db_session()
+    customer = session.get(m.Customer, customer_id)
+    if customer is None:
+        return error(404, "not_found", f"no customer {customer_id}")
+    identities = session.scalars(select(m.Identity).where(m.Identity.customer_id == customer_id)).all()
+    items = session.execute(select(m.FeedbackItem, m.Case.status).outerjoin(
+        m.Case, m.Case.id == m.FeedbackItem.case_id).where(m.FeedbackItem.customer_id == customer_id)
+        .order_by(m.FeedbackItem.occurred_at, m.FeedbackItem.id).limit(1000)).all()
+    cases = session.scalars(select(m.Case).where(m.Case.customer_id == customer_id).order_by(m.Case.id)).all()
+    return flask.jsonify({
+        "id": customer.id,
+        "name": customer.name,
+        "value": customer.value,
+        "identities": [{"kind": i.kind, "value": i.value, "confidence": i.confidence, "evidence": i.evidence}
+                       for i in identities],
+        "timeline": [feedback_json(it, st) for it, st in items],
+        "cases": [case_json(c) for c in cases],
+    })
+

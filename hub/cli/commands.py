@@ -1,0 +1,477 @@
+"""``feedback-hub``: the command line (click).
+
+Every command builds the app from the same three configuration layers
+(``--config`` or ``HUB_CONFIG``, ``HUB_*``).  Configuration errors stop with
+the file, key and reason and exit status 2.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+
+from hub.config import ConfigError
+
+
+class Ctx:
+    def __init__(self, config_file: str | None):
+        self.config_file = config_file
+        self._app = None
+        self.overrides: dict[str, Any] = {}
+
+    def app(self, **kwargs):
+        if self._app is None:
+            from hub.app import create_app
+
+            try:
+                self._app = create_app(self.overrides or None, site_file=self.config_file, **kwargs)
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration error: {exc}") from None
+        return self._app
+
+    def hub(self, **kwargs):
+        return self.app(**kwargs).extensions["hub"]
+
+
+def _upgrade(hub) -> None:
+    from hub.storage.migrate import upgrade
+
+    upgrade(hub.db.engine)
+
+
+class HubGroup(click.Group):
+    """Adds plugin commands (``hub_register_commands``) when the CLI starts."""
+
+    def _load_plugin_commands(self) -> None:
+        if getattr(self, "_plugins_loaded", False):
+            return
+        self._plugins_loaded = True
+        try:
+            from hub.plugin_manager import make_plugin_manager
+
+            make_plugin_manager().hook.hub_register_commands(cli=self)
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            click.echo(f"warning: plugin commands not loaded: {exc}", err=True)
+
+    def list_commands(self, ctx):
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._load_plugin_commands()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+
+@click.group(cls=HubGroup)
+@click.option("--config", "config_file", envvar="HUB_CONFIG", type=click.Path(dir_okay=False),
+              help="Site TOML file (default: $HUB_CONFIG).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug output.")
+@click.version_option(package_name="feedback-hub")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
+    """feedback-hub: surveys and social media in, scored cases and callbacks out."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "apscheduler"):  # per-job "executed successfully" lines drown the useful ones
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = Ctx(config_file)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+# -- set-up ----------------------------------------------------------------
+@main.command()
+@pass_ctx
+def init(c: Ctx) -> None:
+    """Create the instance folder and database schema."""
+    hub = c.hub()
+    Path(hub.instance_path).mkdir(parents=True, exist_ok=True)
+    _upgrade(hub)
+    click.echo(f"database ready: {hub.db.engine.url.render_as_string(hide_password=True)}")
+    click.echo("next: feedback-hub user create admin --role admin; feedback-hub token create my-system")
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(c: Ctx) -> None:
+    """Apply Alembic migrations up to the newest revision."""
+    _upgrade(c.hub())
+    click.echo("database schema is up to date")
+
+
+@main.command()
+@pass_ctx
+def plugins(c: Ctx) -> None:
+    """List installed plugins, their versions and the hooks they implement."""
+    from hub.plugin_manager import make_plugin_manager, plugin_infos
+
+    rows = plugin_infos(make_plugin_manager())
+    for info in rows:
+        click.echo(f"{info.name}  {info.version or '-'}  ({info.source})")
+        click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
+
+
+# -- tokens and users --------------------------------------------------------
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.argument("name")
+@pass_ctx
+def token_create(c: Ctx, name: str) -> None:
+    """Create an API token; it is printed once, as the last line."""
+    from hub.engine.accounts import create_token
+
+    hub = c.hub()
+    with hub.db.session() as s:
+        value = create_token(s, name)
+    click.echo(f"token {name!r} created; store it now, it is not shown again:", err=True)
+    click.echo(value)
+
+
+@token.command("list")
+@pass_ctx
+def token_list(c: Ctx) -> None:
+    """List tokens (names and prefixes, never the tokens)."""
+    from hub.storage import models as m
+
+    with c.hub().db.Session() as s:
+        for t in s.scalars(select(m.ApiToken).order_by(m.ApiToken.id)):
+            state = "revoked" if t.revoked_at else "active"
+            click.echo(f"{t.id}  {t.name}  {t.prefix}...  {state}")
+
+
+@token.command("revoke")
+@click.argument("name")
+@pass_ctx
+def token_revoke(c: Ctx, name: str) -> None:
+    """Revoke every token with this name."""
+    from hub.storage import models as m
+
+    with c.hub().db.session() as s:
+        rows = s.scalars(select(m.ApiToken).where(m.ApiToken.name == name, m.ApiToken.revoked_at.is_(None))).all()
+        for t in rows:
+            t.revoked_at = dt.datetime.now(dt.UTC)
+    if not rows:
+        raise click.ClickException(f"no active token named {name!r}")
+    click.echo(f"revoked {len(rows)} token(s)")
+
+
+@main.group()
+def user() -> None:
+    """Dashboard users."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "agent", "viewer"]), default="agent", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              envvar="HUB_NEW_USER_PASSWORD", help="Asked for when not given ($HUB_NEW_USER_PASSWORD).")
+@pass_ctx
+def user_create(c: Ctx, username: str, role: str, password: str) -> None:
+    """Create (or reset) a dashboard user."""
+    from hub.engine.accounts import create_user
+
+    try:
+        with c.hub().db.session() as s:
+            create_user(s, username, password, role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {username!r} ({role}) ready")
+
+
+# -- sources ---------------------------------------------------------------------
+def _fmt_time(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "never"
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def sources(c: Ctx, as_json: bool) -> None:
+    """Configured source instances with last run, lag and last error."""
+    from hub.engine.pulls import source_status
+
+    rows = source_status(c.hub())
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+        return
+    if not rows:
+        click.echo("no sources configured (add [sources.<name>] tables to your site TOML)")
+    for r in rows:
+        lag = f"{r['lag_seconds'] / 60:.0f} min" if r["lag_seconds"] is not None else "-"
+        click.echo(f"{r['name']:<20} {r['plugin']:<18} last run {_fmt_time(r['last_run_at'])}  lag {lag}  "
+                   f"items {r['items_total']}")
+        extra = {k: v for k, v in r.items() if k not in
+                 ("name", "plugin", "last_run_at", "lag_seconds", "items_total", "cursor", "last_error")}
+        for k, v in extra.items():
+            click.echo(f"    {k}: {v}")
+        if r["last_error"]:
+            click.echo(f"    last error: {r['last_error']}")
+
+
+def _run_pull(c: Ctx, name: str, since: dt.datetime | None) -> None:
+    from tqdm import tqdm
+
+    from hub.engine.pulls import pull
+    from hub.sdk.http import HttpError
+
+    hub = c.hub()
+    if name not in hub.registry.sources:
+        raise click.ClickException(f"no source named {name!r} (configured: {', '.join(hub.registry.sources) or 'none'})")
+    bar = tqdm(unit=" records", desc=name, disable=None)
+    new = 0
+
+    def progress(records: int, created: int) -> None:
+        nonlocal new
+        new += created
+        bar.update(records)
+        bar.set_postfix(new=new)
+
+    try:
+        report = pull(hub, name, since=since, progress=progress)
+    except HttpError as exc:
+        raise click.ClickException(f"pull of {name} failed: {exc}") from None
+    finally:
+        bar.close()
+    click.echo(f"{name}: {report.records} records in {report.pages} pages, {report.new_items} new items, "
+               f"{report.duplicates} duplicates, {report.failed} failed")
+
+
+@main.command("pull")
+@click.argument("name")
+@pass_ctx
+def pull_cmd(c: Ctx, name: str) -> None:
+    """Run one incremental pull of source NAME now."""
+    _run_pull(c, name, None)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Start date (UTC), e.g. 2026-01-01.")
+@pass_ctx
+def backfill(c: Ctx, name: str, since: dt.datetime) -> None:
+    """Walk source NAME's history from --since (the cursor never moves back)."""
+    _run_pull(c, name, since.replace(tzinfo=dt.UTC))
+
+
+@main.command()
+@click.option("--all", "everything", is_flag=True, help="Ignore retry times: push every pending follow-up.")
+@pass_ctx
+def dispatch(c: Ctx, everything: bool) -> None:
+    """Push due follow-ups to their sinks now, then exit."""
+    from hub.engine.dispatch import dispatch as run_dispatch
+
+    report = run_dispatch(c.hub(), ignore_schedule=everything)
+    click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
+    for err in report.errors[:20]:
+        click.echo(f"  {err}", err=True)
+
+
+@main.command("sync")
+@pass_ctx
+def sync_cmd(c: Ctx) -> None:
+    """Read follow-up completion from the sinks now (loop closure)."""
+    from hub.engine.completion import sync_completions
+
+    click.echo(f"completed {sync_completions(c.hub())} follow-up(s)")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--source", required=True, help="Source name the items are stored under (e.g. legacy_crm).")
+@pass_ctx
+def import_cmd(c: Ctx, file: str, source: str) -> None:
+    """Import FILE (JSONL or CSV in the common schema)."""
+    from tqdm import tqdm
+
+    from hub.engine.importer import count_lines, import_file
+
+    hub = c.hub()
+    if source in hub.registry.sinks:
+        raise click.ClickException(f"{source!r} is a sink, not a source")
+    path = Path(file)
+    with tqdm(total=count_lines(path), unit=" lines", desc=path.name, disable=None) as bar:
+        try:
+            report = import_file(hub, path, source, progress=bar.update)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    for number, reason in report.bad:
+        click.echo(f"line {number}: {reason}", err=True)
+    click.echo(f"imported {report.created} new item(s), {report.duplicates} already present, "
+               f"{len(report.bad)} bad line(s) of {report.lines}")
+    if report.bad:
+        sys.exit(1 if report.created == 0 else 0)
+
+
+# -- processes -------------------------------------------------------------------
+def _serve(app, host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@pass_ctx
+def serve(c: Ctx, host: str, port: int) -> None:
+    """Serve the web app and API only (no scheduler). For production use
+    gunicorn 'hub:create_app()' behind a proxy and run one `scheduler`."""
+    _serve(c.app(), host, port)
+
+
+def _start_scheduler(hub, extra_jobs=None):
+    from hub.engine.scheduler import HubScheduler, SchedulerBusy
+
+    sched = HubScheduler(hub, extra_jobs)
+    try:
+        sched.start()
+    except SchedulerBusy as exc:
+        raise click.ClickException(str(exc)) from None
+    return sched
+
+
+@main.command()
+@pass_ctx
+def scheduler(c: Ctx) -> None:
+    """Run the scheduler (pulls, dispatch, completion sync). One per database."""
+    hub = c.hub()
+    sched = _start_scheduler(hub)
+    click.echo("scheduler running; Ctrl-C to stop")
+    _wait_for_signal()
+    sched.shutdown()
+
+
+@main.command()
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between rounds.")
+@pass_ctx
+def worker(c: Ctx, interval: float) -> None:
+    """Process pending webhook events and dispatch follow-ups in a loop.
+
+    Safe to run several: outbox rows are claimed one by one."""
+    from hub.engine.dispatch import dispatch as run_dispatch
+    from hub.engine.scheduler import replay_pending
+
+    hub = c.hub()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo("worker running; Ctrl-C to stop")
+    while not stop.is_set():
+        try:
+            replay_pending(hub, older_than_seconds=10)
+            run_dispatch(hub)
+        except Exception as exc:  # keep the worker alive through outages
+            logging.getLogger(__name__).exception("worker round failed: %s", exc)
+        stop.wait(interval)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Emulated vendors, generated feedback and a demo login.")
+@pass_ctx
+def run(c: Ctx, host: str, port: int, demo: bool) -> None:
+    """Web app + scheduler in one process (the embedded default, SQLite)."""
+    from hub.demo import mode as demo_mod
+    from hub.plugin_manager import make_plugin_manager
+
+    hub_url = f"http://{host}:{port}"
+    if demo:
+        pm = make_plugin_manager()
+        c.overrides = demo_mod.demo_overrides(pm, hub_url)
+        c.overrides.setdefault("public_url", hub_url)
+        # A lively demo: pull, dispatch and close loops within seconds, not minutes.
+        sched_cfg = c.overrides.setdefault("scheduler", {})
+        for key, seconds in (("pull_interval_seconds", 15), ("dispatch_interval_seconds", 5),
+                             ("sync_interval_seconds", 20)):
+            sched_cfg.setdefault(key, seconds)
+        os.environ.setdefault("HUB_DEMO", "1")
+    app = c.app()
+    hub = app.extensions["hub"]
+    _upgrade(hub)
+    extra_jobs = []
+    if demo:
+        emus = demo_mod.emulators(hub.pm)
+        demo_mod.mount_emulators(app, emus)
+        from hub.engine.accounts import create_user
+
+        with hub.db.session() as s:
+            create_user(s, demo_mod.DEMO_USER, demo_mod.DEMO_PASSWORD, "admin")
+        rng = random.Random()
+        with hub.db.Session() as s:
+            from hub.storage import models as m
+
+            seeded = s.scalar(select(func.count()).select_from(m.FeedbackItem)) or 0
+        if not seeded:
+            demo_mod.feed(hub, random.Random(7), 300, days_back=21, prefix="seed")
+        extra_jobs.append(("demo-feed", lambda: demo_mod.feed(hub, rng, rng.randint(1, 4)), 5))
+        for emu in emus:
+            if emu.tick:
+                extra_jobs.append((f"tick:{emu.name}", lambda e=emu: e.tick(f"{hub_url}{demo_mod.SANDBOX_PREFIX}/{e.name}",
+                                                                          hub_url), 10))
+    from werkzeug.serving import make_server
+
+    # Bind first: the scheduler's first pulls and demo ticks call this very
+    # server (the mounted emulators), so it must be listening before they run.
+    server = make_server(host, port, app, threaded=True)
+    sched = _start_scheduler(hub, extra_jobs)
+    click.echo(f"feedback-hub is running at {hub_url}/")
+    click.echo(f"  API health: {hub_url}/api/v1/health   API docs: {hub_url}/api/v1/openapi.json")
+    if demo:
+        click.echo(f"  demo login: {demo_mod.DEMO_USER} / {demo_mod.DEMO_PASSWORD}")
+        click.echo(f"  vendor emulators: {hub_url}{demo_mod.SANDBOX_PREFIX}/")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sched.shutdown()
+        server.server_close()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5050, show_default=True, type=int)
+def sandbox(host: str, port: int) -> None:
+    """Serve every installed plugin's vendor emulator (for tests and trials)."""
+    from hub.demo.sandbox import make_sandbox_app
+
+    app, emus = make_sandbox_app()
+    for emu in emus:
+        click.echo(f"  {emu.name}: http://{host}:{port}/{emu.name}  {emu.description}")
+    if not emus:
+        click.echo("no plugin brings an emulator yet")
+    _serve(app, host, port)
+

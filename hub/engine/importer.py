@@ -1,0 +1,126 @@
+"""``feedback-hub import FILE --source NAME``: JSONL or CSV in the common schema.
+
+Good lines are stored in batches through the pipeline's batch path (a fixed
+number of statements per batch); bad lines are reported with their line number
+and reason, and never stop the good ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hub.engine.pipeline import Pipeline
+from hub.engine.raw_events import ingest_inputs
+from hub.sdk.contracts import CUSTOMER_FIELDS, InputError, parse_feedback
+from hub.sdk.schema import FeedbackIn
+
+if TYPE_CHECKING:
+    from hub.engine.context import Hub
+
+BATCH = 1000
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    created: int = 0
+    duplicates: int = 0
+    bad: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _csv_row(row: dict[str, str]) -> dict[str, Any]:
+    """CSV cells are text: turn them into the JSON input form."""
+    obj: dict[str, Any] = {}
+    customer: dict[str, str] = {}
+    for key, value in row.items():
+        if key is None:
+            raise InputError("row", "more cells than header columns")
+        if value is None or value == "":
+            continue
+        if key.startswith("customer_") and key[9:] in CUSTOMER_FIELDS:
+            customer[key[9:]] = value
+        elif key in ("nps", "reach"):
+            try:
+                obj[key] = int(value)
+            except ValueError:
+                raise InputError(key, f"must be an integer, not {value!r}") from None
+        else:
+            obj[key] = value
+    if customer:
+        obj["customer"] = customer
+    return obj
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded object or InputError) for each data line."""
+    is_csv = path.suffix.lower() == ".csv"
+    with path.open("r", encoding="utf-8", newline="") as fh:
+        if is_csv:
+            reader = csv.DictReader(fh)
+            for row in reader:
+                try:
+                    yield reader.line_num, _csv_row(row)
+                except InputError as exc:
+                    yield reader.line_num, exc
+            return
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError as exc:
+                yield number, InputError("line", f"malformed JSON: {exc}")
+
+
+def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int], None] | None = None
+                ) -> ImportReport:
+    path = Path(path)
+    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
+        raise ValueError(f"{path}: use .jsonl (one JSON object per line) or .csv")
+    report = ImportReport()
+    pipeline = Pipeline(hub)
+    batch: list[tuple[Any, FeedbackIn]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        with hub.db.session() as s:
+            results = ingest_inputs(s, pipeline, source, batch, hub.clock.utcnow())
+        created = sum(r.created for r in results)
+        report.created += created
+        report.duplicates += len(results) - created
+        if progress:
+            progress(len(batch))
+        batch.clear()
+
+    now = hub.clock.utcnow()
+    for number, obj in read_lines(path):
+        report.lines += 1
+        if isinstance(obj, InputError):
+            report.bad.append((number, str(obj)))
+            continue
+        try:
+            if isinstance(obj, dict):
+                obj.setdefault("source", source)
+                if obj["source"] != source:
+                    raise InputError("source", f"is {obj['source']!r} but the import is for {source!r}")
+            _, item = parse_feedback(obj, now=now)
+        except InputError as exc:
+            report.bad.append((number, str(exc)))
+            continue
+        batch.append((obj, item))
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    return report
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip()) - (1 if path.suffix.lower() == ".csv" else 0)
+

@@ -1,0 +1,127 @@
+"""Raw events: what arrived from a source, verbatim, stored before anything
+interprets it (for replay and audit), and their processing into items.
+
+A webhook delivery is stored as a ``pending`` raw event and acknowledged; the
+executor then normalizes it through the source's connector and ingests the
+items.  Each raw event ends ``processed``, ``skipped`` (nothing to store, e.g.
+a retweet) or ``failed`` with the reason, never silently lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from hub.engine.pipeline import Entry, Pipeline, _chunks
+from hub.sdk.schema import RawIn
+from hub.storage import models as m
+
+if TYPE_CHECKING:
+    from hub.engine.context import Hub
+
+log = logging.getLogger(__name__)
+RAW = m.RawEvent.__table__
+
+
+def _insert_ignore(session: Session, table):
+    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    return insert(table)
+
+
+def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.datetime, status: str = "pending"
+              ) -> list[int | None]:
+    """Store raw events; returns each one's id, or None for a duplicate delivery.
+
+    ``status`` is "pending" for events processed later (webhooks), or
+    "processed" when the caller ingests them in the same transaction.
+    """
+    out: list[int | None] = [None] * len(raws)
+    keyed: dict[str, int] = {}
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for i, raw in enumerate(raws):
+        if raw.dedupe_key is not None:
+            if raw.dedupe_key in keyed:
+                continue
+            keyed[raw.dedupe_key] = i
+        rows.append(
+            (i, {"source": source, "kind": raw.kind, "dedupe_key": raw.dedupe_key, "payload": raw.payload,
+                 "headers": raw.headers or None, "received_at": now, "status": status})
+        )
+    if keyed:
+        existing: set[str] = set()
+        for chunk in _chunks(list(keyed)):
+            existing.update(
+                session.scalars(
+                    select(m.RawEvent.dedupe_key).where(m.RawEvent.source == source, m.RawEvent.dedupe_key.in_(chunk))
+                )
+            )
+        rows = [(i, r) for i, r in rows if r["dedupe_key"] is None or r["dedupe_key"] not in existing]
+    if not rows:
+        return out
+    unkeyed = [(i, r) for i, r in rows if r["dedupe_key"] is None]
+    keyed_rows = [(i, r) for i, r in rows if r["dedupe_key"] is not None]
+    for i, r in unkeyed:  # rare (sources give dedupe keys); one row at a time keeps ids exact
+        out[i] = session.execute(insert(RAW).returning(RAW.c.id), r).scalar_one()
+    if keyed_rows:
+        # ON CONFLICT DO NOTHING: a concurrent delivery that committed the same
+        # key first makes ours a duplicate (None), not an error.
+        stmt = _insert_ignore(session, RAW).returning(RAW.c.id, RAW.c.dedupe_key)
+        got = {key: new_id for new_id, key in session.execute(stmt, [r for _, r in keyed_rows])}
+        for i, r in keyed_rows:
+            out[i] = got.get(r["dedupe_key"])
+    return out
+
+
+def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int]) -> dict[str, int]:
+    """Normalize and ingest stored raw events (webhook deliveries, replays).
+
+    Each raw event ends ``processed`` (items stored), ``skipped`` (nothing to
+    store, e.g. a retweet) or ``failed`` with the reason, never silently lost.
+    """
+    connector = hub.registry.connector(source)
+    counts = {"processed": 0, "skipped": 0, "failed": 0, "items": 0}
+    with hub.db.session() as session:
+        rows = session.scalars(select(m.RawEvent).where(m.RawEvent.id.in_(list(raw_ids)),
+                                                        m.RawEvent.status == "pending")).all()
+        entries: list[Entry] = []
+        for row in rows:
+            try:
+                produced = connector.normalize(RawIn(payload=row.payload, dedupe_key=row.dedupe_key, kind=row.kind,
+                                                     headers=row.headers or {}))
+            except Exception as exc:  # any plugin error marks the event, keeps it for replay
+                row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                counts["failed"] += 1
+                log.warning("raw event %s of %s failed to normalize: %s", row.id, source, exc)
+                continue
+            row.status = "processed" if produced else "skipped"
+            counts[row.status] += 1
+            entries.extend(Entry(item, row.id) for item in produced)
+        if entries:
+            results = Pipeline(hub).ingest(session, source, entries)
+            counts["items"] = sum(r.created for r in results)
+    return counts
+
+
+def ingest_inputs(session: Session, pipeline: Pipeline, source: str, pairs: Sequence[tuple[Any, FeedbackIn]],
+                  now: dt.datetime, kind: str = "import") -> list[IngestResult]:
+    """The path of input already in the common schema (API, import, demo):
+    each (decoded object, item) is kept verbatim as a raw event and ingested,
+    in the caller's transaction."""
+    raws = [RawIn(payload=obj, dedupe_key=item.external_id, kind=kind) for obj, item in pairs]
+    raw_ids = store_raw(session, source, raws, now, status="processed")
+    entries = [Entry(item, raw_id) for (_, item), raw_id in zip(pairs, raw_ids, strict=True)]
+    return pipeline.ingest(session, source, entries, now)

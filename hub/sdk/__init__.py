@@ -1,0 +1,68 @@
+"""The plugin SDK: everything a plugin may import, and nothing else of the hub.
+
+A source, sink or scoring plugin imports from ``hub.sdk`` only (a test enforces
+it for the bundled plugins).  ``hub.sdk`` itself imports nothing from the
+engine, storage, API, web UI or CLI, so it stays small and stable.
+
+* the contract: :mod:`hub.sdk.hookspecs` (``hookimpl``), documented in
+  ``docs/plugin_hooks.md``;
+* the common schema as frozen dataclasses: :mod:`hub.sdk.schema`;
+* base classes for connectors, sinks and emulators: :mod:`hub.sdk.connectors`;
+* the HTTP client with retries, backoff and rate budgets: :mod:`hub.sdk.http`;
+* paginators: :mod:`hub.sdk.pagination`; the injected clock: :mod:`hub.sdk.clock`;
+* generated demo people and opinions for emulators: :mod:`hub.sdk.demo_data`.
+"""
+
+from hub.sdk.clock import Clock, FakeClock
+from hub.sdk.connectors import (
+    CrmSink,
+    Emulator,
+    Instance,
+    Setting,
+    SourceConnector,
+    Stream,
+    WebhookRejected,
+    WebhookRequest,
+    WebhookResult,
+)
+from hub.sdk.hookspecs import hookimpl
+from hub.sdk.http import (
+    FatalError,
+    HttpClient,
+    HttpError,
+    PaginationLoopError,
+    RateBudget,
+    RetriableError,
+    RollingWindowBudget,
+    parse_retry_after,
+)
+from hub.sdk.pagination import BodyTokenPaginator, LastRecordPaginator, Paginator
+from hub.sdk.schema import (
+    CASE_STATUSES,
+    CATEGORIES,
+    CHANNELS,
+    FOLLOWUP_STATUSES,
+    OPEN_CASE_STATUSES,
+    CaseView,
+    Completion,
+    CustomerRef,
+    CustomerView,
+    Escalation,
+    FeedbackIn,
+    FeedbackView,
+    FollowupView,
+    PushResult,
+    RawIn,
+    ScoringContext,
+    Signal,
+    nps_category,
+)
+
+__all__ = [
+    "CASE_STATUSES", "CATEGORIES", "CHANNELS", "FOLLOWUP_STATUSES", "OPEN_CASE_STATUSES",
+    "BodyTokenPaginator", "CaseView", "Clock", "Completion", "CrmSink", "CustomerRef", "CustomerView", "Emulator",
+    "Escalation", "FakeClock", "FatalError", "FeedbackIn", "FeedbackView", "FollowupView", "HttpClient", "HttpError",
+    "Instance", "LastRecordPaginator", "PaginationLoopError", "Paginator", "PushResult", "RateBudget", "RawIn",
+    "RetriableError", "RollingWindowBudget", "ScoringContext", "Setting", "Signal", "SourceConnector", "Stream",
+    "WebhookRejected", "WebhookRequest", "WebhookResult", "hookimpl", "nps_category", "parse_retry_after",
+]

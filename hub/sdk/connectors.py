@@ -1,0 +1,305 @@
+"""Connector framework: the base classes plugins subclass.
+
+A source plugin is a small declarative class (in the manner of the Singer SDK):
+
+.. code-block:: python
+
+    class MentionsStream(Stream):
+        name = "mentions"
+        path = "/2/users/{user_id}/mentions"
+        cursor_field = "id"
+        cursor_kind = "int"
+        is_sorted = False            # newest first: cursor moves when the run completes
+        page_size = 100
+        paginator = BodyTokenPaginator("meta.next_token")
+
+        def request_params(self, cursor, page_token, since): ...
+        def parse_records(self, response): ...
+
+    class TwitterConnector(SourceConnector):
+        plugin_name = "twitter_webcare"
+        default_base_url = "https://api.x.com"
+        settings = [Setting("bearer_token", secret=True, required=True), ...]
+        def streams(self): return [MentionsStream(self)]
+        def normalize(self, raw): return [FeedbackIn(...)]
+
+The core (:mod:`hub.engine.pulls`) runs the page loop, stores raw events, runs the
+pipeline and moves the cursor in the same transaction; the shared
+:class:`hub.sdk.http.HttpClient` gives retries, backoff, rate budgets and loop
+detection.  A plugin never writes its own request loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import requests
+
+from hub.sdk.http import Clock, HttpClient, Paginator, RateBudget
+from hub.sdk.schema import Completion, FeedbackIn, FollowupView, PushResult, RawIn
+
+if TYPE_CHECKING:  # pragma: no cover
+    import flask
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key of a plugin instance (declared on the class)."""
+
+    name: str
+    type: type | tuple[type, ...] = str
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A configured instance: ``[sources.<name>]`` or ``[sinks.<name>]``."""
+
+    name: str
+    plugin: str
+    kind: str  # "source" | "sink"
+    settings: Mapping[str, Any]
+
+    def __repr__(self) -> str:  # never print secrets
+        return f"Instance({self.kind}:{self.name} plugin={self.plugin})"
+
+
+@dataclass
+class WebhookRequest:
+    """The raw request handed to a plugin (bytes exactly as received)."""
+
+    method: str
+    url: str
+    path: str
+    headers: Mapping[str, str]
+    args: Mapping[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookResult:
+    """A plugin's verdict on a webhook request.
+
+    ``raw_events`` are stored (deduplicated) before the core answers; their
+    processing happens after the answer, in the executor.  ``status``/``body``
+    is what the caller gets (for a CRC challenge, say).
+    """
+
+    status: int = 200
+    body: Any = field(default_factory=lambda: {"ok": True})
+    raw_events: list[RawIn] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Sinks: external ids (CRM task ids) the request says are completed; the
+    #: core closes this sink's matching follow-ups at once.
+    completed_external_ids: list[str] = field(default_factory=list)
+
+
+class WebhookRejected(Exception):
+    """Raise from ``handle_webhook`` to refuse a request: nothing is stored."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Plugin:
+    plugin_name: ClassVar[str] = ""
+    default_base_url: ClassVar[str | None] = None
+    settings: ClassVar[list[Setting]] = []
+    #: (requests, per_seconds) budget for the instance's HTTP client, or None.
+    rate_limit: ClassVar[tuple[int, float] | None] = None
+    #: ``feedback-hub plugins`` shows this.
+    description: ClassVar[str] = ""
+
+    def __init__(self, instance: Instance, *, clock: Clock | None = None, session: requests.Session | None = None):
+        self.instance = instance
+        self.config = instance.settings
+        self.clock = clock or Clock()
+        self._session = session
+        self._http: HttpClient | None = None
+
+    @classmethod
+    def all_settings(cls) -> list[Setting]:
+        declared = list(cls.settings)
+        if cls.default_base_url is not None and not any(s.name == "base_url" for s in declared):
+            declared.append(Setting("base_url", default=cls.default_base_url, help="API root (emulator or EU host)"))
+        return declared
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers sent with every request (e.g. Bearer token)."""
+        return {}
+
+    def rate_limit_wait(self, response: requests.Response) -> float | None:
+        """Read vendor rate-limit headers; return Unix time to pause until, or None."""
+        return None
+
+    def http_budget(self) -> RateBudget | None:
+        limit = self.config.get("rate_limit") or self.rate_limit
+        if not limit:
+            return None
+        return RateBudget(int(limit[0]), float(limit[1]), clock=self.clock)
+
+    #: Subclass of :class:`HttpClient` to build (a plugin may extend the client).
+    http_client_class: ClassVar[type[HttpClient]] = HttpClient
+
+    def http_client_kwargs(self) -> dict[str, Any]:
+        """Arguments for the instance's client; extend to pass your own."""
+        return {
+            "name": self.instance.name,
+            "headers": self.auth_headers(),
+            "budget": self.http_budget(),
+            "clock": self.clock,
+            "session": self._session,
+            "on_response": self.rate_limit_wait,
+            # TOML gives a list; requests wants a number or a tuple.
+            "timeout": _timeout(self.config.get("timeout")),
+        }
+
+    @property
+    def http(self) -> HttpClient:
+        """The instance's shared HTTP client (built on first use)."""
+        if self._http is None:
+            base_url = self.config.get("base_url") or self.default_base_url or ""
+            self._http = self.http_client_class(base_url, **self.http_client_kwargs())
+        return self._http
+
+    def handle_webhook(self, request: WebhookRequest) -> WebhookResult:
+        """Verify and parse a request to ``/webhooks/<instance>``.
+
+        Raise :class:`WebhookRejected` for bad signatures or bodies.  The
+        default refuses: this plugin takes no webhooks.
+        """
+        raise WebhookRejected(404, f"instance {self.instance.name!r} does not accept webhooks")
+
+
+def _timeout(value: Any) -> float | tuple[float, float]:
+    if value is None:
+        return (5.0, 30.0)
+    if isinstance(value, list | tuple):
+        return (float(value[0]), float(value[1]))
+    return float(value)
+
+
+class Stream:
+    """One endpoint of a source, with its own cursor (bookmark)."""
+
+    name: ClassVar[str] = "default"
+    path: ClassVar[str] = ""
+    method: ClassVar[str] = "GET"
+    #: Record key whose value is the bookmark.
+    cursor_field: ClassVar[str | None] = None
+    #: "str" (ISO times compare as text) or "int" (snowflake ids).
+    cursor_kind: ClassVar[str] = "str"
+    #: True when pages come oldest-first, so the cursor may move per page.
+    #: False (newest first): the highest value is kept as a signpost and
+    #: becomes the cursor when the run finished, so a crash loses nothing.
+    is_sorted: ClassVar[bool] = True
+    page_size: ClassVar[int] = 100
+    paginator: Paginator = Paginator()
+    #: Kind recorded on raw events from this stream.
+    raw_kind: ClassVar[str] = "record"
+
+    def __init__(self, connector: SourceConnector):
+        self.connector = connector
+
+    def request_path(self) -> str:
+        return self.path.format(**self.connector.config)
+
+    def request_params(self, cursor: str | None, page_token: str | None, since: dt.datetime | None) -> dict[str, Any]:
+        """Query of one page.  ``since`` is set for a backfill (cursor ignored)."""
+        return {}
+
+    def parse_records(self, response: requests.Response) -> list[Any]:
+        """The page's records (vendor shape), in page order."""
+        return list(response.json())
+
+    def record_cursor(self, record: Any) -> str | None:
+        if self.cursor_field and isinstance(record, dict):
+            value = record.get(self.cursor_field)
+            return None if value is None else str(value)
+        return None
+
+    def dedupe_key(self, record: Any) -> str | None:
+        """Identity of the record for duplicate detection (e.g. response token)."""
+        return self.record_cursor(record)
+
+    def to_raw(self, record: Any, response: requests.Response) -> RawIn:
+        """Wrap a record as a raw event; override to keep page-level context."""
+        return RawIn(payload=record, dedupe_key=self.dedupe_key(record), kind=self.raw_kind)
+
+    def cursor_max(self, a: str | None, b: str | None) -> str | None:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        if self.cursor_kind == "int":
+            return a if int(a) >= int(b) else b
+        return a if a >= b else b
+
+
+class SourceConnector(_Plugin):
+    """Base class of source plugins (surveys, social media...)."""
+
+    def streams(self) -> list[Stream]:
+        """The instance's streams to pull; empty for webhook-only sources."""
+        return []
+
+    def normalize(self, raw: RawIn) -> list[FeedbackIn]:
+        """Turn one raw event into common-schema items (maybe none).
+
+        Raise ``ValueError`` for a payload that cannot be understood: the raw
+        event stays stored, marked failed with the reason, for replay.
+        """
+        raise NotImplementedError
+
+    def health(self) -> dict[str, Any]:
+        """Extra health facts for ``feedback-hub sources`` (budgets...)."""
+        return {}
+
+
+class CrmSink(_Plugin):
+    """Base class of follow-up sinks (CRMs, ticketing, the built-in local sink)."""
+
+    #: Most follow-ups handed to one ``push`` call.
+    batch_size: ClassVar[int] = 100
+
+    def push(self, followups: list[FollowupView]) -> list[PushResult]:
+        """Create the callback task for each follow-up; one result per follow-up.
+
+        Must be idempotent per ``followup.idempotency_key``: a follow-up whose
+        earlier push may have reached the CRM (timeout, crash) is pushed again
+        with the same key, and the sink must find the earlier task instead of
+        creating a second one.
+        """
+        raise NotImplementedError
+
+    def sync_completed(self, followups: list[FollowupView]) -> list[Completion]:
+        """Report which sent follow-ups are completed in the CRM (default: none)."""
+        return []
+
+
+@dataclass
+class Emulator:
+    """A local stand-in for a vendor API, for the sandbox, demo and tests.
+
+    ``blueprint`` builds the Flask blueprint (mounted under ``/<name>``);
+    ``demo_config(base_url, hub_url)`` returns config tables
+    (``{"sources": {...}, "sinks": {...}, "routing": {...}}``) pointing the
+    plugin's real connector at the emulator, and ``demo_env`` the secrets those
+    tables reference.  ``tick(base_url, hub_url)``, if set, is called
+    periodically in demo mode (e.g. to send signed webhooks).
+    """
+
+    name: str
+    blueprint: Callable[[], flask.Blueprint]
+    demo_config: Callable[[str, str], dict[str, Any]] | None = None
+    demo_env: dict[str, str] = field(default_factory=dict)
+    tick: Callable[[str, str], None] | None = None
+    description: str = ""

@@ -1,0 +1,306 @@
+"""The one HTTP client every plugin uses (on ``requests``).
+
+It gives each connector, without per-plugin code:
+
+* timeouts on every request;
+* retries for 429, 5xx, timeouts and connection errors, honouring
+  ``Retry-After`` (seconds or HTTP date) and otherwise jittered exponential
+  backoff (via ``tenacity``);
+* a per-instance rate budget (token bucket) plus a "blocked until" time that
+  a plugin sets from vendor headers such as ``x-rate-limit-reset``;
+* pagination with loop detection (a page token seen twice stops the run);
+* errors split into :class:`RetriableError` (try again later) and
+  :class:`FatalError` (fix the configuration or the request).
+
+Time goes through a :class:`Clock` so tests use :class:`FakeClock` and never sleep.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests
+import tenacity
+
+from hub.sdk.clock import Clock, FakeClock  # noqa: F401  (re-exported for plugins)
+from hub.sdk.pagination import Paginator
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class HttpError(Exception):
+    def __init__(self, message: str, status: int | None = None, body: Any = None, response=None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.response = response
+
+
+class RetriableError(HttpError):
+    """Temporary: the same request may succeed later (outage, 429, timeout)."""
+
+    def __init__(self, *args, retry_after: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+        #: False when the request's caller chose not to retry this status itself.
+        self.retry_here = True
+
+
+class FatalError(HttpError):
+    """Permanent: retrying the same request will not help (4xx, bad config)."""
+
+
+class PaginationLoopError(FatalError):
+    """The API handed back a page token it had already given: stop, don't spin."""
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class RateBudget:
+    """Token bucket: at most ``requests`` per ``per_seconds``, shared by threads.
+
+    ``block_until(t)`` pauses every request of the instance until Unix time
+    ``t`` - used when a vendor says the window is spent.
+    """
+
+    def __init__(self, requests_: int, per_seconds: float, clock: Clock | None = None):
+        if requests_ <= 0 or per_seconds <= 0:
+            raise ValueError("rate budget needs positive requests and period")
+        self.capacity = float(requests_)
+        self.rate = requests_ / per_seconds
+        self.clock = clock or Clock()
+        self.tokens = self.capacity
+        self.updated = self.clock.time()
+        self.blocked_until = 0.0
+        self._lock = threading.Lock()
+
+    def block_until(self, when: float) -> None:
+        with self._lock:
+            self.blocked_until = max(self.blocked_until, when)
+
+    def _take(self, now: float) -> float | None:
+        """Take a request's share at ``now``: None when taken, else seconds to wait."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) / self.rate
+
+    def acquire(self) -> float:
+        """Wait until a request may go (budget and blocks); returns seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock.time()
+                delay = self.blocked_until - now if now < self.blocked_until else self._take(now)
+                if delay is None:
+                    return waited
+            # At least 1 ms: a tiny refill wait must still move a fake clock.
+            delay = max(delay, 0.001)
+            self.clock.sleep(delay)
+            waited += delay
+
+
+class RollingWindowBudget(RateBudget):
+    """At most ``requests_`` sends in *any* window of ``per_seconds``.
+
+    A token bucket lets a full burst through and then refills continuously,
+    so right after a burst it allows more requests inside the same window -
+    exactly what vendors that count in a rolling window (HubSpot's
+    ``TEN_SECONDLY_ROLLING``) refuse.  ``margin`` is added to every wait: our
+    send time and the vendor's receive time differ by the network latency.
+    """
+
+    def __init__(self, requests_: int, per_seconds: float, clock: Clock | None = None, margin: float = 0.05):
+        super().__init__(requests_, per_seconds, clock=clock)
+        self.limit = int(requests_)
+        self.window = float(per_seconds)
+        self.margin = margin
+        self.sent: deque[float] = deque()
+
+    def _take(self, now: float) -> float | None:
+        while self.sent and self.sent[0] <= now - self.window:
+            self.sent.popleft()
+        if len(self.sent) < self.limit:
+            self.sent.append(now)
+            return None
+        return self.sent[0] + self.window - now + self.margin
+
+    def in_window(self) -> int:
+        """Requests sent in the current window (for health output)."""
+        with self._lock:
+            now = self.clock.time()
+            return sum(1 for t in self.sent if t > now - self.window)
+
+
+class HttpClient:
+    """Shared ``requests`` client for one configured instance."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str = "http",
+        headers: dict[str, str] | None = None,
+        timeout: float | tuple[float, float] = (5.0, 30.0),
+        max_retries: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 120.0,
+        budget: RateBudget | None = None,
+        clock: Clock | None = None,
+        session: requests.Session | None = None,
+        on_response: Callable[[requests.Response], float | None] | None = None,
+        max_pages: int = 100_000,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.clock = clock or (budget.clock if budget else Clock())
+        self.budget = budget
+        self.session = session or requests.Session()
+        self.session.headers.update({"User-Agent": "feedback-hub/0.1", "Accept": "application/json"})
+        if headers:
+            self.session.headers.update(headers)
+        self.on_response = on_response
+        self.max_pages = max_pages
+        self.requests_sent = 0
+
+    # -- single request -------------------------------------------------
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def _send_once(self, method: str, path: str, retry_timeouts: bool, retry_statuses: frozenset[int],
+                   **kwargs) -> requests.Response:
+        if self.budget:
+            self.budget.acquire()
+        self.requests_sent += 1
+        try:
+            resp = self.session.request(method, self.url(path), timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            if retry_timeouts:
+                raise RetriableError(f"{self.name}: {method} {path} timed out") from exc
+            raise FatalError(f"{self.name}: {method} {path} timed out (not retried: not idempotent)") from exc
+        except requests.ConnectionError as exc:
+            raise RetriableError(f"{self.name}: {method} {path} connection failed: {exc}") from exc
+        wait_until = self.on_response(resp) if self.on_response else None
+        if wait_until and self.budget:
+            self.budget.block_until(wait_until)
+        if resp.status_code < 400:
+            return resp
+        body = _body(resp)
+        message = f"{self.name}: {method} {path} -> HTTP {resp.status_code}: {_short(body)}"
+        if resp.status_code in retry_statuses:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock.time())
+            if retry_after is None and wait_until:
+                retry_after = max(0.0, wait_until - self.clock.time())
+            raise RetriableError(message, resp.status_code, body, resp, retry_after=retry_after)
+        if resp.status_code in RETRY_STATUSES:  # retriable in kind, not retried here (caller's choice)
+            exc = RetriableError(message, resp.status_code, body, resp)
+            exc.retry_here = False
+            raise exc
+        raise FatalError(message, resp.status_code, body, resp)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetriableError) and exc.retry_after is not None:
+            return exc.retry_after
+        # Full jitter: spreads retries of many instances after a shared outage.
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (state.attempt_number - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def request(self, method: str, path: str, *, retry_timeouts: bool = True,
+                retry_statuses: frozenset[int] = RETRY_STATUSES, **kwargs) -> requests.Response:
+        """Send with retries; returns a 2xx/3xx response or raises HttpError.
+
+        For a non-idempotent POST pass ``retry_timeouts=False`` and e.g.
+        ``retry_statuses=frozenset({429})``: a timeout or a 5xx may mean the
+        vendor did the work, so the caller checks before sending it again.
+        Statuses not retried still raise :class:`RetriableError` (5xx) so the
+        caller can decide.
+        """
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, RetriableError) and e.retry_here),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=self._wait,
+            sleep=self.clock.sleep,
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "%s: retrying in %.1fs after: %s", self.name, s.next_action.sleep, s.outcome.exception()
+            ),
+        )
+        return retrying(self._send_once, method, path, retry_timeouts, retry_statuses, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    # -- pagination -----------------------------------------------------
+    def paginate(
+        self,
+        method: str,
+        path: str,
+        *,
+        params_for: Callable[[str | None], dict[str, Any]],
+        parse: Callable[[requests.Response], list[Any]],
+        paginator: Paginator,
+        **kwargs,
+    ) -> Iterator[tuple[requests.Response, list[Any]]]:
+        """Yield (response, records) page by page until the paginator says stop.
+
+        ``params_for(token)`` builds each page's query (token None on the first).
+        """
+        seen: set[str] = set()
+        token: str | None = None
+        for _ in range(self.max_pages):
+            resp = self.request(method, path, params=params_for(token), **kwargs)
+            records = parse(resp)
+            yield resp, records
+            token = paginator.next_token(resp, records)
+            if not token:
+                return
+            if token in seen:
+                raise PaginationLoopError(f"{self.name}: {path} returned page token {token!r} twice")
+            seen.add(token)
+        raise PaginationLoopError(f"{self.name}: {path} exceeded {self.max_pages} pages")
+
+
+def _body(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return resp.text[:2000]
+
+
+def _short(body: Any) -> str:
+    text = body if isinstance(body, str) else repr(body)
+    return text[:1000]
