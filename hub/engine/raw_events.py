@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from hub.engine.pipeline import Entry, Pipeline, _chunks
-from hub.sdk.schema import RawIn
+from hub.engine.pipeline import Entry, IngestResult, Pipeline, _chunks
+from hub.sdk.schema import FeedbackIn, RawIn
 from hub.storage import models as m
 
 if TYPE_CHECKING:
