@@ -46,9 +46,12 @@ class CustomerRef:
 
     email: str | None = None
     name: str | None = None
-    x_handle: str | None = None
+    x_handle: str | None = None  # TODO(identity kinds): leaves the core; plugins use ``handles``
     crm_id: str | None = None
     phone: str | None = None
+    #: Identities of kinds that plugins declare, as (kind, value) pairs, e.g.
+    #: ``(("x_handle", "janb"),)`` or ``(("facebook_user", "1234"),)``.
+    handles: tuple[tuple[str, str], ...] = ()
 
     def identities(self) -> list[tuple[str, str]]:
         """(kind, normalized value) pairs, strongest evidence first."""
@@ -61,6 +64,9 @@ class CustomerRef:
             out.append(("x_handle", self.x_handle.strip().lstrip("@").lower()))
         if self.phone:
             out.append(("phone", "".join(ch for ch in self.phone if ch.isdigit() or ch == "+")))
+        for kind, value in self.handles:
+            if value and (kind, value) not in out:
+                out.append((kind, value))
         return out
 
 
