@@ -40,21 +40,10 @@ import requests
 
 from hub.sdk.http import Clock, HttpClient, Paginator, RateBudget
 from hub.sdk.schema import Completion, FeedbackIn, FollowupView, PushResult, RawIn
+from hub.sdk.settings import Setting
 
 if TYPE_CHECKING:  # pragma: no cover
     import flask
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One configuration key of a plugin instance (declared on the class)."""
-
-    name: str
-    type: type | tuple[type, ...] = str
-    required: bool = False
-    default: Any = None
-    secret: bool = False
-    help: str = ""
 
 
 @dataclass(frozen=True)
