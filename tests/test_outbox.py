@@ -105,7 +105,9 @@ def test_completion_sync_moves_case_to_contacted_and_fires_hook(make_app):
         fu = s.scalars(select(m.Followup)).one()
         case = s.get(m.Case, fu.case_id)
         assert fu.status == "done" and case.status == "contacted" and case.contacted_at is not None
-        assert s.scalars(select(m.AuditEvent.action)).all() == ["followup.completed"]
+        # the push scheduled the case, the CRM's completion contacted it: both audited
+        assert s.scalars(select(m.AuditEvent.action).order_by(m.AuditEvent.id)).all() == [
+            "case.scheduled", "followup.completed"]
     assert sync_completions(hub) == 0
 
 

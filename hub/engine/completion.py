@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from hub.engine.cases import advance
 from hub.sdk.http import HttpError
 from hub.sdk.schema import Completion
 from hub.storage import models as m
@@ -37,11 +38,14 @@ def complete_followups(hub: Hub, completions: list[Completion], actor: str = "sy
             comp = by_id[row.id]
             row.status, row.completed_at = "done", comp.completed_at or now
             case = s.get(m.Case, row.case_id)
-            if case is not None and case.status in ("new", "assigned", "scheduled"):
-                case.status, case.contacted_at, case.updated_at = "contacted", comp.completed_at or now, now
+            detail = {"followup_id": row.id, "outcome": comp.outcome}
+            if case is None:
+                s.add(m.AuditEvent(at=now, actor=actor, action="followup.completed", case_id=row.case_id,
+                                   detail=detail))
+            elif advance(case, "contacted", actor=actor, now=now, action="followup.completed", **detail):
+                # when the call happened, not when the hub heard of it
+                case.contacted_at = comp.completed_at or now
                 case.outcome = case.outcome or comp.outcome
-            s.add(m.AuditEvent(at=now, actor=actor, action="followup.completed", case_id=row.case_id,
-                               detail={"followup_id": row.id, "outcome": comp.outcome}))
             done.append((row.id, comp.outcome))
         s.flush()
         if done:

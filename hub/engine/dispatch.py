@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
 
+from hub.engine.cases import advance
 from hub.sdk.http import FatalError, HttpError
 from hub.sdk.schema import FollowupView, PushResult
 from hub.storage import models as m
@@ -130,8 +131,8 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
             if res.ok:
                 row.status, row.external_id, row.sent_at, row.last_error = "sent", res.external_id, now, None
                 case = s.get(m.Case, row.case_id)
-                if case is not None and case.status == "new":
-                    case.status, case.updated_at = "scheduled", now
+                if case is not None:  # the callback is in the CRM's calendar now
+                    advance(case, "scheduled", actor=f"sink:{row.sink}", now=now, followup_id=row.id)
                 report.sent += 1
                 pushed.append((view_by_id[row.id], res.external_id or ""))
             elif res.retriable and row.attempts < max_attempts:

@@ -1,8 +1,10 @@
 """The case page: the customer's story across channels, and what an agent
-does about it (assign, note, plan the callback, mark contacted, resolve).
+does about it (assign, note, plan the callback, mark contacted, resolve,
+close, reopen).
 
 Every action writes an :class:`~hub.storage.models.AuditEvent` in the same
-transaction as its change, and needs the ``agent`` role.
+transaction as its change, and needs the ``agent`` role.  Status changes go
+through :mod:`hub.engine.cases` (the lifecycle table), never set here.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from typing import Any
 import flask
 from sqlalchemy import func, select
 
+from hub.engine import cases as lifecycle
 from hub.engine.completion import complete_followups
 from hub.engine.context import current_hub
-from hub.sdk.schema import OPEN_CASE_STATUSES, Completion
+from hub.sdk.schema import Completion
 from hub.storage import models as m
 from hub.web.common import audit, current_user, db_session, now, requires, ui_blueprint
 from hub.web.filters import localtime, team_tz
-from hub.web.forms import OUTCOMES, AssignForm, ContactForm, NoteForm, PlanForm, ResolveForm
+from hub.web.forms import OUTCOMES, AssignForm, CloseForm, ContactForm, NoteForm, PlanForm, ResolveForm
 from hub.web.i18n import gettext
 
 bp = ui_blueprint("cases", __name__, url_prefix="/cases")
@@ -27,6 +30,8 @@ bp = ui_blueprint("cases", __name__, url_prefix="/cases")
 TIMELINE_LIMIT = 500
 #: Follow-up states in which the callback is still to happen.
 OPEN_FOLLOWUP = ("pending", "sending", "sent", "failed", "dead")
+#: Follow-up states the dispatcher would still push: closing a case cancels these.
+UNPUSHED_FOLLOWUP = ("pending", "failed")
 
 
 def _case_or_404(case_id: int) -> m.Case:
@@ -70,7 +75,8 @@ def show(case_id: int):
         signals=signals, max_weight=max([float(s.get("weight", 0)) for s in signals] + [1.0]),
         followups=followups, open_followup=open_followup, events=events, channels=channels,
         users=_assignable_users(), plan_form=plan_form, outcomes=OUTCOMES,
-        is_open=case.status in OPEN_CASE_STATUSES, root_causes=root_causes(),
+        is_open=lifecycle.is_open(case), can_close="closed" in lifecycle.allowed(case.status),
+        root_causes=root_causes(),
     )
 
 
@@ -83,8 +89,12 @@ def _invalid(form) -> None:
     flask.flash(gettext("Check the form: {fields}.", fields=names), "error")
 
 
+def _actor() -> str:
+    return f"user:{current_user().username}"
+
+
 def _closed(case: m.Case) -> bool:
-    if case.status in OPEN_CASE_STATUSES:
+    if lifecycle.is_open(case):
         return False
     flask.flash(gettext("This case is already closed."), "error")
     return True
@@ -106,10 +116,9 @@ def assign(case_id: int):
     if _closed(case):
         return _back(case_id)
     previous = case.owner
-    case.owner, case.updated_at = owner, now()
-    if case.status == "new":
-        case.status = "assigned"
-    audit(session, "case.assigned", case.id, owner=owner, previous=previous)
+    case.owner = owner
+    lifecycle.advance(case, "assigned", actor=_actor(), now=now(), action="case.assigned", owner=owner,
+                      previous_owner=previous)
     session.commit()
     flask.flash(gettext("Assigned to {name}.", name=owner), "ok")
     return _back(case_id)
@@ -170,10 +179,7 @@ def plan(case_id: int):
         session.add(row)
         session.flush()
         detail["followup_id"] = row.id
-    if case.status in ("new", "assigned"):
-        case.status = "scheduled"
-    case.updated_at = current
-    audit(session, "case.callback_planned", case.id, **detail)
+    lifecycle.advance(case, "scheduled", actor=_actor(), now=current, action="case.callback_planned", **detail)
     session.commit()
     flask.flash(gettext("Callback planned for {when}.", when=localtime(when)), "ok")
     return _back(case_id)
@@ -193,17 +199,13 @@ def contacted(case_id: int):
         m.Followup.case_id == case.id, m.Followup.status.in_(OPEN_FOLLOWUP))))
     previous = case.status
     # complete_followups commits in a session of its own: end ours first so
-    # SQLite's write lock is free for it.
+    # SQLite's write lock is free for it.  It moves the case to contacted
+    # when it completes a follow-up; without one, the advance below does.
     session.commit()
-    actor = f"user:{current_user().username}"
-    done = complete_followups(current_hub(), [Completion(fid, outcome) for fid in open_ids], actor=actor)
+    done = complete_followups(current_hub(), [Completion(fid, outcome) for fid in open_ids], actor=_actor())
     session.refresh(case)
-    current = now()
-    if case.status in OPEN_CASE_STATUSES and case.status != "contacted":
-        case.status, case.contacted_at = "contacted", current
-    case.contacted_at = case.contacted_at or current
-    case.updated_at = current
-    audit(session, "case.contacted", case.id, previous=previous, followups_completed=done)
+    lifecycle.advance(case, "contacted", actor=_actor(), now=now(), action="case.contacted", previous=previous,
+                      followups_completed=done)
     session.commit()
     flask.flash(gettext("Marked as contacted."), "ok")
     return _back(case_id)
@@ -221,16 +223,60 @@ def resolve(case_id: int):
     if _closed(case):
         return _back(case_id)
     current = now()
-    previous = case.status
-    case.status, case.closed_at, case.updated_at = "resolved", current, current
     case.outcome = form.outcome.data
     case.root_cause = form.root_cause.data.strip()
     case.resolved = form.resolved.data == "yes"
     case.contacted_at = case.contacted_at or (current if form.outcome.data != "not_reachable" else None)
-    audit(session, "case.resolved", case.id, previous=previous, outcome=case.outcome, root_cause=case.root_cause,
-          resolved=case.resolved)
+    lifecycle.transition(case, "resolved", actor=_actor(), now=current, outcome=case.outcome,
+                         root_cause=case.root_cause, resolved=case.resolved)
     session.commit()
     flask.flash(gettext("Case resolved."), "ok")
+    return _back(case_id)
+
+
+@bp.post("/<int:case_id>/close")
+@requires("agent")
+def close(case_id: int):
+    """Close the loop for good: after resolving, or at once when no callback
+    is needed (spam, a duplicate).  Callbacks not yet in the CRM are cancelled
+    so the dispatcher never pushes a task for a closed case."""
+    session = db_session()
+    case = _case_or_404(case_id)
+    form = CloseForm()
+    if not form.validate_on_submit():
+        _invalid(form)
+        return _back(case_id)
+    current = now()
+    reason = (form.reason.data or "").strip() or None
+    cancelled = []
+    if lifecycle.is_open(case):
+        for f in session.scalars(select(m.Followup).where(m.Followup.case_id == case.id,
+                                                          m.Followup.status.in_(UNPUSHED_FOLLOWUP))):
+            f.status, f.last_error = "dead", "cancelled: case closed without callback"
+            cancelled.append(f.id)
+    try:
+        lifecycle.transition(case, "closed", actor=_actor(), now=current, reason=reason,
+                             followups_cancelled=cancelled or None)
+    except lifecycle.InvalidTransition:
+        session.rollback()
+        flask.flash(gettext("This case is already closed."), "error")
+        return _back(case_id)
+    session.commit()
+    flask.flash(gettext("Case closed."), "ok")
+    return _back(case_id)
+
+
+@bp.post("/<int:case_id>/reopen")
+@requires("agent")
+def reopen(case_id: int):
+    session = db_session()
+    case = _case_or_404(case_id)
+    if lifecycle.is_open(case):
+        flask.flash(gettext("This case is still open."), "error")
+        return _back(case_id)
+    lifecycle.reopen(case, actor=_actor(), now=now())
+    session.commit()
+    flask.flash(gettext("Case reopened."), "ok")
     return _back(case_id)
 
 

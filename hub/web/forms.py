@@ -63,6 +63,10 @@ class ResolveForm(_Form):
                           validators=[InputRequired()])
 
 
+class CloseForm(_Form):
+    reason = StringField("Reason", validators=[Optional(), Length(max=200)])
+
+
 class UserForm(_Form):
     username = StringField("Username", validators=[DataRequired(), Length(max=100),
                                                        Regexp(r"^[A-Za-z0-9_.@-]+$")])
