@@ -1,96 +1,95 @@
-"""OpenAPI 3.1 document of ``/api/v1`` (schemas are JSON Schema 2020-12, so
-tests validate real responses against them with ``jsonschema``)."""
+"""OpenAPI 3.1 document of ``/api/v1``, generated from the declared contracts.
+
+The schemas come from the pydantic models (:mod:`hub.sdk.contracts` for the
+input, :mod:`hub.api.contracts` for the answers) through
+``model_json_schema``; only the paths and query parameters are a table here.
+OpenAPI 3.1 schemas are JSON Schema 2020-12, so tests validate real responses
+against the document.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from hub.sdk.contracts import FEEDBACK_INPUT_SCHEMA
-from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, FOLLOWUP_STATUSES
+from pydantic.json_schema import models_json_schema
 
-NULL_STR = {"type": ["string", "null"]}
-NULL_TIME = {"type": ["string", "null"], "format": "date-time"}
-NULL_INT = {"type": ["integer", "null"]}
+from hub.api import contracts as answers
+from hub.sdk.contracts import FeedbackInput
+from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 
-
-def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": required or list(props)}
-
-
-REASON = _obj({"signal": {"type": "string"}, "weight": {"type": "number"}, "detail": {"type": "string"}})
-FEEDBACK = _obj({
-    "id": {"type": "integer"},
-    "source": {"type": "string"},
-    "external_id": {"type": "string"},
-    "channel": {"type": "string", "enum": list(CHANNELS)},
-    "occurred_at": {"type": "string", "format": "date-time"},
-    "received_at": {"type": "string", "format": "date-time"},
-    "text": NULL_STR,
-    "nps": {"type": ["integer", "null"], "minimum": 0, "maximum": 10},
-    "language": NULL_STR,
-    "sentiment": {"type": ["number", "null"]},
-    "category": {"type": ["string", "null"], "enum": [*CATEGORIES, None]},
-    "risk": {"type": "integer", "minimum": 0, "maximum": 100},
-    "risk_reasons": {"type": "array", "items": {"$ref": "#/components/schemas/RiskReason"}},
-    "reach": NULL_INT,
-    "thread_id": NULL_STR,
-    "url": NULL_STR,
-    "customer_id": NULL_INT,
-    "case_id": NULL_INT,
-    "case_status": {"type": ["string", "null"], "enum": [*CASE_STATUSES, None]},
-})
-FOLLOWUP = _obj({
-    "id": {"type": "integer"}, "sink": {"type": "string"}, "status": {"type": "string", "enum": list(FOLLOWUP_STATUSES)},
-    "due_at": {"type": "string", "format": "date-time"}, "attempts": {"type": "integer"},
-    "external_id": NULL_STR, "last_error": NULL_STR,
-})
-CASE = _obj({
-    "id": {"type": "integer"}, "customer_id": NULL_INT, "status": {"type": "string", "enum": list(CASE_STATUSES)},
-    "priority": {"type": "string"}, "risk": {"type": "integer"}, "owner": NULL_STR, "sla_due_at": NULL_TIME,
-    "opened_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
-    "contacted_at": NULL_TIME, "closed_at": NULL_TIME, "outcome": NULL_STR, "resurvey_nps": NULL_INT,
-})
-CASE_LISTED = {"allOf": [{"$ref": "#/components/schemas/Case"}, _obj({
-    "items": {"type": "integer"},
-    "followup": {"oneOf": [{"$ref": "#/components/schemas/Followup"}, {"type": "null"}]},
-})]}
-CUSTOMER = _obj({
-    "id": {"type": "integer"}, "name": NULL_STR, "value": {"type": ["number", "null"]},
-    "identities": {"type": "array", "items": _obj({"kind": {"type": "string"}, "value": {"type": "string"},
-                                                    "confidence": {"type": "number"}, "evidence": NULL_STR})},
-    "timeline": {"type": "array", "items": {"$ref": "#/components/schemas/Feedback"}},
-    "cases": {"type": "array", "items": {"$ref": "#/components/schemas/Case"}},
-})
-ERROR = _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}},
-                            ["code", "message"])})
-
-
-def _list_of(ref: str) -> dict[str, Any]:
-    return _obj({"items": {"type": "array", "items": {"$ref": ref}}, "next_cursor": NULL_STR})
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+REF = "#/components/schemas/{model}"
 
 
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": REF.format(model=name)}
 
 
-ERRORS = {
-    "400": _json(_ref("Error"), "Invalid input; `error.field` names the field"),
-    "401": _json(_ref("Error"), "Missing or invalid bearer token"),
-}
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
 
 
-def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
+ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
 PAGING = [
-    _param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "Page size"),
-    _param("cursor", {"type": "string"}, "next_cursor of the previous page"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": answers.MAX_LIMIT, "default": answers.DEFAULT_LIMIT},
+           "Page size"),
+    _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
 ]
+ERRORS = {
+    "400": _json("Error", "Invalid input; `error.field` names the field"),
+    "401": _json("Error", "Missing or invalid bearer token"),
+}
+
+PATHS: dict[str, Any] = {
+    "/health": {"get": {
+        "security": [], "summary": "Liveness and database check",
+        "responses": {"200": _json("Health", "Healthy"), "503": _json("Health", "Database unreachable")}}},
+    "/feedback": {
+        "post": {
+            "summary": "Submit one feedback item in the common schema",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("FeedbackInput")}}},
+            "responses": {"201": _json("Feedback", "Stored"),
+                          "200": _json("Feedback", "Already stored (same source + external_id)"),
+                          "413": _json("Error", "Body too large"), **ERRORS},
+        },
+        "get": {
+            "summary": "List feedback, newest first",
+            "parameters": [
+                _query("channel", {"type": "string", "enum": list(CHANNELS)}, "Channel"),
+                _query("category", {"type": "string", "enum": list(CATEGORIES)}, "NPS category"),
+                _query("min_risk", {"type": "integer", "minimum": 0, "maximum": 100}, "Minimum risk"),
+                _query("status", {"type": "string", "enum": list(CASE_STATUSES)}, "Status of the item's case"),
+                _query("source", {"type": "string"}, "Source instance"),
+                _query("q", {"type": "string"}, "Text contains"),
+                *PAGING,
+            ],
+            "responses": {"200": _json("FeedbackPage", "A page"), **ERRORS},
+        },
+    },
+    "/feedback/{id}": {"get": {
+        "summary": "One feedback item with its risk reasons", "parameters": ID,
+        "responses": {"200": _json("Feedback", "The item"), "404": _json("Error", "Unknown"), **ERRORS}}},
+    "/cases": {"get": {
+        "summary": "List cases, newest first",
+        "parameters": [_query("status", {"type": "string", "enum": list(CASE_STATUSES)}, "Status"),
+                       _query("customer_id", {"type": "integer"}, "Customer"), *PAGING],
+        "responses": {"200": _json("CasePage", "A page"), **ERRORS}}},
+    "/customers/{id}": {"get": {
+        "summary": "A customer with identities and the timeline across channels", "parameters": ID,
+        "responses": {"200": _json("Customer", "The customer"), "404": _json("Error", "Unknown"), **ERRORS}}},
+}
+
+
+@functools.cache
+def component_schemas() -> dict[str, Any]:
+    """Every declared model's JSON Schema, keyed by model name (nested models included)."""
+    models = [(FeedbackInput, "validation"), *((model, "serialization") for model in answers.ANSWERS)]
+    _, schema = models_json_schema(models, ref_template=REF)
+    return schema["$defs"]
 
 
 def openapi_document() -> dict[str, Any]:
@@ -100,60 +99,9 @@ def openapi_document() -> dict[str, Any]:
                  "description": "Closed-loop feedback hub: feedback in, scored cases and callbacks out."},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": {
-            "/health": {"get": {"security": [], "summary": "Liveness and database check",
-                                "responses": {"200": _json(_obj({"status": {"type": "string"}}, ["status"]), "Healthy"),
-                                              "503": _json(_obj({"status": {"type": "string"}}, ["status"]),
-                                                           "Database unreachable")}}},
-            "/feedback": {
-                "post": {
-                    "summary": "Submit one feedback item in the common schema",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("FeedbackInput")}}},
-                    "responses": {"201": _json(_ref("Feedback"), "Stored"),
-                                  "200": _json(_ref("Feedback"), "Already stored (same source + external_id)"),
-                                  "413": _json(_ref("Error"), "Body too large"), **ERRORS},
-                },
-                "get": {
-                    "summary": "List feedback, newest first",
-                    "parameters": [
-                        _param("channel", {"type": "string", "enum": list(CHANNELS)}, "Channel"),
-                        _param("category", {"type": "string", "enum": list(CATEGORIES)}, "NPS category"),
-                        _param("min_risk", {"type": "integer", "minimum": 0, "maximum": 100}, "Minimum risk"),
-                        _param("status", {"type": "string", "enum": list(CASE_STATUSES)}, "Status of the item's case"),
-                        _param("source", {"type": "string"}, "Source instance"),
-                        _param("q", {"type": "string"}, "Text contains"),
-                        *PAGING,
-                    ],
-                    "responses": {"200": _json(_list_of("#/components/schemas/Feedback"), "A page"), **ERRORS},
-                },
-            },
-            "/feedback/{id}": {"get": {
-                "summary": "One feedback item with its risk reasons",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json(_ref("Feedback"), "The item"), "404": _json(_ref("Error"), "Unknown"),
-                              **ERRORS}}},
-            "/cases": {"get": {
-                "summary": "List cases, newest first",
-                "parameters": [_param("status", {"type": "string", "enum": list(CASE_STATUSES)}, "Status"),
-                               _param("customer_id", {"type": "integer"}, "Customer"), *PAGING],
-                "responses": {"200": _json(_list_of("#/components/schemas/CaseListed"), "A page"), **ERRORS}}},
-            "/customers/{id}": {"get": {
-                "summary": "A customer with identities and the timeline across channels",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-                "responses": {"200": _json(_ref("Customer"), "The customer"), "404": _json(_ref("Error"), "Unknown"),
-                              **ERRORS}}},
-        },
+        "paths": PATHS,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "FeedbackInput": FEEDBACK_INPUT_SCHEMA,
-                "Feedback": FEEDBACK,
-                "RiskReason": REASON,
-                "Case": CASE,
-                "CaseListed": CASE_LISTED,
-                "Followup": FOLLOWUP,
-                "Customer": CUSTOMER,
-                "Error": ERROR,
-            },
+            "schemas": component_schemas(),
         },
     }

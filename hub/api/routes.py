@@ -8,9 +8,11 @@ import json
 from typing import Any
 
 import flask
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hub.api import contracts as answers
 from hub.api.openapi import openapi_document
 from hub.engine.accounts import verify_token
 from hub.engine.context import current_hub
@@ -19,17 +21,17 @@ from hub.engine.raw_events import ingest_inputs
 from hub.sdk.contracts import InputError, parse_feedback
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 from hub.storage import models as m
-from hub.storage.rows import case_json, feedback_json
 
 bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
-MAX_LIMIT = 200
+MAX_LIMIT = answers.MAX_LIMIT
+
+
+def answer(model: BaseModel, status: int = 200):
+    return flask.jsonify(answers.body(model)), status
 
 
 def error(status: int, code: str, message: str, field: str | None = None):
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return flask.jsonify(error=body), status
+    return answer(answers.Error(error=answers.ErrorDetail(code=code, message=message, field=field)), status)
 
 
 def db_session() -> Session:
@@ -72,9 +74,9 @@ def health():
         db_ok = True
     except Exception:  # health must answer, not raise
         db_ok = False
-    body = {"status": "ok" if db_ok else "degraded", "database": "ok" if db_ok else "unreachable",
-            "sources": sorted(hub.registry.sources), "sinks": sorted(hub.registry.sinks)}
-    return flask.jsonify(body), 200 if db_ok else 503
+    health = answers.Health(status="ok" if db_ok else "degraded", database="ok" if db_ok else "unreachable",
+                            sources=sorted(hub.registry.sources), sinks=sorted(hub.registry.sinks))
+    return answer(health, 200 if db_ok else 503)
 
 
 @bp.get("/openapi.json")
@@ -122,7 +124,7 @@ def post_feedback():
         raise
     row = session.get(m.FeedbackItem, item_id)
     status = session.get(m.Case, row.case_id).status if row.case_id else None
-    return flask.jsonify(feedback_json(row, status)), 201 if created else 200
+    return answer(answers.Feedback.from_row(row, status), 201 if created else 200)
 
 
 def _cursor(value: str | None) -> int | None:
@@ -141,7 +143,7 @@ def _next_cursor(rows: list[Any], limit: int) -> str | None:
 
 
 def _limit() -> int:
-    raw = flask.request.args.get("limit", "50")
+    raw = flask.request.args.get("limit", str(answers.DEFAULT_LIMIT))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise InputError("limit", f"must be an integer 1-{MAX_LIMIT}")
     return int(raw)
@@ -186,8 +188,8 @@ def list_feedback():
     if after is not None:
         q = q.where(m.FeedbackItem.id < after)
     rows = db_session().execute(q.order_by(m.FeedbackItem.id.desc()).limit(limit + 1)).all()
-    items = [feedback_json(item, st) for item, st in rows[:limit]]
-    return flask.jsonify(items=items, next_cursor=_next_cursor([r[0] for r in rows], limit))
+    items = [answers.Feedback.from_row(item, st) for item, st in rows[:limit]]
+    return answer(answers.FeedbackPage(items=items, next_cursor=_next_cursor([r[0] for r in rows], limit)))
 
 
 @bp.get("/feedback/<int:item_id>")
@@ -197,7 +199,7 @@ def get_feedback(item_id: int):
     if row is None:
         return error(404, "not_found", f"no feedback item {item_id}")
     status = db_session().get(m.Case, row.case_id).status if row.case_id else None
-    return flask.jsonify(feedback_json(row, status))
+    return answer(answers.Feedback.from_row(row, status))
 
 
 @bp.get("/cases")
@@ -223,19 +225,8 @@ def list_cases():
         m.FeedbackItem.case_id.in_([r.id for r in rows])).group_by(m.FeedbackItem.case_id)).all()) if rows else {}
     followups = {f.case_id: f for f in session.scalars(select(m.Followup).where(
         m.Followup.case_id.in_([r.id for r in rows])))} if rows else {}
-    items = []
-    for r in rows[:limit]:
-        body = case_json(r)
-        body["items"] = counts.get(r.id, 0)
-        f = followups.get(r.id)
-        body["followup"] = _followup_json(f) if f else None
-        items.append(body)
-    return flask.jsonify(items=items, next_cursor=_next_cursor(list(rows), limit))
-
-
-def _followup_json(f: m.Followup) -> dict[str, Any]:
-    return {"id": f.id, "sink": f.sink, "status": f.status, "due_at": f.due_at.isoformat(), "attempts": f.attempts,
-            "external_id": f.external_id, "last_error": f.last_error}
+    items = [answers.CaseListed.from_row(r, counts.get(r.id, 0), followups.get(r.id)) for r in rows[:limit]]
+    return answer(answers.CasePage(items=items, next_cursor=_next_cursor(list(rows), limit)))
 
 
 @bp.get("/customers/<int:customer_id>")
@@ -250,13 +241,7 @@ def get_customer(customer_id: int):
         m.Case, m.Case.id == m.FeedbackItem.case_id).where(m.FeedbackItem.customer_id == customer_id)
         .order_by(m.FeedbackItem.occurred_at, m.FeedbackItem.id).limit(1000)).all()
     cases = session.scalars(select(m.Case).where(m.Case.customer_id == customer_id).order_by(m.Case.id)).all()
-    return flask.jsonify({
-        "id": customer.id,
-        "name": customer.name,
-        "value": customer.value,
-        "identities": [{"kind": i.kind, "value": i.value, "confidence": i.confidence, "evidence": i.evidence}
-                       for i in identities],
-        "timeline": [feedback_json(it, st) for it, st in items],
-        "cases": [case_json(c) for c in cases],
-    })
+    return answer(answers.Customer(
+        id=customer.id, name=customer.name, value=customer.value, identities=identities,
+        timeline=[answers.Feedback.from_row(it, st) for it, st in items], cases=cases))
 

@@ -56,7 +56,7 @@ def feed(hub, rng: random.Random, n: int, *, days_back: float = 0.0, prefix: str
     start = now - dt.timedelta(days=days_back) if days_back else now - dt.timedelta(minutes=1)
     prefix = prefix or f"demo-{int(now.timestamp() * 1000)}"
     objs = generate_feedback(rng, n, start=start, end=now, prefix=prefix, people=max(40, n // 2))
-    pairs = [(obj, parse_feedback(obj)[1]) for obj in objs]
+    pairs = [(obj, parse_feedback(obj, now=now)[1]) for obj in objs]
     with hub.db.session() as s:
         results = ingest_inputs(s, Pipeline(hub), DEMO_SOURCE, pairs, now)
     return sum(r.created for r in results)

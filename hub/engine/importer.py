@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.engine.pipeline import Pipeline
 from hub.engine.raw_events import ingest_inputs
-from hub.sdk.contracts import CUSTOMER_FIELDS, InputError, parse_feedback
+from hub.sdk.contracts import CUSTOMER_INPUT_FIELDS, InputError, parse_feedback
 from hub.sdk.schema import FeedbackIn
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
             raise InputError("row", "more cells than header columns")
         if value is None or value == "":
             continue
-        if key.startswith("customer_") and key[9:] in CUSTOMER_FIELDS:
+        if key.startswith("customer_") and key[9:] in CUSTOMER_INPUT_FIELDS:
             customer[key[9:]] = value
         elif key in ("nps", "reach"):
             try:

@@ -1,138 +1,286 @@
-"""The common schema's input form (API body, import line) and its checks.
+"""The common schema's input form, declared once (pydantic v2).
 
-One function, :func:`parse_feedback`, turns a decoded JSON object into a
-:class:`hub.sdk.schema.FeedbackIn` or raises :class:`InputError` naming the field.
-``FEEDBACK_INPUT_SCHEMA`` is the same contract as JSON Schema for the OpenAPI
-document; ``tests/test_validation.py`` holds the two together.
+:class:`FeedbackInput` is the body of ``POST /api/v1/feedback``, one line of
+``feedback-hub import`` and one item of the demo feed.  The same declaration
+validates input (:func:`parse_feedback`) and, through ``model_json_schema``,
+is the ``FeedbackInput`` schema of the OpenAPI document, so the two cannot
+disagree.  A rejected input raises :class:`InputError` naming the field in
+dotted form (``customer.email``) with a message written for the sender.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from hub.sdk.schema import CHANNELS, CustomerRef, FeedbackIn
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-TOP_FIELDS = ("source", "external_id", "channel", "occurred_at", "text", "nps", "language", "reach",
-              "thread_id", "url", "customer")
-CUSTOMER_FIELDS = ("email", "name", "x_handle", "crm_id", "phone")
+from hub.sdk.schema import CustomerRef, FeedbackIn
+
 MAX_TEXT = 20_000
+MAX_CUSTOMER_FIELD = 320
+MAX_IDENTITIES = 20
+
+Channel = Literal["survey", "social", "email", "phone", "chat", "other"]
 
 
 class InputError(ValueError):
+    """Bad input: which field (dotted, e.g. ``customer.email``) and why."""
+
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
 
 
-def _str(obj: dict[str, Any], key: str, field: str, max_len: int, required: bool = False) -> str | None:
-    value = obj.get(key)
+# -- field types ---------------------------------------------------------------
+def _blank_to_none(value: Any) -> Any:
+    """Optional strings: surrounding space is dropped and an empty string means absent."""
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
+def _integer(value: Any) -> Any:
+    """JSON has one number type: 3.0 is the integer 3; True and "3" are not numbers."""
     if value is None:
-        if required:
-            raise InputError(field, "is required")
         return None
-    if not isinstance(value, str):
-        raise InputError(field, f"must be a string, not {type(value).__name__}")
-    value = value.strip()
-    if required and not value:
-        raise InputError(field, "must not be empty")
-    if len(value) > max_len:
-        raise InputError(field, f"is longer than {max_len} characters")
-    return value or None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("integer", "must be an integer, not {kind}", {"kind": type(value).__name__})
+    return value
 
 
-def parse_time(value: Any, field: str = "occurred_at") -> dt.datetime:
+def _date_time(value: Any) -> Any:
+    """ISO-8601 text or a unix time in seconds; times without an offset are UTC."""
+    if value is None:
+        return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return dt.datetime.fromtimestamp(value, dt.UTC)
-    if not isinstance(value, str):
-        raise InputError(field, f"must be an ISO-8601 date-time string, not {type(value).__name__}")
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(field, f"is not an ISO-8601 date-time: {value[:40]!r}") from None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise PydanticCustomError("date_time", "is not an ISO-8601 date-time: {value}",
+                                      {"value": repr(value[:40])}) from None
+    else:
+        raise PydanticCustomError("date_time", "must be an ISO-8601 date-time string or a unix time, not {kind}",
+                                  {"kind": type(value).__name__})
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)
 
 
-def _int(obj: dict[str, Any], key: str, lo: int, hi: int | None) -> int | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise InputError(key, f"must be an integer, not {type(value).__name__}")
-    if value < lo or (hi is not None and value > hi):
-        raise InputError(key, f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
-    return value
+def _text(max_length: int) -> Any:
+    """An optional string of at most ``max_length`` characters (after stripping)."""
+    bounded = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max_length=max_length)]
+    return Annotated[bounded | None, BeforeValidator(_blank_to_none)]
+
+
+def _integer_in(ge: int, le: int | None = None) -> Any:
+    """An optional integer in [ge, le]."""
+    return Annotated[Annotated[StrictInt, Field(ge=ge, le=le)] | None, BeforeValidator(_integer)]
+
+
+Text10, Text100, Text200, Text320, Text500, LongText = map(_text, (10, 100, 200, 320, 500, MAX_TEXT))
+NpsScore, Count = _integer_in(0, 10), _integer_in(0)
+
+
+DateTimeIn = Annotated[
+    dt.datetime | None,
+    BeforeValidator(_date_time),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
+                    "description": "ISO-8601 (no offset: UTC) or unix seconds; default: when the hub receives it"}),
+]
+
+
+# -- the customer --------------------------------------------------------------
+class IdentityInput(BaseModel):
+    """An identity of any kind a plugin declares, e.g. ``{"kind": "facebook_user", "value": "1234"}``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: StrictStr = Field(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_]*$")
+    value: StrictStr = Field(min_length=1, max_length=MAX_CUSTOMER_FIELD)
+
+
+class _CustomerFields(BaseModel):
+    """What the sender knows of the customer; every field optional."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: Text320 = Field(None, description="an email address (contains '@')")
+    name: Text320 = None
+    crm_id: Text320 = Field(None, description="the customer's id in your CRM")
+    phone: Text320 = None
+    identities: list[IdentityInput] = Field(default_factory=list, max_length=MAX_IDENTITIES,
+                                            description="identities of kinds that plugins declare")
+
+    @field_validator("email")
+    @classmethod
+    def _email_has_at(cls, value: str | None) -> str | None:
+        if value and "@" not in value:
+            raise PydanticCustomError("email", "is not an email address")
+        return value
+
+
+# ---- API compatibility ------------------------------------------------------
+# ``customer.x_handle`` was part of the API before identity kinds were open.
+# It stays accepted exactly as before, but only here: each key is an input
+# field that becomes an identity of the named kind (``CustomerRef.handles``);
+# nothing else in the core knows the name.  Handles of these kinds were
+# always matched without a leading '@' and case-insensitively.
+COMPAT_CUSTOMER_KINDS: dict[str, str] = {"x_handle": "x_handle"}
+
+
+def _compat_handle(value: str) -> str:
+    return value.lstrip("@").lower()
+
+
+CustomerInput = create_model(
+    "CustomerInput",
+    __base__=_CustomerFields,
+    **{name: (Text320, Field(None, description=f"same as an identity of kind {kind!r}"))
+       for name, kind in COMPAT_CUSTOMER_KINDS.items()},
+)
+# ---- end of API compatibility -----------------------------------------------
+
+#: Plain (string) customer fields, e.g. for the CSV importer's ``customer_<field>`` columns.
+CUSTOMER_INPUT_FIELDS = tuple(name for name in CustomerInput.model_fields if name != "identities")
+
+
+def customer_ref(customer: BaseModel | None) -> CustomerRef:
+    """The validated ``customer`` object as the core's :class:`CustomerRef`."""
+    if customer is None:
+        return CustomerRef()
+    handles: list[tuple[str, str]] = []
+    for name, kind in COMPAT_CUSTOMER_KINDS.items():
+        value = getattr(customer, name)
+        if value and _compat_handle(value):
+            handles.append((kind, _compat_handle(value)))
+    handles += [(i.kind, i.value) for i in customer.identities]
+    return CustomerRef(email=customer.email, name=customer.name, crm_id=customer.crm_id, phone=customer.phone,
+                       handles=tuple(dict.fromkeys(handles)))
+
+
+# -- the feedback item ---------------------------------------------------------
+class FeedbackInput(BaseModel):
+    """One feedback item in the common schema, as any system sends it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        # text and nps are each optional, but not both.
+        json_schema_extra={"anyOf": [{"required": ["text"]}, {"required": ["nps"]}]},
+    )
+
+    source: Text100 = Field("api", description="the source instance")
+    external_id: StrictStr = Field(min_length=1, max_length=200, description="unique per source")
+    channel: Channel
+    occurred_at: DateTimeIn = None
+    text: LongText = None
+    nps: NpsScore = None
+    language: Text10 = Field(None, description="e.g. 'nl'; detected when absent")
+    reach: Count = Field(None, description="followers or audience of a public post")
+    thread_id: Text200 = None
+    url: Text500 = None
+    customer: CustomerInput | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _text_or_nps(self) -> FeedbackInput:
+        if self.text is None and self.nps is None:
+            raise PydanticCustomError("text_or_nps", "one of text or nps is required", {"field": "text"})
+        return self
+
+    def to_item(self, now: dt.datetime) -> tuple[str, FeedbackIn]:
+        """(source, item); ``now`` (the hub clock) stands in for a missing ``occurred_at``."""
+        item = FeedbackIn(
+            external_id=self.external_id,
+            channel=self.channel,
+            occurred_at=self.occurred_at or now,
+            text=self.text,
+            nps=self.nps,
+            language=self.language.lower() if self.language else None,
+            reach=self.reach,
+            thread_id=self.thread_id,
+            url=self.url,
+            customer=customer_ref(self.customer),
+        )
+        return self.source or "api", item
 
 
 def parse_feedback(obj: Any, *, now: dt.datetime | None = None) -> tuple[str, FeedbackIn]:
-    """Validate one input object; returns (source, item)."""
-    if not isinstance(obj, dict):
-        raise InputError("body", f"must be a JSON object, not {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(TOP_FIELDS))
-    if unknown:
-        raise InputError(unknown[0], "unknown field")
-    source = _str(obj, "source", "source", 100) or "api"
-    external_id = _str(obj, "external_id", "external_id", 200, required=True)
-    channel = _str(obj, "channel", "channel", 20, required=True)
-    if channel not in CHANNELS:
-        raise InputError("channel", f"must be one of {', '.join(CHANNELS)}")
-    text = _str(obj, "text", "text", MAX_TEXT)
-    nps = _int(obj, "nps", 0, 10)
-    if text is None and nps is None:
-        raise InputError("text", "one of text or nps is required")
-    occurred = parse_time(obj["occurred_at"]) if obj.get("occurred_at") is not None else (now or dt.datetime.now(dt.UTC))
-    language = _str(obj, "language", "language", 10)
-    reach = _int(obj, "reach", 0, None)
-    cust_obj = obj.get("customer") or {}
-    if not isinstance(cust_obj, dict):
-        raise InputError("customer", f"must be an object, not {type(cust_obj).__name__}")
-    unknown = sorted(set(cust_obj) - set(CUSTOMER_FIELDS))
-    if unknown:
-        raise InputError(f"customer.{unknown[0]}", "unknown field")
-    customer = CustomerRef(**{k: _str(cust_obj, k, f"customer.{k}", 320) for k in CUSTOMER_FIELDS})
-    if customer.email and "@" not in customer.email:
-        raise InputError("customer.email", "is not an email address")
-    item = FeedbackIn(
-        external_id=external_id,  # type: ignore[arg-type]
-        channel=channel,  # type: ignore[arg-type]
-        occurred_at=occurred,
-        text=text,
-        nps=nps,
-        language=language.lower() if language else None,
-        reach=reach,
-        thread_id=_str(obj, "thread_id", "thread_id", 200),
-        url=_str(obj, "url", "url", 500),
-        customer=customer,
-    )
-    return source, item
+    """Validate one decoded JSON object; returns (source, item) or raises :class:`InputError`.
+
+    Pass the hub clock's ``now``; without it a missing ``occurred_at`` is the wall clock's now.
+    """
+    try:
+        parsed = FeedbackInput.model_validate(obj)
+    except ValidationError as exc:
+        raise input_error(exc, obj) from None
+    return parsed.to_item(now or dt.datetime.now(dt.UTC))
 
 
-FEEDBACK_INPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["external_id", "channel"],
-    "anyOf": [{"required": ["text"]}, {"required": ["nps"]}],
-    "properties": {
-        "source": {"type": "string", "maxLength": 100, "default": "api"},
-        "external_id": {"type": "string", "minLength": 1, "maxLength": 200},
-        "channel": {"type": "string", "enum": list(CHANNELS)},
-        "occurred_at": {"type": "string", "format": "date-time"},
-        "text": {"type": "string", "maxLength": MAX_TEXT},
-        "nps": {"type": "integer", "minimum": 0, "maximum": 10},
-        "language": {"type": "string", "maxLength": 10},
-        "reach": {"type": "integer", "minimum": 0},
-        "thread_id": {"type": "string", "maxLength": 200},
-        "url": {"type": "string", "maxLength": 500},
-        "customer": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {k: {"type": "string", "maxLength": 320} for k in CUSTOMER_FIELDS},
-        },
-    },
-}
+# -- pydantic errors as messages a sender can act on ----------------------------
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """``("customer", "identities", 0, "kind")`` -> ``customer.identities[0].kind``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def readable(error: Any) -> str:
+    """One pydantic error dict as a short sentence (pydantic's own text when it is already clear)."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    messages = {
+        "missing": "is required",
+        "extra_forbidden": "unknown field",
+        "string_type": f"must be a string, not {_type_name(value)}",
+        "string_too_short": "must not be empty",
+        "string_too_long": f"is longer than {ctx.get('max_length')} characters",
+        "string_pattern_mismatch": f"must match {ctx.get('pattern')}",
+        "literal_error": f"must be one of {ctx.get('expected')}",
+        "greater_than_equal": f"must be at least {ctx.get('ge')} (got {value!r})",
+        "less_than_equal": f"must be at most {ctx.get('le')} (got {value!r})",
+        "model_type": f"must be an object, not {_type_name(value)}",
+        "model_attributes_type": f"must be an object, not {_type_name(value)}",
+        "list_type": f"must be a list, not {_type_name(value)}",
+        "too_long": f"has more than {ctx.get('max_length')} entries",
+    }
+    return messages.get(kind, error["msg"])
+
+
+def input_error(exc: ValidationError, obj: Any = None) -> InputError:
+    """The first problem of a validation error as :class:`InputError`.
+
+    Unknown fields are named first (a misspelt field explains the errors
+    that follow from it); a whole-body problem is reported on ``body``.
+    """
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    field = (first.get("ctx") or {}).get("field") or dotted(first["loc"])
+    if not field:
+        return InputError("body", f"must be a JSON object, not {_type_name(obj)}")
+    return InputError(field, readable(first))

@@ -1,4 +1,4 @@
-"""ORM rows -> frozen views (what plugins and the API get)."""
+"""ORM rows -> frozen views (what plugins get; the API's answers are :mod:`hub.api.contracts`)."""
 
 from __future__ import annotations
 
@@ -94,46 +94,3 @@ def followup_views(session: Session, rows: list[m.Followup], case_url: Any = Non
             )
         )
     return out
-
-
-def feedback_json(row: m.FeedbackItem, status: str | None = None) -> dict[str, Any]:
-    """The API's representation of a stored item."""
-    return {
-        "id": row.id,
-        "source": row.source,
-        "external_id": row.external_id,
-        "channel": row.channel,
-        "occurred_at": row.occurred_at.isoformat(),
-        "received_at": row.received_at.isoformat(),
-        "text": row.text,
-        "nps": row.nps,
-        "language": row.language,
-        "sentiment": row.sentiment,
-        "category": row.category,
-        "risk": row.risk,
-        "risk_reasons": list(row.risk_reasons or []),
-        "reach": row.reach,
-        "thread_id": row.thread_id,
-        "url": row.url,
-        "customer_id": row.customer_id,
-        "case_id": row.case_id,
-        "case_status": status,
-    }
-
-
-def case_json(row: m.Case) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "status": row.status,
-        "priority": row.priority,
-        "risk": row.risk,
-        "owner": row.owner,
-        "sla_due_at": row.sla_due_at.isoformat() if row.sla_due_at else None,
-        "opened_at": row.opened_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-        "contacted_at": row.contacted_at.isoformat() if row.contacted_at else None,
-        "closed_at": row.closed_at.isoformat() if row.closed_at else None,
-        "outcome": row.outcome,
-        "resurvey_nps": row.resurvey_nps,
-    }

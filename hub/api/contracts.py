@@ -1,0 +1,177 @@
+"""The answers of ``/api/v1``, declared once (pydantic v2).
+
+Routes build every body with these models (``Model.from_row(...)`` then
+:func:`body`), and :mod:`hub.api.openapi` generates the OpenAPI document's
+schemas from the same declarations, so a field is written in one place.
+Names and values are part of the fixed API (DESIGN.md): add fields, never
+rename or drop one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, FOLLOWUP_STATUSES
+
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Category = Literal[CATEGORIES]  # type: ignore[valid-type]
+CaseStatus = Literal[CASE_STATUSES]  # type: ignore[valid-type]
+FollowupStatus = Literal[FOLLOWUP_STATUSES]  # type: ignore[valid-type]
+
+#: Times are written as Python's ``isoformat()`` (``2026-11-20T12:00:00+00:00``),
+#: as the API always has, rather than pydantic's ``Z`` form.
+Time = Annotated[
+    dt.datetime,
+    PlainSerializer(lambda value: value.isoformat(), return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+class Answer(BaseModel):
+    """Base of every answer: read from ORM rows, every field always present."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_serialization_defaults_required=True)
+
+
+class RiskReason(Answer):
+    """One signal that adds to an item's risk."""
+
+    signal: str
+    weight: float
+    detail: str = ""
+
+
+class Feedback(Answer):
+    """A stored feedback item with its score and the status of its case."""
+
+    id: int
+    source: str
+    external_id: str
+    channel: Channel
+    occurred_at: Time
+    received_at: Time
+    text: str | None
+    nps: Annotated[int, Field(ge=0, le=10)] | None
+    language: str | None
+    sentiment: float | None
+    category: Category | None
+    risk: int = Field(ge=0, le=100)
+    risk_reasons: list[RiskReason]
+    reach: int | None
+    thread_id: str | None
+    url: str | None
+    customer_id: int | None
+    case_id: int | None
+    case_status: CaseStatus | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, case_status: str | None = None) -> Feedback:
+        item = cls.model_validate(row)
+        item.case_status = case_status  # not a column of the item: the caller joined it
+        return item
+
+
+class Followup(Answer):
+    """The outbox row of a case: the callback the hub asked a sink to schedule."""
+
+    id: int
+    sink: str
+    status: FollowupStatus
+    due_at: Time
+    attempts: int
+    external_id: str | None
+    last_error: str | None
+
+
+class Case(Answer):
+    id: int
+    customer_id: int | None
+    status: CaseStatus
+    priority: str
+    risk: int
+    owner: str | None
+    sla_due_at: Time | None
+    opened_at: Time
+    updated_at: Time
+    contacted_at: Time | None
+    closed_at: Time | None
+    outcome: str | None
+    resurvey_nps: int | None
+
+
+class CaseListed(Case):
+    """A case in a list: with its number of items and its follow-up."""
+
+    items: int = Field(0, description="feedback items in the case")
+    followup: Followup | None = None
+
+    @classmethod
+    def from_row(cls, row: Any, items: int, followup: Any | None) -> CaseListed:
+        return cls.model_validate({**dict(Case.model_validate(row)), "items": items, "followup": followup})
+
+
+class Identity(Answer):
+    kind: str
+    value: str
+    confidence: float
+    evidence: str | None
+
+
+class Customer(Answer):
+    """A customer with every identity and the timeline across channels."""
+
+    id: int
+    name: str | None
+    value: float | None = Field(description="yearly value, when a CRM told it")
+    identities: list[Identity]
+    timeline: list[Feedback]
+    cases: list[Case]
+
+
+Item = TypeVar("Item")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+class Page(Answer, Generic[Item]):
+    """A page of a list, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[Item]
+    next_cursor: str | None
+
+
+class FeedbackPage(Page[Feedback]):
+    pass
+
+
+class CasePage(Page[CaseListed]):
+    pass
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unreachable"]
+    sources: list[str] = Field(description="configured source instances")
+    sinks: list[str] = Field(description="configured sink instances")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="e.g. invalid, unauthorized, not_found, too_large")
+    message: str
+    field: str | None = Field(None, description="the field at fault, dotted (customer.email); only on 400")
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+#: Every answer model, for the OpenAPI document (nested models come along).
+ANSWERS: tuple[type[BaseModel], ...] = (Feedback, FeedbackPage, CasePage, Customer, Health, Error)
+
+
+def body(answer: BaseModel) -> dict[str, Any]:
+    """An answer as JSON-ready data (absent optional error fields are left out)."""
+    return answer.model_dump(mode="json", exclude_none=isinstance(answer, Error))
