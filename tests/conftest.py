@@ -5,8 +5,9 @@
   ``HUB_TEST_DATABASE_URL`` (tables truncated between tests).  Tests that use a
   database run once per backend: ``[sqlite]`` always, ``[postgres]`` too when
   the variable is set (CI sets it when a server answers).
-* ``live_server(flask_app)`` serves any WSGI app (an emulator) on a loopback
-  port in a thread, so connectors talk real HTTP through ``requests``.
+* From the testing kit (``hub.sdk.testing``, loaded through its ``pytest11``
+  entry point like in any plugin's suite, so not imported here a second time):
+  ``live_server(wsgi_app)``, ``fake_vendor``, ``fake_clock`` and ``make_hub``.
 * ``fixture_path(name)`` finds copied vendor payloads under ``tests/fixtures``.
 """
 
@@ -15,15 +16,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from werkzeug.serving import make_server
 
 from hub.sdk import FakeClock
+from hub.sdk.testing import RunningHub, start_hub
 from hub.storage.database import make_engine
 from hub.storage.migrate import upgrade
 from hub.storage.models import Base
@@ -40,12 +40,8 @@ def fixture_path(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "hub.storage.database"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    engine.dispose()
-    return path
+def sqlite_template(hub_sqlite_template) -> Path:
+    return hub_sqlite_template
 
 
 def _worker() -> str:
@@ -79,7 +75,7 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture(params=BACKENDS)
 def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
-        path = tmp_path / "hub.storage.database"
+        path = tmp_path / "hub.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
     url = request.getfixturevalue("pg_database")
@@ -93,26 +89,25 @@ def database_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def make_app(database_url, tmp_path, monkeypatch):
-    """Factory: ``make_app(plugins=(...), clock=..., **config_overrides)``."""
-    from hub.app import create_app
+    """Factory: ``make_app(plugins=(...), clock=..., **config_overrides)`` -> Flask app.
 
+    A thin wrapper over the testing kit's :func:`hub.sdk.testing.start_hub` that
+    adds the backend parametrisation and loads installed entry points by default.
+    """
     monkeypatch.delenv("HUB_CONFIG", raising=False)
     monkeypatch.setenv("HUB_INSTANCE_PATH", str(tmp_path / "instance"))
-    apps = []
+    hubs: list[RunningHub] = []
 
     def factory(plugins=(), clock=None, load_entry_points=True, **overrides):
-        config = {"database_url": database_url, "executor": "inline", **overrides}
         # The hub's own clock, never the wall clock: the suite passes on any date.
-        clock = clock or FakeClock(TEST_NOW.timestamp())
-        app = create_app(config, plugins=tuple(plugins), clock=clock, load_entry_points=load_entry_points)
-        app.testing = True
-        apps.append(app)
-        return app
+        running = start_hub(database_url=database_url, plugins=plugins, clock=clock or FakeClock(TEST_NOW.timestamp()),
+                            load_entry_points=load_entry_points, **overrides)
+        hubs.append(running)
+        return running.app
 
     yield factory
-    for app in apps:
-        app.extensions["hub"].executor.shutdown()
-        app.extensions["hub"].db.dispose()
+    for running in hubs:
+        running.close()
 
 
 @pytest.fixture
@@ -135,30 +130,3 @@ def auth(hub) -> dict[str, str]:
     from tests.helpers import bearer
 
     return bearer(hub)
-
-
-class LiveServer:
-    def __init__(self, wsgi_app):
-        self.server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def live_server():
-    """``live_server(wsgi_app) -> base URL``; every server stops after the test."""
-    servers: list[LiveServer] = []
-
-    def start(wsgi_app) -> str:
-        srv = LiveServer(wsgi_app)
-        servers.append(srv)
-        return srv.url
-
-    yield start
-    for srv in servers:
-        srv.stop()

@@ -7,10 +7,12 @@ import threading
 from typing import Any
 
 import pluggy
+from pydantic import ValidationError
 
 from hub.config import Config, ConfigError, resolve_secret
 from hub.sdk.connectors import CrmSink, Instance, SourceConnector, _Plugin
 from hub.sdk.http import Clock
+from hub.sdk.settings import INSTANCE_SETTINGS, Setting, settings_model
 
 
 def _collect(results: list[list[type[_Plugin]] | None]) -> dict[str, type[_Plugin]]:
@@ -23,36 +25,53 @@ def _collect(results: list[list[type[_Plugin]] | None]) -> dict[str, type[_Plugi
     return kinds
 
 
+def declared_settings(cls: type[_Plugin]) -> list[Setting]:
+    """The plugin's own settings, then the keys every instance takes."""
+    own = cls.all_settings()
+    return [*own, *(s for s in INSTANCE_SETTINGS if s.name not in {o.name for o in own})]
+
+
 def validate_settings(cls: type[_Plugin], table: dict[str, Any], cfg: Config, key: str) -> dict[str, Any]:
-    """Check a table against the plugin's declared settings; resolve secrets."""
-    declared = {s.name: s for s in cls.all_settings()}
-    out: dict[str, Any] = {}
-    generic = {"plugin", "rate_limit", "timeout", "enabled", "schedule_seconds"}
+    """Check a table against the plugin's declared settings (type, range,
+    choices), resolve secrets and fill defaults; the first problem is a
+    :class:`ConfigError` with file, key and reason."""
+    declared = {s.name: s for s in declared_settings(cls)}
+    own = [s.name for s in cls.all_settings()]
     for name in table:
-        if name not in declared and name not in generic:
-            known = ", ".join(sorted(declared)) or "none"
+        if name != "plugin" and name not in declared:
+            known = ", ".join(sorted(own)) or "none"
             raise cfg.error(f"{key}.{name}", f"unknown setting for plugin {cls.plugin_name!r} (known: {known})")
-    for name in generic:
-        if name in table:
-            out[name] = table[name]
-    for name, setting in declared.items():
-        if name in table:
-            value = table[name]
-            if setting.secret:
-                value = resolve_secret(value, cfg, f"{key}.{name}")
-            elif isinstance(value, str) and value.startswith(("env:", "file:")):
-                value = resolve_secret(value, cfg, f"{key}.{name}")
-            if not isinstance(value, setting.type) or (isinstance(value, bool) and setting.type in (int, float)):
-                want = setting.type.__name__ if isinstance(setting.type, type) else "/".join(t.__name__ for t in setting.type)
-                raise cfg.error(f"{key}.{name}", f"expected {want}, got {type(value).__name__}")
-            out[name] = value
-        elif setting.required:
-            raise cfg.error(f"{key}.{name}", f"missing (required by plugin {cls.plugin_name!r})")
-        else:
-            out[name] = setting.default
+    values: dict[str, Any] = {}
+    for name in (n for n in declared if n in table):
+        value = table[name]
+        if declared[name].secret or (isinstance(value, str) and value.startswith(("env:", "file:"))):
+            value = resolve_secret(value, cfg, f"{key}.{name}")
+        values[name] = value
+    try:
+        settings_model(cls.plugin_name, list(declared.values())).model_validate(values)
+    except ValidationError as exc:
+        name, reason = _first_problem(exc, declared, values)
+        raise cfg.error(f"{key}.{name}", reason) from None
+    out = {"plugin": table["plugin"]} if "plugin" in table else {}
+    out.update(values)
+    for name in own:
+        if name not in values:
+            if declared[name].required:
+                raise cfg.error(f"{key}.{name}", f"missing (required by plugin {cls.plugin_name!r})")
+            out[name] = declared[name].default
     if "base_url" in out and out["base_url"] and not str(out["base_url"]).startswith(("http://", "https://")):
         raise cfg.error(f"{key}.base_url", "must start with http:// or https://")
     return out
+
+
+def _first_problem(exc: ValidationError, declared: dict[str, Setting], values: dict[str, Any]) -> tuple[str, str]:
+    """(setting, reason): a range or choice problem as declared, else the type."""
+    name = str(exc.errors()[0]["loc"][0])
+    errors = [e for e in exc.errors() if e["loc"][0] == name]
+    for e in errors:
+        if e["type"] in ("range", "choice"):
+            return name, e["msg"]
+    return name, f"expected {declared[name].type_name()}, got {type(values[name]).__name__}"
 
 
 class Registry:
@@ -120,4 +139,4 @@ class Registry:
         return self.sources.get(name) or self.sinks.get(name)
 
 
-__all__ = ["Registry", "ConfigError", "validate_settings"]
+__all__ = ["Registry", "ConfigError", "declared_settings", "validate_settings"]
