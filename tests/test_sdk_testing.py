@@ -29,7 +29,7 @@ from hub.sdk import (
     WebhookResult,
     hookimpl,
 )
-from hub.sdk.testing import FAKE_NOW, FakeVendor, Reply, sign_hmac
+from hub.sdk.testing import FAKE_NOW, Reply, sign_hmac
 from tests.conftest import fixture_path
 
 pytest_plugins = ["pytester"]

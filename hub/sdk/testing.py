@@ -48,10 +48,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import make_server
-from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from hub.sdk.clock import FakeClock
