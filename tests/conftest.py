@@ -35,6 +35,16 @@ PG_URL = os.environ.get("HUB_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL else [])
 
 
+def pytest_configure(config):
+    # The kit normally arrives through its pytest11 entry point (setup.cfg).  An
+    # install made before that entry point existed, or PYTEST_DISABLE_PLUGIN_AUTOLOAD,
+    # lacks it: register it here then, under the same name, so it is never there twice.
+    import hub.sdk.testing as kit
+
+    if not config.pluginmanager.is_registered(kit):
+        config.pluginmanager.register(kit, "feedback_hub")
+
+
 def fixture_path(name: str) -> Path:
     return FIXTURES / name
 

@@ -283,7 +283,8 @@ THIRD_PARTY_TESTS = '''
 '''
 
 
-def test_a_plugin_package_gets_the_fixtures_without_any_conftest(pytester):
+def test_a_plugin_package_gets_the_fixtures_without_any_conftest(pytester, monkeypatch):
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)  # the entry point is what is tested
     pytester.makepyfile(test_acme=textwrap.dedent(THIRD_PARTY_TESTS))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist", "-q")
     result.assert_outcomes(passed=2)
