@@ -3,6 +3,11 @@
 Every command builds the app from the same three configuration layers
 (``--config`` or ``HUB_CONFIG``, ``HUB_*``).  Configuration errors stop with
 the file, key and reason and exit status 2.
+
+Imports of the hub (SQLAlchemy, Flask, the engine) happen inside the commands
+that need them: ``feedback-hub --help`` pays only for click and the plugins'
+own modules (for their commands).  ``tests/test_cli.py`` checks that importing
+this module loads neither SQLAlchemy nor Flask; ``bench/startup.py`` times it.
 """
 
 from __future__ import annotations
@@ -19,9 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import func, select
-
-from hub.config import ConfigError
 
 
 class Ctx:
@@ -33,6 +35,7 @@ class Ctx:
     def app(self, **kwargs):
         if self._app is None:
             from hub.app import create_app
+            from hub.config import ConfigError
 
             try:
                 self._app = create_app(self.overrides or None, site_file=self.config_file, **kwargs)
@@ -50,11 +53,47 @@ def _upgrade(hub) -> None:
     upgrade(hub.db.engine)
 
 
+#: The plugins' entry-point group (``hub.sdk.hookspecs.PROJECT``, written out
+#: here because importing the SDK would load ``requests`` for ``--help``).
+ENTRY_POINT_GROUP = "feedback_hub"
+COMMANDS_HOOK = "hub_register_commands"
+
+
+def plugins_may_add_commands() -> bool:
+    """Whether an installed plugin's module mentions ``hub_register_commands``.
+
+    Read as text, not imported: loading every plugin (and with it requests and
+    its SSL stack) would triple the time ``--help`` takes, for plugins that
+    almost never add commands.  A module that implements the hook names it, so
+    this errs only towards loading.
+    """
+    import importlib.util
+    from importlib import metadata
+
+    only = os.environ.get("HUB_LOAD_PLUGINS")
+    allowed = {p.strip() for p in only.split(",")} if only is not None else None
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        try:
+            spec = importlib.util.find_spec(ep.module)
+            source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else None
+        except (ImportError, OSError, ValueError, UnicodeDecodeError):
+            return True  # cannot tell: load it
+        if source is None or COMMANDS_HOOK in source:
+            return True
+    return False
+
+
 class HubGroup(click.Group):
-    """Adds plugin commands (``hub_register_commands``) when the CLI starts."""
+    """Adds plugin commands (``hub_register_commands``) when they are needed:
+    a name that is no core command, shell completion, and ``--help`` when a
+    plugin may add commands (:func:`plugins_may_add_commands`)."""
+
+    _plugins_loaded = False
 
     def _load_plugin_commands(self) -> None:
-        if getattr(self, "_plugins_loaded", False):
+        if self._plugins_loaded:
             return
         self._plugins_loaded = True
         try:
@@ -67,6 +106,11 @@ class HubGroup(click.Group):
     def list_commands(self, ctx):
         self._load_plugin_commands()
         return super().list_commands(ctx)
+
+    def format_commands(self, ctx, formatter):
+        if not self._plugins_loaded and not plugins_may_add_commands():
+            self._plugins_loaded = True  # nothing to add: spare --help the plugins' imports
+        super().format_commands(ctx, formatter)
 
     def get_command(self, ctx, name):
         cmd = super().get_command(ctx, name)
@@ -155,6 +199,8 @@ def token_create(c: Ctx, name: str) -> None:
 @pass_ctx
 def token_list(c: Ctx) -> None:
     """List tokens (names and prefixes, never the tokens)."""
+    from sqlalchemy import select
+
     from hub.storage import models as m
 
     with c.hub().db.Session() as s:
@@ -168,12 +214,15 @@ def token_list(c: Ctx) -> None:
 @pass_ctx
 def token_revoke(c: Ctx, name: str) -> None:
     """Revoke every token with this name."""
+    from sqlalchemy import select
+
     from hub.storage import models as m
 
-    with c.hub().db.session() as s:
+    hub = c.hub()
+    with hub.db.session() as s:
         rows = s.scalars(select(m.ApiToken).where(m.ApiToken.name == name, m.ApiToken.revoked_at.is_(None))).all()
         for t in rows:
-            t.revoked_at = dt.datetime.now(dt.UTC)
+            t.revoked_at = hub.clock.utcnow()
     if not rows:
         raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"revoked {len(rows)} token(s)")
@@ -431,6 +480,8 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
             create_user(s, demo_mod.DEMO_USER, demo_mod.DEMO_PASSWORD, "admin")
         rng = random.Random()
         with hub.db.Session() as s:
+            from sqlalchemy import func, select
+
             from hub.storage import models as m
 
             seeded = s.scalar(select(func.count()).select_from(m.FeedbackItem)) or 0

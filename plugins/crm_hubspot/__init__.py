@@ -9,10 +9,17 @@ from __future__ import annotations
 
 from hub.sdk import hookimpl
 
-from .emulator import hubspot_emulator
 from .sink import HubSpotSink
 
 __all__ = ["HubSpotSink", "hubspot_emulator"]
+
+
+def __getattr__(name: str):  # the emulator (Flask) loads only for the sandbox and demo mode
+    if name == "hubspot_emulator":
+        from .emulator import hubspot_emulator
+
+        return hubspot_emulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
@@ -22,4 +29,6 @@ def hub_register_crm_sinks():
 
 @hookimpl
 def hub_register_emulators():
+    from .emulator import hubspot_emulator
+
     return [hubspot_emulator()]

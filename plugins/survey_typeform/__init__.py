@@ -10,9 +10,16 @@ from __future__ import annotations
 from hub.sdk import Emulator, hookimpl
 
 from .connector import TypeformConnector, build_resurvey_url, sign, verify_signature
-from .emulator import DEMO_TOKEN, DEMO_WEBHOOK_SECRET, TypeformEmulator, demo_config, demo_emulator
 
 __all__ = ["TypeformConnector", "TypeformEmulator", "build_resurvey_url", "sign", "verify_signature"]
+
+
+def __getattr__(name: str):  # the emulator (Flask) loads only for the sandbox and demo mode
+    if name == "TypeformEmulator":
+        from .emulator import TypeformEmulator
+
+        return TypeformEmulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
@@ -22,6 +29,8 @@ def hub_register_connectors():
 
 @hookimpl
 def hub_register_emulators():
+    from .emulator import DEMO_TOKEN, DEMO_WEBHOOK_SECRET, demo_config, demo_emulator
+
     return [Emulator(
         name="typeform",
         blueprint=lambda: demo_emulator().blueprint(),

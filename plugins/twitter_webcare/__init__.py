@@ -9,14 +9,27 @@ See ``README.md`` in this folder for the administrator's guide.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.sdk import Emulator, hookimpl
+from hub.sdk.schema import IdentityKind
 
 from .connector import TwitterConnector, validate_instance_settings
-from .emulator import BRAND_ID, DEMO_BEARER_TOKEN, DEMO_CONSUMER_SECRET, XEmulator, demo_tick
+from .mapping import X_HANDLE
+
+if TYPE_CHECKING:
+    from .emulator import XEmulator
 
 __all__ = ["TwitterConnector", "XEmulator", "make_emulator"]
+
+
+def __getattr__(name: str):  # the emulator (Flask) loads only for the sandbox and demo mode
+    if name == "XEmulator":
+        from .emulator import XEmulator
+
+        return XEmulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 DEMO_INSTANCE = "webcare"
 
@@ -39,12 +52,19 @@ def hub_register_connectors() -> list[type]:
     return [TwitterConnector]
 
 
+@hookimpl
+def hub_register_identity_kinds() -> list[IdentityKind]:
+    return [X_HANDLE]
+
+
 def make_emulator(emu: XEmulator | None = None, *, webhook_share: float = 0.5) -> Emulator:
     """The sandbox/demo emulator around ``emu`` (a fresh generated one by default).
 
     ``webhook_share``: how often a demo tick also pushes a new post through the
     Account Activity webhook (the poll then finds it as a duplicate).
     """
+    from .emulator import BRAND_ID, DEMO_BEARER_TOKEN, DEMO_CONSUMER_SECRET, XEmulator, demo_tick
+
     emu = emu or XEmulator()
 
     def demo_config(base_url: str, hub_url: str) -> dict[str, Any]:
