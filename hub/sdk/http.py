@@ -28,6 +28,7 @@ from typing import Any
 import requests
 import tenacity
 
+from hub import __version__
 from hub.sdk.clock import Clock, FakeClock  # noqa: F401  (re-exported for plugins)
 from hub.sdk.pagination import Paginator
 
@@ -184,7 +185,7 @@ class HttpClient:
         self.clock = clock or (budget.clock if budget else Clock())
         self.budget = budget
         self.session = session or requests.Session()
-        self.session.headers.update({"User-Agent": "feedback-hub/0.1", "Accept": "application/json"})
+        self.session.headers.update({"User-Agent": f"feedback-hub/{__version__}", "Accept": "application/json"})
         if headers:
             self.session.headers.update(headers)
         self.on_response = on_response
