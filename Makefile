@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test run test test-all bench lint browser clean
+.PHONY: install install-test run test test-all screenshots bench lint browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,14 @@ install-test: $(TEST_STAMP)
 run: install
 	$(BIN)/feedback-hub run --demo
 
-## test: install and run the test suite (SQLite; PostgreSQL too when HUB_TEST_DATABASE_URL is set)
+## test: install and run the test suite (SQLite; PostgreSQL too when HUB_TEST_DATABASE_URL is set).
+## It writes nothing tracked: the browser tests' screenshots go to build/screenshots/.
 test: install-test browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+## screenshots: refresh the README's pictures in docs/screenshots/ (from the demo data)
+screenshots: install-test browser
+	HUB_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:xdist tests/test_browser_ui.py -k screenshots
 
 ## browser: Debian's Chromium for the UI tests (never a downloaded browser)
 browser:
@@ -43,6 +48,7 @@ test-all: install-test browser
 
 bench: install-test
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/startup.py
 
 lint: install-test
 	$(BIN)/ruff check hub plugins tests bench examples
