@@ -246,7 +246,8 @@ def test_case_page_shows_timeline_identities_risk_and_followup(agent, client, au
     assert 'href="https://x.com/anna_dv/status/1"' in timeline
     assert "anna_dv" in page and "anna@example.nl" in page and "Evidence" in page and "survey api/s-1" in page
     signals = page[page.index('id="signals"'):]
-    assert "low NPS" in signals and "+40" in signals and "churn words" in signals
+    nps = next(r["weight"] for r in items["survey"]["risk_reasons"] if r["signal"] == "nps")
+    assert nps > 0 and "low NPS" in signals and f"+{nps:.1f}" in signals and "churn words" in signals
     assert "Callback due" in page and ">local<" in page
     assert agent.get("/cases/999999").status_code == 404
 
@@ -404,7 +405,7 @@ class _TestSource(SourceConnector):
     def normalize(self, raw):
         rec = raw.payload
         return [FeedbackIn(external_id=str(rec["id"]), channel="social", occurred_at=NOW, text=rec["text"],
-                           customer=CustomerRef(x_handle=rec["who"]))]
+                           customer=CustomerRef(handles=(("x_handle", rec["who"]),)))]
 
     def health(self):
         return {"account": "acme-test"}

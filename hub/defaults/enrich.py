@@ -1,66 +1,49 @@
-"""Default enrichment: language detection and a lexicon sentiment (nl + en).
+"""Default enrichment: language, sentiment with its evidence, and themes.
 
 Language comes from the source when it knows it (Typeform locale, X's
-``lang``); otherwise ``langdetect`` (a port of Google's detector) guesses.
-Sentiment is a small transparent lexicon score: agents can see why an item
-reads negative, which a black-box model would not tell them.
+``lang``); otherwise lingua chooses among ``[enrich] languages``.  Sentiment
+is -1..1 from a lexicon per language (VADER for English, Pattern's Dutch
+adjectives with negation and word forms for Dutch): transparent, so an agent
+sees which words made an item read negative.  Themes ("billing", "outage")
+come from the taxonomy in ``[enrich.themes]``.  Both the themes and the
+sentiment words go into ``extra`` (``themes``, ``sentiment_words``), where
+the scorer reads them and the item keeps them.
 """
 
 from __future__ import annotations
 
-import re
-import threading
 from typing import Any
 
+from hub.defaults.text.language import detect_language
+from hub.defaults.text.phrases import themes_of
+from hub.defaults.text.sentiment import model_for
 from hub.sdk.hookspecs import hookimpl
 from hub.sdk.schema import FeedbackIn
 
-_lock = threading.Lock()
-_WORD = re.compile(r"[\w']+", re.UNICODE)
 
-POSITIVE = {
-    "goed", "top", "super", "tevreden", "blij", "prima", "snel", "vriendelijk", "fijn", "geweldig", "bedankt",
-    "dank", "uitstekend", "good", "great", "excellent", "happy", "thanks", "fast", "friendly", "love", "helpful",
-}
-NEGATIVE = {
-    "slecht", "waardeloos", "belachelijk", "schandalig", "boos", "teleurgesteld", "klacht", "traag", "nooit",
-    "storing", "kapot", "fout", "onbereikbaar", "bad", "terrible", "awful", "worst", "angry", "disappointed",
-    "complaint", "slow", "broken", "useless", "ridiculous", "never", "outage", "wrong", "unreachable",
-}
-
-
-def detect_language(text: str) -> str | None:
-    """Best guess of the text's language (ISO 639-1), or None for too little text."""
-    if len(text.strip()) < 12:
-        return None
-    from langdetect import DetectorFactory, LangDetectException, detect_langs
-
-    with _lock:  # langdetect's factory is a module global; seed it once, deterministically
-        DetectorFactory.seed = 0
-        try:
-            langs = detect_langs(text)
-        except LangDetectException:
-            return None
-    best = langs[0] if langs else None
-    return best.lang if best and best.prob >= 0.6 else None
-
-
-def lexicon_sentiment(text: str) -> float | None:
-    words = [w.lower() for w in _WORD.findall(text)]
-    pos = sum(w in POSITIVE for w in words)
-    neg = sum(w in NEGATIVE for w in words)
-    if pos + neg == 0:
-        return None
-    return round((pos - neg) / (pos + neg), 2)
+def language_of(text: str, cfg: dict[str, Any]) -> str | None:
+    languages = tuple(cfg.get("languages") or ("nl", "en", "de", "fr"))
+    return detect_language(text, languages, float(cfg.get("min_language_confidence", 0.5)))
 
 
 @hookimpl
 def hub_enrich_feedback(item: FeedbackIn, config: dict[str, Any]) -> dict[str, Any] | None:
     if not item.text:
         return None
+    cfg = config.get("enrich", {})
     out: dict[str, Any] = {}
+    language = item.language or language_of(item.text, cfg)
     if item.language is None:
-        out["language"] = detect_language(item.text)
+        out["language"] = language
+    extra: dict[str, Any] = {}
     if item.sentiment is None:
-        out["sentiment"] = lexicon_sentiment(item.text)
+        sentiment = model_for(cfg.get("sentiment", {})).of(item.text, language)
+        out["sentiment"] = sentiment.score
+        if sentiment.words:
+            extra["sentiment_words"] = list(sentiment.words)
+    themes = themes_of(item.text, cfg.get("themes", {}))
+    if themes:
+        extra["themes"] = themes
+    if extra:
+        out["extra"] = extra
     return out

@@ -1,32 +1,48 @@
-"""Default scorer: the first, explainable escalation risk.
+"""Default scorer: a calibrated, explainable escalation risk.
 
-Each signal carries its weight and a detail an agent can read ("NPS 2",
-"churn words: opzeggen").  Weights and word lists come from ``[scoring]`` in
-the configuration, so a team tunes them without code.  The core sums the
-weights (capped at 100).
+The risk is the chance that an item needs a callback, times 100: a logistic
+combination of signals, ``p = 1 / (1 + exp(-(intercept + sum(weight * x))))``,
+with every weight (in log-odds) and word list in ``[scoring]``.  The signals:
+NPS, the sentiment the enricher found (and its words), complaint cues ("nog
+steeds", "no reply"), requests for help, capitals, profanity, angry emoji,
+churn and legal words, themes, public reach, repeat contacts and customer
+value.
+
+Each reason's ``weight`` is its contribution in risk points, so the reasons
+add up to the risk (the core sums them).  Contributions follow the straight
+path from "no signal" to this item (integrated gradients, exact for one
+logistic): signal *i* gets ``w_i x_i / sum(w x)`` of the rise above the base
+chance ``sigmoid(intercept)``, which is what an item without any signal has
+and which is left out of the risk (a point or two by default).
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
+import math
+from dataclasses import dataclass
 from typing import Any
 
+from hub.defaults.text.phrases import emoji_in, find_words, shouting
 from hub.sdk.hookspecs import hookimpl
 from hub.sdk.schema import FeedbackIn, ScoringContext, Signal
 
 
-@lru_cache(maxsize=32)
-def _matcher(words: tuple[str, ...]) -> re.Pattern[str]:
-    # Word boundaries so "sue" does not match "issue"; phrases match as phrases.
-    alternatives = "|".join(re.escape(w.lower()) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+@dataclass(frozen=True)
+class Evidence:
+    """One signal before calibration: its log-odds weight, strength x and detail."""
+
+    signal: str
+    weight: float
+    x: float
+    detail: str
+
+    @property
+    def logit(self) -> float:
+        return self.weight * self.x
 
 
-def find_words(text: str, words: list[str]) -> list[str]:
-    if not text or not words:
-        return []
-    return sorted({m.group(0).lower() for m in _matcher(tuple(words)).finditer(text)})
+def sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
 
 
 def _tiered(value: float | None, tiers: list[list[float]]) -> float:
@@ -38,35 +54,88 @@ def _tiered(value: float | None, tiers: list[list[float]]) -> float:
     return 0.0
 
 
-@hookimpl
-def hub_score_feedback(item: FeedbackIn, context: ScoringContext) -> list[Signal]:
-    cfg: dict[str, Any] = context.config
-    signals: list[Signal] = []
+def text_evidence(item: FeedbackIn, cfg: dict[str, Any]) -> list[Evidence]:
+    """What the words say: sentiment, complaint cues, tone, churn, legal threats, themes."""
+    w = cfg.get("weights", {})
+    text = item.text or ""
+    out: list[Evidence] = []
+    words = ", ".join(item.extra.get("sentiment_words", [])[:6]) if item.extra else ""
+    if item.sentiment is not None and item.sentiment < -0.05:
+        out.append(Evidence("negative_sentiment", float(w.get("negative_sentiment", 0)), -item.sentiment,
+                            f"sentiment {item.sentiment:+.2f}" + (f": {words}" if words else "")))
+    elif item.sentiment is not None and item.sentiment > 0.05:
+        out.append(Evidence("positive_sentiment", float(w.get("positive_sentiment", 0)), item.sentiment,
+                            f"sentiment {item.sentiment:+.2f}" + (f": {words}" if words else "")))
+    cues = find_words(text, cfg.get("complaint_cues", []))
+    if cues:  # a second and third cue add less: one frustrated customer, not three
+        out.append(Evidence("complaint_cue", float(w.get("complaint_cue", 0)), min(2.0, 1 + 0.5 * (len(cues) - 1)),
+                            "complaint cues: " + ", ".join(cues)))
+    for name, found, label in (
+        ("help_request", find_words(text, cfg.get("help_requests", [])), "asks for help"),
+        ("shouting", shouting(text), "capitals"),
+        ("profanity", find_words(text, cfg.get("profanity", [])), "profanity"),
+        ("angry_emoji", emoji_in(text, cfg.get("angry_emoji", [])), "emoji"),
+        ("churn_language", find_words(text, cfg.get("churn_words", [])), "churn words"),
+        ("legal_threat", find_words(text, cfg.get("legal_words", [])), "legal words"),
+    ):
+        if found:
+            out.append(Evidence(name, float(w.get(name, 0)), 1.0, f"{label}: " + " ".join(found[:6])
+                                if name in ("shouting", "angry_emoji") else f"{label}: " + ", ".join(found)))
+    themes = list(item.extra.get("themes", [])) if item.extra else []
+    if themes:
+        tw = cfg.get("theme_weights", {})
+        out.append(Evidence("themes", sum(float(tw.get(t, 0)) for t in themes), 1.0, "themes: " + ", ".join(themes)))
+    return out
+
+
+def context_evidence(item: FeedbackIn, context: ScoringContext) -> list[Evidence]:
+    """What the hub knows besides the words: NPS, reach, repeat contacts, value."""
+    cfg = context.config
+    out: list[Evidence] = []
     if item.nps is not None:
         weight = float(cfg.get("nps_weights", {}).get(str(item.nps), 0))
         if weight:
-            signals.append(Signal("nps", weight, f"NPS {item.nps}"))
-    text = item.text or ""
-    churn = find_words(text, cfg.get("churn_words", []))
-    if churn:
-        signals.append(Signal("churn_language", float(cfg.get("churn_weight", 25)), "churn words: " + ", ".join(churn)))
-    legal = find_words(text, cfg.get("legal_words", []))
-    if legal:
-        signals.append(Signal("legal_threat", float(cfg.get("legal_weight", 35)), "legal words: " + ", ".join(legal)))
-    negative = find_words(text, cfg.get("negative_words", []))
-    if negative or (item.sentiment is not None and item.sentiment <= -0.5):
-        detail = "negative words: " + ", ".join(negative) if negative else f"sentiment {item.sentiment}"
-        signals.append(Signal("negative_sentiment", float(cfg.get("negative_weight", 10)), detail))
+            out.append(Evidence("nps", weight, 1.0, f"NPS {item.nps}"))
     if item.channel == "social" and item.reach:
         weight = _tiered(item.reach, cfg.get("reach_weights", []))
         if weight:
-            signals.append(Signal("public_reach", weight, f"{item.reach:,} followers can see this"))
+            out.append(Evidence("public_reach", weight, 1.0, f"{item.reach:,} followers can see this"))
     if context.prior_contacts:
-        weight = min(float(cfg.get("repeat_weight_max", 24)),
-                     context.prior_contacts * float(cfg.get("repeat_weight_each", 8)))
+        weight = min(float(cfg.get("repeat_weight_max", 1.8)),
+                     context.prior_contacts * float(cfg.get("repeat_weight_each", 0.6)))
         days = cfg.get("repeat_window_days", 30)
-        signals.append(Signal("repeat_contact", weight, f"{context.prior_contacts} earlier contact(s) in {days} days"))
-    value_weight = _tiered(context.customer_value, cfg.get("value_weights", []))
-    if value_weight:
-        signals.append(Signal("customer_value", value_weight, f"yearly value {context.customer_value:,.0f}"))
-    return signals
+        out.append(Evidence("repeat_contact", weight, 1.0, f"{context.prior_contacts} earlier contact(s) in {days} days"))
+    weight = _tiered(context.customer_value, cfg.get("value_weights", []))
+    if weight:
+        out.append(Evidence("customer_value", weight, 1.0, f"yearly value {context.customer_value:,.0f}"))
+    return out
+
+
+def callback_chance(evidence: list[Evidence], intercept: float) -> float:
+    return sigmoid(intercept + sum(e.logit for e in evidence))
+
+
+def contributions(evidence: list[Evidence], intercept: float) -> list[Signal]:
+    """Risk points per signal; they add up to ``100 * (p - p0)`` (see the module doc)."""
+    evidence = [e for e in evidence if e.logit]
+    total = sum(e.logit for e in evidence)
+    base, p = sigmoid(intercept), sigmoid(intercept + total)
+    if 100 * (p - base) < 0.5:
+        return []  # nothing raises the chance above that of an item without signals
+    # (p - base) / total is the mean slope of the sigmoid along the path: always in (0, 0.25]
+    slope = (p - base) / total if abs(total) > 1e-9 else base * (1 - base)
+    signals = [Signal(e.signal, round(100 * slope * e.logit, 2), e.detail) for e in evidence]
+    return sorted(signals, key=lambda s: -s.weight)
+
+
+def score(item: FeedbackIn, context: ScoringContext) -> tuple[float, list[Signal]]:
+    """(callback chance, reasons) of one item."""
+    cfg = context.config
+    intercept = float(cfg.get("intercept", -3.5))
+    evidence = context_evidence(item, context) + text_evidence(item, cfg)
+    return callback_chance(evidence, intercept), contributions(evidence, intercept)
+
+
+@hookimpl
+def hub_score_feedback(item: FeedbackIn, context: ScoringContext) -> list[Signal]:
+    return score(item, context)[1]

@@ -134,10 +134,16 @@ class Pipeline:
     # -- steps ----------------------------------------------------------
     def _enrich(self, item: FeedbackIn) -> FeedbackIn:
         updates: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         for result in self.hub.hook.hub_enrich_feedback(item=item, config=self.hub.config):
             for key, value in (result or {}).items():
-                if value is not None and getattr(item, key, None) is None and key not in updates:
+                if key == "extra" and isinstance(value, dict):
+                    # Enrichers add keys to extra (themes...); the source's own keys win.
+                    extra.update({k: v for k, v in value.items() if k not in item.extra and k not in extra})
+                elif value is not None and getattr(item, key, None) is None and key not in updates:
                     updates[key] = value
+        if extra:
+            updates["extra"] = {**item.extra, **extra}
         return dataclasses.replace(item, **updates) if updates else item
 
     def _ingest(self, session: Session, source: str, entries: Sequence[Entry], now: dt.datetime) -> list[IngestResult]:

@@ -1,0 +1,38 @@
+"""English sentiment through VADER (vaderSentiment, MIT), with the words that caused it.
+
+VADER already handles negation ("not good"), boosters ("very"), caps and
+exclamation marks, and is tuned on social media text.  It reports only a
+score, so the evidence is the lexicon words of the text, marked "not ..."
+where one of VADER's negations precedes them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_TOKEN = re.compile(r"[\w']+")
+#: VADER's valences run from -4 to +4; this hub's word lists use -1..1.
+VADER_SCALE = 4.0
+
+
+class EnglishSentiment:
+    def __init__(self, extra_words: Mapping[str, float] | None = None):
+        from vaderSentiment.vaderSentiment import NEGATE, SentimentIntensityAnalyzer
+
+        self.analyzer = SentimentIntensityAnalyzer()  # one per configuration: extra words must not leak
+        self.analyzer.lexicon.update({w.lower(): float(p) * VADER_SCALE for w, p in (extra_words or {}).items()})
+        self.negations = frozenset(NEGATE) | {"no"}
+
+    def score(self, text: str) -> tuple[float | None, list[str]]:
+        tokens = [t.lower() for t in _TOKEN.findall(text)]
+        lexicon = self.analyzer.lexicon
+        words = []
+        for i, tok in enumerate(tokens):
+            if tok not in lexicon or tok in self.negations:
+                continue
+            negated = any(t in self.negations or t.endswith("n't") for t in tokens[max(0, i - 3):i])
+            words.append(f"not {tok}" if negated else tok)
+        if not words:
+            return None, []
+        return round(self.analyzer.polarity_scores(text)["compound"], 3), words
