@@ -16,6 +16,7 @@ from hub.config import load_config
 from hub.engine.context import Hub
 from hub.engine.executor import make_executor
 from hub.engine.registry import Registry
+from hub.engine.state_store import DatabaseStateBackend
 from hub.plugin_manager import make_plugin_manager
 from hub.sdk.http import Clock
 from hub.storage.database import Database, default_database_url
@@ -70,6 +71,8 @@ def create_app(
     clock = clock or Clock()
     registry = Registry(pm, cfg, clock=clock)
     db = Database(cfg.get("database_url") or default_database_url(instance_path))
+    # Plugins' self.state lives in the hub's database (connector_state).
+    registry.state_backend = lambda instance: DatabaseStateBackend(db, instance)
     hub = Hub(
         pm=pm,
         config=cfg,

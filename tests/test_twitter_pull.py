@@ -243,9 +243,11 @@ def test_budget_survives_a_restart(world, clock, make_app):
     hub, _ = world(emu, monthly_read_budget=1000)
     pull(hub, "webcare")
 
-    # A new process: a fresh connector object for the same instance reads the ledger back.
+    # A new process: a fresh connector object for the same instance reads the ledger back
+    # from the hub's database (not from a file: the instance folder plays no part).
     settings = dict(hub.registry.sources["webcare"].settings)
     restarted = TwitterConnector(Instance("webcare", "twitter_webcare", "source", settings), clock=clock)
+    restarted.state.bind(hub.registry.state_backend("webcare"))  # what the new process's registry does
     budget = restarted.health()["read_budget"]
     assert budget["posts_read"] == 7 and budget["remaining"] == 993
     assert restarted.health()["rate_limits"]["mentions"].startswith("449/450")

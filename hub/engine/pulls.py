@@ -14,18 +14,21 @@ way starts again from the old cursor instead of skipping the unread pages.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from hub.engine.pipeline import Entry, Pipeline
-from hub.engine.raw_events import store_raw
+from hub.engine.pipeline import Pipeline
+from hub.engine.raw_events import normalize_and_mark, store_raw
+from hub.engine.state_store import INSTANCE_STREAM
 from hub.sdk.connectors import Stream
-from hub.sdk.schema import RawIn
+from hub.sdk.pagination import Page
 from hub.storage import models as m
+from hub.storage.database import after_commit
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -34,7 +37,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class StreamCounts:
+    """What one stream (or child stream, ``"posts/comments"``) of a pull read."""
+
+    pages: int = 0
+    records: int = 0
+    new_items: int = 0
+    duplicates: int = 0
+    failed: int = 0
+
+
+@dataclass
 class PullReport:
+    """Totals of a pull over all its streams and child streams, and each one's share."""
+
     instance: str
     pages: int = 0
     records: int = 0
@@ -42,6 +58,17 @@ class PullReport:
     duplicates: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    streams: dict[str, StreamCounts] = field(default_factory=dict)
+
+    def add(self, stream: str, *, records: int, new_items: int, duplicates: int, failed: int) -> None:
+        """Count one committed page of ``stream``."""
+        counts = self.streams.setdefault(stream, StreamCounts())
+        for target in (self, counts):
+            target.pages += 1
+            target.records += records
+            target.new_items += new_items
+            target.duplicates += duplicates
+            target.failed += failed
 
 
 def _state(session, instance: str, stream: str) -> m.ConnectorState:
@@ -67,7 +94,7 @@ def pull(hub: Hub, name: str, *, since: dt.datetime | None = None,
     pipeline = Pipeline(hub)
     for stream in connector.streams():
         try:
-            _pull_stream(hub, name, connector, stream, since, pipeline, report, progress)
+            _StreamRun(hub, name, connector, stream, since, pipeline, report, progress).run()
         except Exception as exc:
             with hub.db.session() as s:
                 st = _state(s, name, stream.name)
@@ -78,66 +105,152 @@ def pull(hub: Hub, name: str, *, since: dt.datetime | None = None,
     return report
 
 
-def _pull_stream(hub, name, connector, stream: Stream, since, pipeline, report, progress) -> None:
-    with hub.db.Session() as s:
-        st = _state(s, name, stream.name)
-        s.commit()
-        cursor = st.cursor
-    signpost: str | None = None
-    params_for = lambda token: stream.request_params(None if since else cursor, token, since)  # noqa: E731
+def _context_key(context: dict[str, Any]) -> str:
+    """The identity of a child context (the same context means the same child requests)."""
+    return json.dumps(context, sort_keys=True, default=str)
 
-    for response, records in connector.http.paginate(
-        stream.method, stream.request_path(), params_for=params_for, parse=stream.parse_records,
-        paginator=stream.paginator,
-    ):
-        now = hub.clock.utcnow()
-        raws: list[RawIn] = [stream.to_raw(rec, response) for rec in records]
-        page_max: str | None = None
-        for rec in records:
-            page_max = stream.cursor_max(page_max, stream.record_cursor(rec))
-        with hub.db.session() as s:
-            raw_ids = store_raw(s, name, raws, now)
-            entries: list[Entry] = []
-            rows = {r.id: r for r in s.scalars(select(m.RawEvent).where(
-                m.RawEvent.id.in_([i for i in raw_ids if i is not None])))}
-            for raw, raw_id in zip(raws, raw_ids, strict=True):
-                if raw_id is None:
-                    report.duplicates += 1
+
+def _with_children_progress(state: dict[str, Any] | None, progress: dict[str, Any] | None) -> dict[str, Any]:
+    # A new dict: the JSON column is not mutation-tracked.
+    out = {k: v for k, v in (state or {}).items() if k != "children"}
+    if progress is not None:
+        out["children"] = progress
+    return out
+
+
+@dataclass
+class _StreamRun:
+    """One stream of one pull, with its child streams.
+
+    Per page, in one transaction: raw records stored (duplicates skipped),
+    normalized and marked, items ingested, counts and (for a stream without
+    children) the cursor saved.  A stream with children commits its page
+    first, then reads each record's children page by page (each page its own
+    transaction, with the resume point in the stream's state row), and moves
+    its cursor only once all children of the page are committed.
+    """
+
+    hub: Hub
+    name: str
+    connector: Any
+    stream: Stream
+    since: dt.datetime | None
+    pipeline: Pipeline
+    report: PullReport
+    progress: Callable[[int, int], None] | None
+    signpost: str | None = None
+
+    def run(self) -> None:
+        with self.hub.db.Session() as s:
+            st = _state(s, self.name, self.stream.name)
+            s.commit()
+            cursor = st.cursor
+            #: Children progress of a run that died half way: {"done": [context keys],
+            #: "partial": {"key", "stream", "token", "finished"}}.
+            self.children_progress: dict[str, Any] = dict((st.state or {}).get("children") or {})
+        children = self.stream.child_streams()
+        for page in self._pages(self.stream, cursor=None if self.since else cursor):
+            page_max: str | None = None
+            for rec in page.records:
+                page_max = self.stream.cursor_max(page_max, self.stream.record_cursor(rec))
+            with self.hub.db.session() as s:
+                self._commit(s, self.stream.name, self.stream, page)
+                if not children:
+                    self._advance(s, page_max)
+            if children:
+                self._read_children(children, page.records)
+                with self.hub.db.session() as s:
+                    self._advance(s, page_max)
+        with self.hub.db.session() as s:
+            st = _state(s, self.name, self.stream.name)
+            # The run completed: the signpost (unsorted / backfill) becomes the
+            # cursor, but a backfill never moves a newer cursor backwards.
+            st.cursor = self.stream.cursor_max(st.cursor, self.signpost)
+            st.signpost = None
+            st.state = _with_children_progress(st.state, None)
+            st.last_run_at = st.last_success_at = self.hub.clock.utcnow()
+            st.last_error = None
+
+    def _pages(self, stream: Stream, cursor: str | None, start_token: str | None = None) -> Iterator[Page]:
+        since = self.since
+        return self.connector.http.pages(
+            stream.method, stream.request_path(),
+            params_for=lambda token: stream.request_params(cursor, token, since),
+            options_for=stream.request_options, parse=stream.parse_records, paginator=stream.paginator,
+            validate=stream.validate_response, start_token=start_token,
+        )
+
+    def _commit(self, s, key: str, stream: Stream, page: Page) -> None:
+        """Store, normalize and ingest one page's records, in the caller's transaction."""
+        now = self.hub.clock.utcnow()
+        raws = [stream.to_raw(rec, page.response) for rec in page.records]
+        raw_ids = store_raw(s, self.name, raws, now)
+        new_ids = [i for i in raw_ids if i is not None]
+        rows = s.scalars(select(m.RawEvent).where(m.RawEvent.id.in_(new_ids))).all() if new_ids else []
+        order = {raw_id: n for n, raw_id in enumerate(new_ids)}
+        rows = sorted(rows, key=lambda r: order[r.id])  # page order: threads are ingested as written
+        done = normalize_and_mark(s, self.connector, self.name, rows)
+        results = self.pipeline.ingest(s, self.name, done.entries, now) if done.entries else []
+        created = sum(r.created for r in results)
+        self.report.add(key, records=len(page.records), new_items=created,
+                        duplicates=len(raw_ids) - len(new_ids), failed=done.failed)
+        st = _state(s, self.name, self.stream.name)
+        st.last_run_at = now
+        st.items_total = (st.items_total or 0) + created
+        if created:
+            st.last_item_at = max((e.item.occurred_at for e in done.entries), default=None)
+        if self.progress:
+            progress, records = self.progress, len(page.records)
+            after_commit(s, lambda: progress(records, created))
+
+    def _advance(self, s, page_max: str | None) -> None:
+        st = _state(s, self.name, self.stream.name)
+        if self.stream.is_sorted and not self.since:
+            st.cursor = self.stream.cursor_max(st.cursor, page_max)
+        else:
+            self.signpost = self.stream.cursor_max(self.signpost, page_max)
+            st.signpost = self.signpost
+
+    # -- child streams ----------------------------------------------------------
+    def _save_children_progress(self, s) -> None:
+        st = _state(s, self.name, self.stream.name)
+        st.state = _with_children_progress(st.state, self.children_progress)
+
+    def _read_children(self, children: list[Stream], records: list[Any]) -> None:
+        done: list[str] = self.children_progress.setdefault("done", [])
+        for record in records:
+            context = self.stream.child_context(record)
+            if context is None:
+                continue
+            key = _context_key(context)
+            if key in done:
+                continue  # finished by a run that died later: not read again
+            partial = self.children_progress.get("partial") or {}
+            resume = partial if partial.get("key") == key else {}
+            names = [c.name for c in children]
+            first = names.index(resume["stream"]) if resume.get("stream") in names else 0
+            for child in children[first:]:
+                if resume.get("stream") == child.name and resume.get("finished"):
                     continue
-                row = rows[raw_id]
-                try:
-                    produced = connector.normalize(raw)
-                except Exception as exc:
-                    row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-                    report.failed += 1
-                    continue
-                row.status = "processed" if produced else "skipped"
-                entries.extend(Entry(item, raw_id) for item in produced)
-            results = pipeline.ingest(s, name, entries, now) if entries else []
-            created = sum(r.created for r in results)
-            report.new_items += created
-            report.records += len(records)
-            report.pages += 1
-            st = _state(s, name, stream.name)
-            if stream.is_sorted and not since:
-                st.cursor = stream.cursor_max(st.cursor, page_max)
-            else:
-                signpost = stream.cursor_max(signpost, page_max)
-                st.signpost = signpost
-            st.last_run_at = now
-            st.items_total = (st.items_total or 0) + created
-            if created:
-                st.last_item_at = max((e.item.occurred_at for e in entries), default=None)
-        if progress:
-            progress(len(records), created)
-    with hub.db.session() as s:
-        st = _state(s, name, stream.name)
-        # The run completed: the signpost (unsorted / backfill) becomes the
-        # cursor, but a backfill never moves a newer cursor backwards.
-        st.cursor = stream.cursor_max(st.cursor, signpost)
-        st.signpost = None
-        st.last_run_at = st.last_success_at = hub.clock.utcnow()
-        st.last_error = None
+                start = resume.get("token") if resume.get("stream") == child.name else None
+                self._read_child(child, context, key, start)
+            done.append(key)
+            self.children_progress["partial"] = None
+            with self.hub.db.session() as s:
+                self._save_children_progress(s)
+
+    def _read_child(self, child: Stream, context: dict[str, Any], key: str, start_token: str | None) -> None:
+        child.context = context
+        label = f"{self.stream.name}/{child.name}"
+        for page in self._pages(child, cursor=None, start_token=start_token):
+            paginator = child.paginator
+            # Stateless paginators give the same answer the loop will: the resume point.
+            token = paginator.next_token(page) if paginator.has_more(page) else None
+            with self.hub.db.session() as s:
+                self._commit(s, label, child, page)
+                self.children_progress["partial"] = {"key": key, "stream": child.name, "token": token,
+                                                     "finished": token is None}
+                self._save_children_progress(s)
 
 
 def source_status(hub: Hub) -> list[dict]:
@@ -148,7 +261,8 @@ def source_status(hub: Hub) -> list[dict]:
         states = s.scalars(select(m.ConnectorState)).all()
     by_instance: dict[str, list[m.ConnectorState]] = {}
     for st in states:
-        by_instance.setdefault(st.instance, []).append(st)
+        if st.stream != INSTANCE_STREAM:  # plugins' own state document, not a stream
+            by_instance.setdefault(st.instance, []).append(st)
     for name, inst in sorted(hub.registry.sources.items()):
         rows = by_instance.get(name, [])
         last_run = max((r.last_run_at for r in rows if r.last_run_at), default=None)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from hub.engine.pipeline import Entry, IngestResult, Pipeline, _chunks
+from hub.engine.state_store import joined
+from hub.sdk.connectors import SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
 from hub.storage import models as m
 
@@ -28,7 +31,7 @@ log = logging.getLogger(__name__)
 RAW = m.RawEvent.__table__
 
 
-def _insert_ignore(session: Session, table):
+def insert_ignore(session: Session, table):
     """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
@@ -79,10 +82,55 @@ def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.date
     if keyed_rows:
         # ON CONFLICT DO NOTHING: a concurrent delivery that committed the same
         # key first makes ours a duplicate (None), not an error.
-        stmt = _insert_ignore(session, RAW).returning(RAW.c.id, RAW.c.dedupe_key)
+        stmt = insert_ignore(session, RAW).returning(RAW.c.id, RAW.c.dedupe_key)
         got = {key: new_id for new_id, key in session.execute(stmt, [r for _, r in keyed_rows])}
         for i, r in keyed_rows:
             out[i] = got.get(r["dedupe_key"])
+    return out
+
+
+@dataclass
+class Normalized:
+    """What :func:`normalize_and_mark` made of a set of raw events."""
+
+    entries: list[Entry] = field(default_factory=list)
+    processed: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+def raw_in(row: m.RawEvent) -> RawIn:
+    """A stored raw event as the plugin sees it (the same for pulls, webhooks and replays)."""
+    return RawIn(payload=row.payload, dedupe_key=row.dedupe_key, kind=row.kind, headers=row.headers or {})
+
+
+def normalize_and_mark(session: Session, connector: SourceConnector, source: str, rows: Sequence[m.RawEvent]
+                       ) -> Normalized:
+    """Normalize each raw event through its connector and mark it, in the caller's transaction.
+
+    A raw event ends ``processed`` (it gave items, returned as entries to
+    ingest), ``skipped`` (it gave none, e.g. a retweet) or ``failed`` with the
+    reason (any exception of the plugin; the event stays stored for replay).
+    The one place this happens, for pulls (:mod:`hub.engine.pulls`) and for
+    webhook deliveries and replays (:func:`process_raw_events`); the caller
+    ingests the entries and commits marks, items and cursor together.
+    """
+    out = Normalized()
+    with joined(session):  # state the plugin writes while normalizing commits with the page
+        for row in rows:
+            try:
+                produced = connector.normalize(raw_in(row))
+            except Exception as exc:  # any plugin error marks the event, keeps it for replay
+                row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                out.failed += 1
+                log.warning("raw event %s of %s failed to normalize: %s", row.id, source, exc)
+                continue
+            row.status = "processed" if produced else "skipped"
+            if produced:
+                out.processed += 1
+            else:
+                out.skipped += 1
+            out.entries.extend(Entry(item, row.id) for item in produced)
     return out
 
 
@@ -93,25 +141,13 @@ def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int]) -> dict[st
     store, e.g. a retweet) or ``failed`` with the reason, never silently lost.
     """
     connector = hub.registry.connector(source)
-    counts = {"processed": 0, "skipped": 0, "failed": 0, "items": 0}
     with hub.db.session() as session:
         rows = session.scalars(select(m.RawEvent).where(m.RawEvent.id.in_(list(raw_ids)),
                                                         m.RawEvent.status == "pending")).all()
-        entries: list[Entry] = []
-        for row in rows:
-            try:
-                produced = connector.normalize(RawIn(payload=row.payload, dedupe_key=row.dedupe_key, kind=row.kind,
-                                                     headers=row.headers or {}))
-            except Exception as exc:  # any plugin error marks the event, keeps it for replay
-                row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-                counts["failed"] += 1
-                log.warning("raw event %s of %s failed to normalize: %s", row.id, source, exc)
-                continue
-            row.status = "processed" if produced else "skipped"
-            counts[row.status] += 1
-            entries.extend(Entry(item, row.id) for item in produced)
-        if entries:
-            results = Pipeline(hub).ingest(session, source, entries)
+        done = normalize_and_mark(session, connector, source, rows)
+        counts = {"processed": done.processed, "skipped": done.skipped, "failed": done.failed, "items": 0}
+        if done.entries:
+            results = Pipeline(hub).ingest(session, source, done.entries)
             counts["items"] = sum(r.created for r in results)
     return counts
 

@@ -4,6 +4,7 @@ matched to the plugin kinds that plugins register, validated at start."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -13,6 +14,7 @@ from hub.config import Config, ConfigError, resolve_secret
 from hub.sdk.connectors import CrmSink, Instance, SourceConnector, _Plugin
 from hub.sdk.http import Clock
 from hub.sdk.settings import INSTANCE_SETTINGS, Setting, settings_model
+from hub.sdk.state import StateBackend
 
 
 def _collect(results: list[list[type[_Plugin]] | None]) -> dict[str, type[_Plugin]]:
@@ -85,6 +87,8 @@ class Registry:
         self.sources: dict[str, Instance] = {}
         self.sinks: dict[str, Instance] = {}
         self._objects: dict[tuple[str, str], _Plugin] = {}
+        #: Builds each instance's state backend (``self.state``); set by the app once the database exists.
+        self.state_backend: Callable[[str], StateBackend] | None = None
         self._lock = threading.Lock()
         for section, kinds, target, kind in (
             ("sources", self.source_kinds, self.sources, "source"),
@@ -126,6 +130,8 @@ class Registry:
                 inst = table[name]
                 cls = (self.source_kinds if kind == "source" else self.sink_kinds)[inst.plugin]
                 obj = cls(inst, clock=self.clock)
+                if self.state_backend is not None:  # before any hook, pull or webhook uses it
+                    obj.state.bind(self.state_backend(name))
                 self._objects[(kind, name)] = obj
             return obj
 

@@ -10,9 +10,12 @@ engine, storage, API, web UI or CLI, so it stays small and stable.
 * base classes for connectors, sinks and emulators: :mod:`hub.sdk.connectors`;
 * the HTTP client with retries, backoff and rate budgets: :mod:`hub.sdk.http`;
 * paginators: :mod:`hub.sdk.pagination`; the injected clock: :mod:`hub.sdk.clock`;
+* webhook helpers (HMAC, headers, timestamps, handshakes): :mod:`hub.sdk.webhooks`;
+* the per-instance state store (``self.state``): :mod:`hub.sdk.state`;
 * generated demo people and opinions for emulators: :mod:`hub.sdk.demo_data`.
 """
 
+from hub.sdk import webhooks
 from hub.sdk.clock import Clock, FakeClock
 from hub.sdk.connectors import (
     CrmSink,
@@ -32,11 +35,22 @@ from hub.sdk.http import (
     HttpError,
     PaginationLoopError,
     RateBudget,
+    RateLimitedError,
     RetriableError,
     RollingWindowBudget,
     parse_retry_after,
 )
-from hub.sdk.pagination import BodyTokenPaginator, LastRecordPaginator, Paginator
+from hub.sdk.pagination import (
+    BodyTokenPaginator,
+    LastRecordPaginator,
+    LinkHeaderPaginator,
+    NextUrlPaginator,
+    OffsetPaginator,
+    Page,
+    PageNumberPaginator,
+    Paginator,
+    path_get,
+)
 from hub.sdk.schema import (
     CASE_STATUSES,
     CATEGORIES,
@@ -57,6 +71,15 @@ from hub.sdk.schema import (
     Signal,
     nps_category,
 )
+from hub.sdk.state import MemoryStateBackend, StateBackend, StateStore
+from hub.sdk.webhooks import (
+    check_timestamp,
+    hmac_b64,
+    hmac_hex,
+    hmac_matches,
+    subscription_challenge,
+    verify_hmac,
+)
 
 __all__ = [
     "CASE_STATUSES", "CATEGORIES", "CHANNELS", "FOLLOWUP_STATUSES", "OPEN_CASE_STATUSES",
@@ -65,4 +88,10 @@ __all__ = [
     "Instance", "LastRecordPaginator", "PaginationLoopError", "Paginator", "PushResult", "RateBudget", "RawIn",
     "RetriableError", "RollingWindowBudget", "ScoringContext", "Setting", "Signal", "SourceConnector", "Stream",
     "WebhookRejected", "WebhookRequest", "WebhookResult", "hookimpl", "nps_category", "parse_retry_after",
+]
+# Pagination, webhook helpers (also as the module ``hub.sdk.webhooks``) and the per-instance state store.
+__all__ += [
+    "LinkHeaderPaginator", "MemoryStateBackend", "NextUrlPaginator", "OffsetPaginator", "Page", "PageNumberPaginator",
+    "RateLimitedError", "StateBackend", "StateStore", "check_timestamp", "hmac_b64", "hmac_hex", "hmac_matches",
+    "path_get", "subscription_challenge", "verify_hmac", "webhooks",
 ]

@@ -27,6 +27,35 @@ The core (:mod:`hub.engine.pulls`) runs the page loop, stores raw events, runs t
 pipeline and moves the cursor in the same transaction; the shared
 :class:`hub.sdk.http.HttpClient` gives retries, backoff, rate budgets and loop
 detection.  A plugin never writes its own request loop.
+
+What a stream may say, besides path, params and parsing:
+
+* ``paginator`` - how the next page is found (:mod:`hub.sdk.pagination`);
+* ``request_options(page_token)`` - per-request ``requests`` options
+  (headers, timeout, a JSON body...);
+* ``validate_response(response)`` - classify a response as usable, retriable,
+  rate limited (with a wait) or fatal (default: the connector's, which goes by
+  the HTTP status);
+* ``children`` + ``child_context(record)`` - child streams (the comments of
+  each post) whose requests the core pages, counts and resumes:
+
+.. code-block:: python
+
+    class CommentsStream(Stream):
+        name = "comments"
+        path = "/{post_id}/comments"            # formatted with the parent's context
+        paginator = BodyTokenPaginator("paging.cursors.after", has_more_path="paging.next")
+
+        def request_params(self, cursor, page_token, since):
+            return {"after": page_token} if page_token else {}
+
+    class PostsStream(Stream):
+        name = "posts"
+        path = "/{page_id}/feed"
+        children = (CommentsStream,)
+
+        def child_context(self, record):
+            return {"post_id": record["id"]}     # None: this post has no children to read
 """
 
 from __future__ import annotations
@@ -41,6 +70,8 @@ import requests
 from hub.sdk.http import Clock, HttpClient, Paginator, RateBudget
 from hub.sdk.schema import Completion, FeedbackIn, FollowupView, PushResult, RawIn
 from hub.sdk.settings import Setting
+from hub.sdk.state import StateStore
+from hub.sdk.webhooks import WebhookRejected, WebhookRequest, WebhookResult
 
 if TYPE_CHECKING:  # pragma: no cover
     import flask
@@ -59,45 +90,6 @@ class Instance:
         return f"Instance({self.kind}:{self.name} plugin={self.plugin})"
 
 
-@dataclass
-class WebhookRequest:
-    """The raw request handed to a plugin (bytes exactly as received)."""
-
-    method: str
-    url: str
-    path: str
-    headers: Mapping[str, str]
-    args: Mapping[str, str]
-    body: bytes
-
-
-@dataclass
-class WebhookResult:
-    """A plugin's verdict on a webhook request.
-
-    ``raw_events`` are stored (deduplicated) before the core answers; their
-    processing happens after the answer, in the executor.  ``status``/``body``
-    is what the caller gets (for a CRC challenge, say).
-    """
-
-    status: int = 200
-    body: Any = field(default_factory=lambda: {"ok": True})
-    raw_events: list[RawIn] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    #: Sinks: external ids (CRM task ids) the request says are completed; the
-    #: core closes this sink's matching follow-ups at once.
-    completed_external_ids: list[str] = field(default_factory=list)
-
-
-class WebhookRejected(Exception):
-    """Raise from ``handle_webhook`` to refuse a request: nothing is stored."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class _Plugin:
     plugin_name: ClassVar[str] = ""
     default_base_url: ClassVar[str | None] = None
@@ -113,6 +105,11 @@ class _Plugin:
         self.clock = clock or Clock()
         self._session = session
         self._http: HttpClient | None = None
+        #: The instance's persistent JSON values (:mod:`hub.sdk.state`).  In
+        #: memory until the core binds it to the hub's database, which it does
+        #: right after building the plugin: read and write it from hooks,
+        #: pulls and webhooks, not from ``__init__``.
+        self.state = StateStore()
 
     @classmethod
     def all_settings(cls) -> list[Setting]:
@@ -128,6 +125,31 @@ class _Plugin:
     def rate_limit_wait(self, response: requests.Response) -> float | None:
         """Read vendor rate-limit headers; return Unix time to pause until, or None."""
         return None
+
+    def validate_response(self, response: requests.Response) -> None:
+        """Classify every response of the instance's client; raise to refuse it.
+
+        Raise :class:`~hub.sdk.http.RetriableError` (try again with backoff),
+        :class:`~hub.sdk.http.RateLimitedError` with ``retry_after`` seconds
+        (wait that long; the instance's whole budget pauses too) or
+        :class:`~hub.sdk.http.FatalError` (stop; the pull records the error).
+        Return to accept the response.  The default goes by the HTTP status
+        (:meth:`~hub.sdk.http.HttpClient.check_status`); override it for
+        vendors that code errors in the body, and call ``super()`` for the rest:
+
+        .. code-block:: python
+
+            GRAPH_THROTTLING = {4, 17, 32, 613}
+
+            def validate_response(self, response):
+                if response.status_code == 400:
+                    error = (response.json() or {}).get("error") or {}
+                    if error.get("code") in GRAPH_THROTTLING:
+                        raise RateLimitedError(f"Graph throttling: {error.get('message')}",
+                                               400, error, response, retry_after=60.0)
+                super().validate_response(response)
+        """
+        self.http.check_status(response)
 
     def http_budget(self) -> RateBudget | None:
         limit = self.config.get("rate_limit") or self.rate_limit
@@ -147,6 +169,7 @@ class _Plugin:
             "clock": self.clock,
             "session": self._session,
             "on_response": self.rate_limit_wait,
+            "validate": self.validate_response,
             # TOML gives a list; requests wants a number or a tuple.
             "timeout": _timeout(self.config.get("timeout")),
         }
@@ -177,7 +200,21 @@ def _timeout(value: Any) -> float | tuple[float, float]:
 
 
 class Stream:
-    """One endpoint of a source, with its own cursor (bookmark)."""
+    """One endpoint of a source, with its own cursor (bookmark).
+
+    A *child* stream (listed in a parent's ``children``) is read once per
+    parent record: the core calls the parent's ``child_context(record)`` and,
+    for a dict, formats the child's ``path`` with it (next to the instance's
+    settings) and sets it as the child's ``context`` before its requests.  Its
+    records are stored, normalized and counted like the parent's (the pull
+    report counts them per stream, ``"posts/comments"``).  The parent's cursor
+    moves only after every child of its page is committed; a run that dies
+    half way resumes where it stopped: parents whose children were finished
+    are not read again, and the child that was cut short continues from its
+    last committed page's token.  A child's ``request_params`` gets
+    ``cursor=None`` (the parent's cursor already bounds the run) and the
+    backfill ``since``.
+    """
 
     name: ClassVar[str] = "default"
     path: ClassVar[str] = ""
@@ -194,16 +231,40 @@ class Stream:
     paginator: Paginator = Paginator()
     #: Kind recorded on raw events from this stream.
     raw_kind: ClassVar[str] = "record"
+    #: Child stream classes, built with ``cls(connector)`` (override
+    #: :meth:`child_streams` to build them otherwise).
+    children: ClassVar[tuple[type[Stream], ...]] = ()
 
     def __init__(self, connector: SourceConnector):
         self.connector = connector
+        #: For a child stream: the parent's ``child_context`` of the record
+        #: being read (empty for top-level streams).
+        self.context: dict[str, Any] = {}
 
     def request_path(self) -> str:
-        return self.path.format(**self.connector.config)
+        return self.path.format(**{**self.connector.config, **self.context})
 
     def request_params(self, cursor: str | None, page_token: str | None, since: dt.datetime | None) -> dict[str, Any]:
         """Query of one page.  ``since`` is set for a backfill (cursor ignored)."""
         return {}
+
+    def request_options(self, page_token: str | None) -> dict[str, Any]:
+        """Extra ``requests`` options for one page: ``headers``, ``timeout``, ``json``, ``data``...
+
+        ``headers`` add to (and override) the client's; ``timeout`` replaces
+        the instance's for this request.  Query parameters belong in
+        :meth:`request_params`.
+
+        .. code-block:: python
+
+            def request_options(self, page_token):
+                return {"headers": {"Accept-Language": "nl"}, "timeout": (5, 120)}
+        """
+        return {}
+
+    def validate_response(self, response: requests.Response) -> None:
+        """Classify a response of this stream (default: the connector's ``validate_response``)."""
+        self.connector.validate_response(response)
 
     def parse_records(self, response: requests.Response) -> list[Any]:
         """The page's records (vendor shape), in page order."""
@@ -220,8 +281,25 @@ class Stream:
         return self.record_cursor(record)
 
     def to_raw(self, record: Any, response: requests.Response) -> RawIn:
-        """Wrap a record as a raw event; override to keep page-level context."""
+        """Wrap a record as a raw event; override to keep page-level context.
+
+        A child stream that needs its parent in ``normalize`` puts it in the
+        payload here, e.g. ``{"comment": record, "post_id": self.context["post_id"]}``.
+        """
         return RawIn(payload=record, dedupe_key=self.dedupe_key(record), kind=self.raw_kind)
+
+    def child_streams(self) -> list[Stream]:
+        """Child streams read for each record (default: one of each ``children`` class)."""
+        return [cls(self.connector) for cls in self.children]
+
+    def child_context(self, record: Any) -> dict[str, Any] | None:
+        """What a child stream needs to read ``record``'s children, or None to skip them.
+
+        Keys fill the child's ``path`` placeholders and its ``context``; the
+        same context always means the same child requests (the core's resume
+        relies on it).  Default: None (no children).
+        """
+        return None
 
     def cursor_max(self, a: str | None, b: str | None) -> str | None:
         if a is None:

@@ -8,9 +8,16 @@ It gives each connector, without per-plugin code:
   backoff (via ``tenacity``);
 * a per-instance rate budget (token bucket) plus a "blocked until" time that
   a plugin sets from vendor headers such as ``x-rate-limit-reset``;
-* pagination with loop detection (a page token seen twice stops the run);
-* errors split into :class:`RetriableError` (try again later) and
-  :class:`FatalError` (fix the configuration or the request).
+* pagination with loop detection (a page token seen twice stops the run)
+  and a ``has_more`` answer apart from the token (:mod:`hub.sdk.pagination`);
+* errors split into :class:`RetriableError` (try again later),
+  :class:`RateLimitedError` (try again after a known wait) and
+  :class:`FatalError` (fix the configuration or the request);
+* a ``validate`` hook per client or per request that classifies each
+  response: the default, :meth:`HttpClient.check_status`, goes by the HTTP
+  status; a plugin whose vendor codes errors in the body (Graph answers
+  throttling as HTTP 400 with ``error.code`` 4, 17, 32 or 613) overrides
+  ``validate_response`` on its connector or stream instead of the client.
 
 Time goes through a :class:`Clock` so tests use :class:`FakeClock` and never sleep.
 """
@@ -24,13 +31,14 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
 
 from hub import __version__
 from hub.sdk.clock import Clock, FakeClock  # noqa: F401  (re-exported for plugins)
-from hub.sdk.pagination import Paginator
+from hub.sdk.pagination import Page, Paginator
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,14 @@ class RetriableError(HttpError):
         self.retry_after = retry_after
         #: False when the request's caller chose not to retry this status itself.
         self.retry_here = True
+
+
+class RateLimitedError(RetriableError):
+    """The vendor asks us to slow down; ``retry_after`` seconds is the wait it wants.
+
+    Raised from a ``validate_response`` hook; besides retrying after the wait,
+    the client pauses every request of the instance (its rate budget) until then.
+    """
 
 
 class FatalError(HttpError):
@@ -175,6 +191,7 @@ class HttpClient:
         session: requests.Session | None = None,
         on_response: Callable[[requests.Response], float | None] | None = None,
         max_pages: int = 100_000,
+        validate: Callable[[requests.Response], None] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.name = name
@@ -190,6 +207,8 @@ class HttpClient:
             self.session.headers.update(headers)
         self.on_response = on_response
         self.max_pages = max_pages
+        #: Classifies every response (raise to refuse it); default: :meth:`check_status`.
+        self.validate = validate or self.check_status
         self.requests_sent = 0
 
     # -- single request -------------------------------------------------
@@ -198,36 +217,57 @@ class HttpClient:
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
+    def check_status(self, response: requests.Response) -> None:
+        """The default response rules: pass 1xx-3xx, raise for 4xx/5xx.
+
+        408, 425, 429 and 5xx raise :class:`RetriableError` (with the wait of
+        a ``Retry-After`` header, seconds or HTTP date); any other 4xx raises
+        :class:`FatalError`.  A plugin's ``validate_response`` usually handles
+        its vendor's special cases and then calls this for the rest.
+        """
+        if response.status_code < 400:
+            return
+        body = _body(response)
+        request = response.request
+        method = request.method if request is not None else "?"
+        # The path only: a query may carry a token (Graph's access_token).
+        message = (f"{self.name}: {method} {urlsplit(response.url).path or '/'} -> HTTP {response.status_code}: "
+                   f"{_short(body)}")
+        if response.status_code in RETRY_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self.clock.time())
+            raise RetriableError(message, response.status_code, body, response, retry_after=retry_after)
+        raise FatalError(message, response.status_code, body, response)
+
     def _send_once(self, method: str, path: str, retry_timeouts: bool, retry_statuses: frozenset[int],
-                   **kwargs) -> requests.Response:
+                   validate: Callable[[requests.Response], None] | None = None, **kwargs) -> requests.Response:
         if self.budget:
             self.budget.acquire()
         self.requests_sent += 1
+        timeout = kwargs.pop("timeout", None) or self.timeout
         try:
-            resp = self.session.request(method, self.url(path), timeout=self.timeout, **kwargs)
+            resp = self.session.request(method, self.url(path), timeout=timeout, **kwargs)
         except requests.Timeout as exc:
             if retry_timeouts:
-                raise RetriableError(f"{self.name}: {method} {path} timed out") from exc
-            raise FatalError(f"{self.name}: {method} {path} timed out (not retried: not idempotent)") from exc
+                raise RetriableError(f"{self.name}: {method} {_path_only(path)} timed out") from exc
+            raise FatalError(f"{self.name}: {method} {_path_only(path)} timed out (not retried: not idempotent)"
+                             ) from exc
         except requests.ConnectionError as exc:
-            raise RetriableError(f"{self.name}: {method} {path} connection failed: {exc}") from exc
+            raise RetriableError(f"{self.name}: {method} {_path_only(path)} connection failed: {exc}") from exc
         wait_until = self.on_response(resp) if self.on_response else None
         if wait_until and self.budget:
             self.budget.block_until(wait_until)
-        if resp.status_code < 400:
-            return resp
-        body = _body(resp)
-        message = f"{self.name}: {method} {path} -> HTTP {resp.status_code}: {_short(body)}"
-        if resp.status_code in retry_statuses:
-            retry_after = parse_retry_after(resp.headers.get("Retry-After"), self.clock.time())
-            if retry_after is None and wait_until:
-                retry_after = max(0.0, wait_until - self.clock.time())
-            raise RetriableError(message, resp.status_code, body, resp, retry_after=retry_after)
-        if resp.status_code in RETRY_STATUSES:  # retriable in kind, not retried here (caller's choice)
-            exc = RetriableError(message, resp.status_code, body, resp)
-            exc.retry_here = False
-            raise exc
-        raise FatalError(message, resp.status_code, body, resp)
+        try:
+            (validate or self.validate)(resp)
+        except RetriableError as exc:
+            now = self.clock.time()
+            if exc.retry_after is None and wait_until:
+                exc.retry_after = max(0.0, wait_until - now)
+            if isinstance(exc, RateLimitedError) and exc.retry_after and self.budget:
+                self.budget.block_until(now + exc.retry_after)
+            if exc.status in RETRY_STATUSES and exc.status not in retry_statuses:
+                exc.retry_here = False  # retriable in kind, not retried here (the caller's choice)
+            raise
+        return resp
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -238,8 +278,16 @@ class HttpClient:
         return random.uniform(ceiling / 2, ceiling)
 
     def request(self, method: str, path: str, *, retry_timeouts: bool = True,
-                retry_statuses: frozenset[int] = RETRY_STATUSES, **kwargs) -> requests.Response:
-        """Send with retries; returns a 2xx/3xx response or raises HttpError.
+                retry_statuses: frozenset[int] = RETRY_STATUSES,
+                validate: Callable[[requests.Response], None] | None = None, **kwargs) -> requests.Response:
+        """Send with retries; returns a response ``validate`` accepted or raises HttpError.
+
+        ``kwargs`` go to ``requests`` (``params``, ``json``, ``headers``,
+        ``timeout``...; a ``timeout`` here replaces the client's for this
+        request).  ``validate(response)`` (default: the client's ``validate``,
+        normally :meth:`check_status`) raises :class:`RetriableError`,
+        :class:`RateLimitedError` or :class:`FatalError` for a response that
+        must not be used; retriable ones are retried here.
 
         For a non-idempotent POST pass ``retry_timeouts=False`` and e.g.
         ``retry_statuses=frozenset({429})``: a timeout or a 5xx may mean the
@@ -257,7 +305,7 @@ class HttpClient:
                 "%s: retrying in %.1fs after: %s", self.name, s.next_action.sleep, s.outcome.exception()
             ),
         )
-        return retrying(self._send_once, method, path, retry_timeouts, retry_statuses, **kwargs)
+        return retrying(self._send_once, method, path, retry_timeouts, retry_statuses, validate, **kwargs)
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.request("GET", path, **kwargs)
@@ -274,25 +322,70 @@ class HttpClient:
         params_for: Callable[[str | None], dict[str, Any]],
         parse: Callable[[requests.Response], list[Any]],
         paginator: Paginator,
+        options_for: Callable[[str | None], dict[str, Any]] | None = None,
+        start_token: str | None = None,
         **kwargs,
     ) -> Iterator[tuple[requests.Response, list[Any]]]:
         """Yield (response, records) page by page until the paginator says stop.
 
-        ``params_for(token)`` builds each page's query (token None on the first).
+        ``params_for(token)`` builds each page's query (token None on the
+        first page, or ``start_token`` when resuming); ``options_for(token)``
+        gives per-request ``requests`` options (headers, timeout, json...).
+        After each page the run stops when ``paginator.has_more`` is False or
+        ``paginator.next_token`` is None; a token seen twice raises
+        :class:`PaginationLoopError`.  For a paginator whose tokens are URLs
+        (``token_is_url``) the next pages are those URLs, without
+        ``params_for`` parameters, and only on this client's host.  To
+        resume a run, pass the token of the page to fetch first as
+        ``start_token`` (:meth:`pages` yields each page with its token).
         """
+        for page in self.pages(method, path, params_for=params_for, parse=parse, paginator=paginator,
+                               options_for=options_for, start_token=start_token, **kwargs):
+            yield page.response, page.records
+
+    def pages(
+        self,
+        method: str,
+        path: str,
+        *,
+        params_for: Callable[[str | None], dict[str, Any]],
+        parse: Callable[[requests.Response], list[Any]],
+        paginator: Paginator,
+        options_for: Callable[[str | None], dict[str, Any]] | None = None,
+        start_token: str | None = None,
+        **kwargs,
+    ) -> Iterator[Page]:
+        """Like :meth:`paginate`, yielding :class:`~hub.sdk.pagination.Page` objects (with their token)."""
         seen: set[str] = set()
-        token: str | None = None
-        for _ in range(self.max_pages):
-            resp = self.request(method, path, params=params_for(token), **kwargs)
-            records = parse(resp)
-            yield resp, records
-            token = paginator.next_token(resp, records)
+        token = start_token
+        for number in range(1, self.max_pages + 1):
+            options = {**kwargs, **(options_for(token) if options_for else {})}
+            if token is not None and paginator.token_is_url:
+                target, params = self._same_origin(token), None
+            else:
+                target, params = path, params_for(token)
+            resp = self.request(method, target, params=params, **options)
+            page = Page(resp, parse(resp), token, number)
+            yield page
+            token = paginator.next_token(page) if paginator.has_more(page) else None
             if not token:
                 return
             if token in seen:
-                raise PaginationLoopError(f"{self.name}: {path} returned page token {token!r} twice")
+                raise PaginationLoopError(f"{self.name}: {path} returned page token {_short(token)[:80]!r} twice")
             seen.add(token)
         raise PaginationLoopError(f"{self.name}: {path} exceeded {self.max_pages} pages")
+
+    def _same_origin(self, url: str) -> str:
+        """A next-page URL, refused unless it is on this client's host (our token goes with it)."""
+        target, base = urlsplit(self.url(url)), urlsplit(self.base_url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise FatalError(f"{self.name}: next-page link to {target.scheme}://{target.netloc} is not on "
+                             f"{base.scheme}://{base.netloc}; not following it (it would carry our credentials)")
+        return target.geturl()
+
+
+def _path_only(path: str) -> str:
+    return urlsplit(path).path or path
 
 
 def _body(resp: requests.Response) -> Any:

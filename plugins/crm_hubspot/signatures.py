@@ -1,4 +1,4 @@
-"""HubSpot webhook signatures (CONTRACTS.md §2.8).
+"""HubSpot webhook signatures (CONTRACTS.md §2.8), on the SDK's webhook helpers.
 
 v3 (``X-HubSpot-Signature-v3``): base64 HMAC-SHA256, keyed with the app's
 client secret, over ``method + uri + raw body + X-HubSpot-Request-Timestamp``;
@@ -9,25 +9,33 @@ so no replay protection; it is accepted only when an instance opts in.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from urllib.parse import unquote
 
+from hub.sdk import WebhookRejected, webhooks
+
 MAX_AGE_MS = 5 * 60 * 1000
+TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 
 
-class SignatureError(Exception):
-    pass
+class SignatureError(WebhookRejected):
+    """A HubSpot request that is not authentic or not fresh (answered 401)."""
+
+    def __init__(self, reason: str):
+        super().__init__(401, reason)
+
+
+def v3_message(method: str, uri: str, body: bytes, timestamp: str) -> bytes:
+    return method.upper().encode() + uri.encode() + body + timestamp.encode()
 
 
 def v3_signature(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
-    message = method.upper().encode() + uri.encode() + body + timestamp.encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
+    return webhooks.hmac_b64(secret, v3_message(method, uri, body, timestamp))
 
 
 def v1_signature(secret: str, body: bytes) -> str:
+    # Not an HMAC: HubSpot's v1 is a plain hash of secret + body.
     return hashlib.sha256(secret.encode() + body).hexdigest()
 
 
@@ -42,17 +50,15 @@ def verify_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str | 
               now_ms: float, max_age_ms: int = MAX_AGE_MS) -> None:
     """Raise :class:`SignatureError` unless the request is authentic and fresh."""
     if not signature or not timestamp:
-        raise SignatureError("missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp")
+        raise SignatureError(f"missing X-HubSpot-Signature-v3 or {TIMESTAMP_HEADER}")
     try:
-        sent = int(timestamp)
-    except ValueError:
-        raise SignatureError("X-HubSpot-Request-Timestamp is not a number") from None
-    if now_ms - sent > max_age_ms:
-        raise SignatureError("timestamp older than 5 minutes (replayed or delayed delivery)")
-    for candidate in _uri_variants(uri):
-        if hmac.compare_digest(v3_signature(secret, method, candidate, body, timestamp), signature.strip()):
-            return
-    raise SignatureError("X-HubSpot-Signature-v3 does not match")
+        webhooks.check_timestamp(timestamp, now_ms / 1000, unit="ms", max_age=max_age_ms / 1000,
+                                 header_name=TIMESTAMP_HEADER)
+    except WebhookRejected as exc:
+        raise SignatureError(exc.reason) from None
+    if not any(webhooks.hmac_matches(secret, v3_message(method, candidate, body, timestamp), signature,
+                                     encoding="base64") for candidate in _uri_variants(uri)):
+        raise SignatureError("X-HubSpot-Signature-v3 does not match")
 
 
 def verify_v1(secret: str, body: bytes, signature: str | None) -> None:

@@ -14,33 +14,27 @@ our own replies included).  The budget does three things:
   stops polling until the period resets; waiting for the rate-limit window
   would not help, and every further call would fail too.
 
-The count must survive restarts.  Plugins get no database handle, so the
-ledger is a small JSON file per instance in the hub's instance folder (one
-scheduler process polls; ``feedback-hub sources`` reads the same file).  The
-file is replaced atomically and updated under an advisory lock, so a manual
-``feedback-hub pull`` next to the scheduler does not lose counts.
+The count must survive restarts and be shared by every process that polls
+(the scheduler, a manual ``feedback-hub pull``, ``feedback-hub sources``
+reading it).  It lives in the instance's state store (``connector.state``,
+key ``read_budget``): the hub's database, where every change is an atomic
+read-modify-write (see :mod:`hub.sdk.state`), so two processes recording at
+once never lose a count.  A ledger *file* written by earlier versions is
+imported once when the store has no count yet.
 """
 
 from __future__ import annotations
 
 import calendar
-import contextlib
 import datetime as dt
 import json
 import logging
-import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hub.sdk import Clock, FatalError
-
-try:  # advisory file lock (POSIX); other platforms rely on the thread lock only
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+from hub.sdk import Clock, FatalError, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -71,42 +65,54 @@ def period_bounds(now: dt.datetime, reset_day: int) -> tuple[dt.datetime, dt.dat
     return start, end
 
 
-class JsonLedger:
-    """Per-instance JSON state file: reads per period, usage cap, last windows."""
+class StateLedger:
+    """The budget's document (reads per period, usage cap, last windows) in a state store."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
+    KEY = "read_budget"
+
+    def __init__(self, store: StateStore, legacy_file: Path | None = None):
+        self.store = store
+        self.legacy_file = legacy_file
+        self._legacy_checked = legacy_file is None
 
     def read(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
+        self._import_legacy()
+        data = self.store.get(self.KEY)
+        if data is not None and not isinstance(data, dict):  # a damaged ledger must not stop polling
+            log.warning("X read ledger in the state store is a %s, not an object; starting a fresh count",
+                        type(data).__name__)
             return {}
-        except (OSError, ValueError) as exc:  # a damaged ledger must not stop polling
-            log.warning("X read ledger %s unreadable (%s); starting a fresh count", self.path, exc)
-            return {}
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path.with_suffix(".lock"), "a") as lock_file:
-            if fcntl is not None:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+        return data or {}
 
     def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        with self._locked():
-            data = self.read()
+        """Apply ``change`` to the document atomically (no count lost to a concurrent writer)."""
+        self._import_legacy()
+
+        def apply(current: Any) -> dict[str, Any]:
+            data = current if isinstance(current, dict) else {}
             change(data)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
             return data
+
+        return self.store.update(self.KEY, apply)
+
+    def _import_legacy(self) -> None:
+        """Carry a pre-state-store ledger file over once, so an upgrade mid-month keeps its count."""
+        if self._legacy_checked:
+            return
+        self._legacy_checked = True
+        assert self.legacy_file is not None
+        try:
+            data = json.loads(self.legacy_file.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("X read ledger file %s unreadable (%s); not imported", self.legacy_file, exc)
+            return
+        if isinstance(data, dict) and data:
+            # Only into an empty store: a second process doing the same finds it filled.
+            self.store.update(self.KEY, lambda current: current if isinstance(current, dict) and current else data)
+            log.info("X read ledger imported from %s into the hub's database (the file is no longer used)",
+                     self.legacy_file)
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ class ReadBudget:
     #: Keep this many past periods in the ledger (for the admin's curiosity).
     KEEP_PERIODS = 13
 
-    def __init__(self, ledger: JsonLedger, *, monthly_budget: int | None, reset_day: int = 1,
+    def __init__(self, ledger: StateLedger, *, monthly_budget: int | None, reset_day: int = 1,
                  pacing: bool = True, clock: Clock | None = None, name: str = "x"):
         self.ledger = ledger
         self.budget = monthly_budget if monthly_budget and monthly_budget > 0 else None

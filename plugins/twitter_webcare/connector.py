@@ -36,6 +36,7 @@ from hub.sdk import (
     FeedbackIn,
     HttpClient,
     Instance,
+    Page,
     RawIn,
     Setting,
     SourceConnector,
@@ -45,9 +46,9 @@ from hub.sdk import (
     WebhookResult,
 )
 
-from .budget import JsonLedger, ReadBudget, UsageCapExceeded
+from .budget import ReadBudget, StateLedger, UsageCapExceeded
 from .mapping import RAW_V1, RAW_V2, BrandAccounts, from_v1, from_v2, snowflake_time
-from .webhook import SIGNATURE_HEADER, crc_response_token, parse_delivery, signature_valid
+from .webhook import crc_response_token, parse_delivery, verify_delivery
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class BudgetedHttpClient(HttpClient):
         self.read_budget = read_budget
         self.windows = windows
 
-    def paginate(self, method, path, *, params_for, **kwargs) -> Iterator[tuple[requests.Response, list[Any]]]:
+    def pages(self, method, path, *, params_for, **kwargs) -> Iterator[Page]:
         reason = self.read_budget.gate()
         if reason:
             log.info("%s: skipping %s: %s", self.name, path, reason)
@@ -234,9 +235,9 @@ class BudgetedHttpClient(HttpClient):
                 self.read_budget.before_next_page()
             return params_for(token)
 
-        for response, records in super().paginate(method, path, params_for=guarded, **kwargs):
-            self.read_budget.record(len(records), dict(self.windows))
-            yield response, records
+        for page in super().pages(method, path, params_for=guarded, **kwargs):
+            self.read_budget.record(len(page.records), dict(self.windows))
+            yield page
 
 
 class TwitterConnector(SourceConnector):
@@ -264,7 +265,8 @@ class TwitterConnector(SourceConnector):
                 help="Posts per page (X allows 5-100 for mentions, 10-100 for search: search asks at least 10)"),
         Setting("initial_lookback_hours", type=(int, float), default=24, minimum=0,
                 help="How far back a new stream starts (0: as far as X allows)"),
-        Setting("state_dir", help="Folder for the read-budget ledger (default: <instance folder>/twitter_webcare)"),
+        Setting("state_dir", help="Folder of a read-budget ledger file from before 0.2, imported once into the "
+                                  "hub's database (default: <instance folder>/twitter_webcare)"),
     ]
 
     def __init__(self, instance: Instance, *, clock: Clock | None = None, session: requests.Session | None = None):
@@ -278,19 +280,21 @@ class TwitterConnector(SourceConnector):
                                                  _as_list(self.config.get("brand_handles")))
         #: Last rate-limit window seen per endpoint (shown by ``feedback-hub sources``).
         self.windows: dict[str, dict[str, Any]] = {}
+        # The budget's count lives in the hub's database (self.state), shared by
+        # every process; a ledger file of an older version is imported once.
         self.read_budget = ReadBudget(
-            JsonLedger(self._state_dir() / (re.sub(r"[^\w.-]", "_", instance.name) + ".json")),
+            StateLedger(self.state, legacy_file=self._legacy_ledger_file()),
             monthly_budget=int(self.config.get("monthly_read_budget") or 0),
             reset_day=int(self.config.get("budget_reset_day") or 1),
             pacing=bool(self.config.get("budget_pacing", True)),
             clock=self.clock, name=instance.name)
 
-    def _state_dir(self) -> Path:
+    def _legacy_ledger_file(self) -> Path:
+        """Where versions before the state store kept the budget (imported once, then unused)."""
         configured = self.config.get("state_dir")
-        if configured:
-            return Path(configured)
-        # The same folder the hub keeps its SQLite file and secret key in.
-        return Path(os.environ.get("HUB_INSTANCE_PATH") or "instance").resolve() / "twitter_webcare"
+        folder = Path(configured) if configured else (
+            Path(os.environ.get("HUB_INSTANCE_PATH") or "instance").resolve() / "twitter_webcare")
+        return folder / (re.sub(r"[^\w.-]", "_", self.instance.name) + ".json")
 
     # -- HTTP -------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -357,8 +361,7 @@ class TwitterConnector(SourceConnector):
             return WebhookResult(status=200, body={"response_token": crc_response_token(secret, token)})
         if request.method != "POST":
             raise WebhookRejected(405, "X webhooks are GET (CRC) or POST (events)")
-        if not signature_valid(secret, request.body, _header(request.headers, SIGNATURE_HEADER)):
-            raise WebhookRejected(401, f"missing or bad {SIGNATURE_HEADER}")
+        verify_delivery(secret, request.body, request.headers)
         try:
             delivery = parse_delivery(request.body)
         except ValueError as exc:
@@ -416,13 +419,6 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:  # plain dicts (tests, other servers) are case-sensitive
-        value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return value
 
 
 def _window_text(window: Mapping[str, Any]) -> str:

@@ -8,15 +8,15 @@ exactly as received (re-serialised JSON would not match).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.sdk import webhooks
+
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
+SIGNATURE_PREFIX = "sha256="
 
 #: Envelope keys that carry posts.  Everything else in an AAA delivery
 #: (DMs, deletes, likes, follows, revokes...) is acknowledged and ignored.
@@ -26,19 +26,23 @@ ENVELOPE_KEYS = frozenset({"for_user_id", "user_has_blocked", "users", "apps", "
 
 
 def sign(secret: str, message: bytes) -> str:
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return "sha256=" + base64.b64encode(digest).decode()
+    """``sha256=`` + base64 HMAC-SHA256 of ``message`` keyed with the consumer secret."""
+    return webhooks.sign(secret, message, encoding="base64", prefix=SIGNATURE_PREFIX)
 
 
 def crc_response_token(consumer_secret: str, crc_token: str) -> str:
     """The answer to ``GET ?crc_token=...`` (X checks it at registration and hourly)."""
-    return sign(consumer_secret, crc_token.encode())
+    return SIGNATURE_PREFIX + webhooks.hmac_b64(consumer_secret, crc_token)
+
+
+def verify_delivery(consumer_secret: str, body: bytes, headers: Mapping[str, str]) -> None:
+    """Raise :class:`~hub.sdk.WebhookRejected` (401) unless the delivery is signed by X."""
+    webhooks.verify_hmac(consumer_secret, body, webhooks.header(headers, SIGNATURE_HEADER), encoding="base64",
+                         prefix=SIGNATURE_PREFIX, header_name=SIGNATURE_HEADER)
 
 
 def signature_valid(consumer_secret: str, body: bytes, header: str | None) -> bool:
-    if not header:
-        return False
-    return hmac.compare_digest(sign(consumer_secret, body).encode(), header.strip().encode())
+    return webhooks.hmac_matches(consumer_secret, body, header, encoding="base64", prefix=SIGNATURE_PREFIX)
 
 
 @dataclass
