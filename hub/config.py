@@ -14,13 +14,34 @@ stops with a message an admin can act on.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+import logging
 import os
 import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from hub.sdk.contracts import dotted, readable
+
+log = logging.getLogger(__name__)
 
 
 def _default_file() -> Path:
@@ -104,6 +125,7 @@ class Config(dict):
     origins: dict[str, str]
 
     def origin(self, dotted_key: str) -> str:
+        dotted_key = dotted_key.split("[", 1)[0]  # planner.business_hours[0] comes from planner.business_hours
         while dotted_key:
             if dotted_key in self.origins:
                 return self.origins[dotted_key]
@@ -136,28 +158,191 @@ def load_config(
     return cfg
 
 
+# -- the core's sections, declared once ----------------------------------------
+# Defaults live in config/default.toml (always the first layer), so the model
+# declares types, ranges and choices only; a key the defaults file lacks is
+# optional here.  Values are strict: TOML and JSON (HUB_* variables) are typed,
+# so "5" is not 5 and true is not 1.
+Seconds = Annotated[float, Field(strict=True, gt=0)]
+Count = Annotated[int, Field(strict=True, ge=1)]
+Hour = Annotated[int, Field(strict=True, ge=0, le=24)]
+Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
+
+
+class _Section(BaseModel):
+    # A misspelt key in a core section would silently keep its default: refuse it.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoutingConfig(_Section):
+    followups: Name = Field(description="sink instance that receives callbacks")
+    unreachable: Name | None = Field(None, description="sink for customers known only by a social handle")
+
+
+class SchedulerConfig(_Section):
+    pull_interval_seconds: Seconds
+    dispatch_interval_seconds: Seconds
+    sync_interval_seconds: Seconds
+    lease_seconds: Seconds
+
+
+class DispatchConfig(_Section):
+    batch_size: Annotated[int, Field(strict=True, ge=1, le=10_000)]
+    max_attempts: Count
+    backoff_base_seconds: Seconds
+    backoff_max_seconds: Seconds
+    claim_timeout_seconds: Seconds
+
+
+class PlannerConfig(_Section):
+    timezone: Name
+    business_hours: Annotated[list[Hour], Field(min_length=2, max_length=2)]
+    peak_hours: list[Annotated[int, Field(strict=True, ge=0, le=23)]]
+    slot_capacity: Count
+    sla_hours: dict[Literal["urgent", "high", "normal", "low"], Seconds]
+    max_callback_age_days: Seconds
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError("zone", "unknown time zone {zone} (use an IANA name, e.g. Europe/Amsterdam)",
+                                      {"zone": repr(value)}) from None
+        return value
+
+    @field_validator("business_hours")
+    @classmethod
+    def _start_before_end(cls, value: list[int]) -> list[int]:
+        if value[0] >= value[1]:
+            raise PydanticCustomError("hours", "must be [start, end] with start before end (got {value})",
+                                      {"value": value})
+        return value
+
+
+class WebConfig(_Section):
+    poll_seconds: Seconds
+
+
+class InstanceTable(BaseModel):
+    """``[sources.<name>]`` / ``[sinks.<name>]``: the plugin's own keys are checked
+    against its declared settings when the registry builds the instance."""
+
+    model_config = ConfigDict(extra="allow")
+
+    plugin: str | None = Field(None, validate_default=True)
+
+    @field_validator("plugin")
+    @classmethod
+    def _named(cls, value: str | None) -> str:
+        if not isinstance(value, str) or not value:
+            raise PydanticCustomError("plugin", "missing: name the plugin (entry-point name) of this instance")
+        return value
+
+
+def _instance_names(section: str):
+    def check(tables: dict[str, InstanceTable]) -> dict[str, InstanceTable]:
+        for name in tables:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise PydanticCustomError("name", "instance names may use letters, digits, '-' and '_' only",
+                                          {"key": f"{section}.{name}"})
+        return tables
+
+    return check
+
+
+class CoreConfig(BaseModel):
+    """The top level of the merged configuration."""
+
+    # Unknown top-level *tables* are allowed: plugins (the default ones too,
+    # e.g. [scoring], [enrich]) read their own sections through hub_configure,
+    # and the core cannot know them.  An unknown top-level *value* is most
+    # likely a typo of a core key (which then keeps its default), so it is
+    # logged as a warning rather than refused: refusing would also break sites
+    # whose plugins read a top-level value.
+    model_config = ConfigDict(extra="allow")
+
+    public_url: Name = Field(description="how users and vendors reach this hub (links in CRM tasks, webhooks)")
+    max_body_bytes: Count
+    executor: Literal["threads", "inline"]
+    executor_workers: Annotated[int, Field(strict=True, ge=1, le=256)]
+    database_url: Name | None = None
+    instance_path: Name | None = None
+    secret_key: Name | None = None
+    demo: StrictInt | StrictBool | None = Field(None, description="set by run --demo (HUB_DEMO)")
+    routing: RoutingConfig
+    scheduler: SchedulerConfig
+    dispatch: DispatchConfig
+    planner: PlannerConfig
+    web: WebConfig
+    scoring: dict[str, Any]  # loose: the scoring plugin owns its keys
+    sources: Annotated[dict[str, InstanceTable], AfterValidator(_instance_names("sources"))] = {}
+    sinks: Annotated[dict[str, InstanceTable], AfterValidator(_instance_names("sinks"))] = {}
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise PydanticCustomError("url", "must start with http:// or https:// (got {value})", {"value": repr(value)})
+        return value
+
+    @model_validator(mode="after")
+    def _route_has_a_sink(self) -> CoreConfig:
+        target = self.routing.followups
+        if target not in self.sinks:
+            raise PydanticCustomError("route", "names sink {quoted}, but there is no [sinks.{target}] table",
+                                      {"quoted": repr(target), "target": target, "key": "routing.followups"})
+        return self
+
+
+_MESSAGES = {
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "greater_than": "must be more than {gt}",
+}
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The declared keys of the section that ``loc`` points into."""
+    model: Any = CoreConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def _reason(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        near = difflib.get_close_matches(str(error["loc"][-1]), _known_keys(error["loc"]), n=1)
+        return "unknown key" + (f" (did you mean {near[0]}?)" if near else "")
+    template = _MESSAGES.get(error["type"])
+    if template is None:
+        return readable(error)
+    ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in (error.get("ctx") or {}).items()}
+    return template.format(**ctx) + f" (got {json.dumps(error.get('input'), default=str)[:60]})"
+
+
 def _validate_core(cfg: Config) -> None:
     for section in ("sources", "sinks"):
-        tables = cfg.setdefault(section, {})
-        if not isinstance(tables, dict):
-            raise cfg.error(section, "must be a table of instances")
-        for name, table in tables.items():
-            key = f"{section}.{name}"
-            if not isinstance(table, dict):
-                raise cfg.error(key, "must be a table with plugin = \"<entry-point name>\"")
-            if not name.replace("_", "").replace("-", "").isalnum():
-                raise cfg.error(key, "instance names may use letters, digits, '-' and '_' only")
-            if not isinstance(table.get("plugin"), str) or not table["plugin"]:
-                raise cfg.error(key + ".plugin", "missing: name the plugin (entry-point name) of this instance")
-    routing = cfg.setdefault("routing", {})
-    target = routing.get("followups", "local")
-    if target not in cfg["sinks"]:
-        raise cfg.error("routing.followups", f"names sink {target!r}, but there is no [sinks.{target}] table")
-    for key in ("max_body_bytes", "executor_workers"):
-        if not isinstance(cfg.get(key), int) or cfg[key] <= 0:
-            raise cfg.error(key, "must be a positive integer")
-    if cfg.get("executor") not in ("threads", "inline"):
-        raise cfg.error("executor", "must be 'threads' or 'inline'")
+        cfg.setdefault(section, {})
+    cfg.setdefault("routing", {})
+    try:
+        model = CoreConfig.model_validate(dict(cfg))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = (error.get("ctx") or {}).get("key") or dotted(error["loc"])
+        raise cfg.error(key, _reason(error)) from None
+    for key, value in (model.model_extra or {}).items():
+        if not isinstance(value, Mapping):
+            near = difflib.get_close_matches(key, CoreConfig.model_fields, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            log.warning("%s: %s: unknown top-level key, ignored%s", cfg.origin(key), key, hint)
 
 
 def resolve_secret(value: Any, cfg: Config, key: str, environ: Mapping[str, str] | None = None) -> Any:

@@ -31,7 +31,7 @@ def test_env_layer_parses_json_and_nests():
 @pytest.mark.parametrize(("text", "key", "reason"), [
     ("[sources.nps]\nform_id = 'x'\n", "sources.nps.plugin", "missing"),
     ("[routing]\nfollowups = 'crm'\n", "routing.followups", "no [sinks.crm] table"),
-    ("max_body_bytes = -1\n", "max_body_bytes", "positive integer"),
+    ("max_body_bytes = -1\n", "max_body_bytes", "must be at least 1 (got -1)"),
     ("[sources\n", "-", "invalid TOML"),
 ])
 def test_bad_site_file(tmp_path, text, key, reason):

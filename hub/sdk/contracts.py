@@ -243,6 +243,8 @@ def dotted(loc: tuple[int | str, ...]) -> str:
     """``("customer", "identities", 0, "kind")`` -> ``customer.identities[0].kind``."""
     out = ""
     for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key of this mapping entry"
+            continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

@@ -98,8 +98,8 @@ def _one_of(choices: Sequence[Any]):
     def check(value: Any) -> Any:
         for element in value if isinstance(value, list) else [value]:
             if element not in allowed or isinstance(element, bool) != any(isinstance(c, bool) for c in allowed):
-                raise PydanticCustomError("choice", "must be one of {allowed} (got {value!r})",
-                                          {"allowed": ", ".join(map(repr, allowed)), "value": element})
+                raise PydanticCustomError("choice", "must be one of {allowed} (got {value})",
+                                          {"allowed": ", ".join(map(repr, allowed)), "value": repr(element)})
         return value
 
     return check
@@ -111,11 +111,11 @@ def _within(minimum: float | None, maximum: float | None):
             if isinstance(number, bool) or not isinstance(number, int | float):
                 continue
             if minimum is not None and number < minimum:
-                raise PydanticCustomError("range", "must be at least {minimum} (got {value!r})",
-                                          {"minimum": _num(minimum), "value": number})
+                raise PydanticCustomError("range", "must be at least {minimum} (got {value})",
+                                          {"minimum": _num(minimum), "value": repr(number)})
             if maximum is not None and number > maximum:
-                raise PydanticCustomError("range", "must be at most {maximum} (got {value!r})",
-                                          {"maximum": _num(maximum), "value": number})
+                raise PydanticCustomError("range", "must be at most {maximum} (got {value})",
+                                          {"maximum": _num(maximum), "value": repr(number)})
         return value
 
     return check
