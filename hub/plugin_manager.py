@@ -23,6 +23,7 @@ ENTRY_POINT_GROUP = hookspecs.PROJECT
 
 #: The core's own behaviour, shipped as replaceable plugins (datasette-style).
 DEFAULT_PLUGINS = (
+    "hub.defaults.identity",
     "hub.defaults.enrich",
     "hub.defaults.scoring",
     "hub.defaults.escalation",

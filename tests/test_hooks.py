@@ -109,6 +109,32 @@ def test_hook_hub_register_emulators(tmp_path):
     assert demo_overrides(pm, "http://h:1") == {"sources": {"x": {"base_url": "http://h:1/_sandbox/acme"}}}
 
 
+def test_hook_hub_register_identity_kinds(make_app):
+    import datetime as dt
+
+    from hub.engine.pipeline import Entry, Pipeline
+    from hub.sdk import CustomerRef
+    from hub.sdk.schema import IdentityKind
+
+    class Plugin:
+        @hookimpl
+        def hub_register_identity_kinds(self):
+            return [IdentityKind("member_no", reachable=True, label="member", display="#{value}",
+                                 normalize=lambda v: v.upper())]
+
+    app = make_app(plugins=(Plugin(),))
+    hub = app.extensions["hub"]
+    kinds = hub.registry.identity_kinds
+    assert {"email", "phone", "crm_id", "member_no"} <= set(kinds)  # the core's kinds and the plugin's
+    assert kinds["member_no"].show("A7") == "#A7" and "member_no" in hub.registry.reachable_kinds
+    now = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    with hub.db.session() as s:
+        a, b = Pipeline(hub).ingest(s, "t", [
+            Entry(FeedbackIn(ext, "survey", now, nps=9, customer=CustomerRef(handles=(("member_no", v),))))
+            for ext, v in (("1", "a7"), ("2", " A7"))], now)
+    assert a.customer_id == b.customer_id  # normalized by the declared kind before matching
+
+
 def test_hook_hub_enrich_feedback(make_app):
     class Plugin:
         @hookimpl

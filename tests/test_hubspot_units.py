@@ -46,7 +46,8 @@ def load(path: str):
 
 
 def make_followup(*, case_id=7, priority="high", risk=72, text="Al drie weken geen internet, ik zeg op!",
-                  nps: int | None = 2, email="sanne@example.nl", items: int = 1, url=None, key=None) -> FollowupView:
+                  nps: int | None = 2, email="sanne@example.nl", items: int = 1, url=None, key=None,
+                  customer: CustomerView | None = None) -> FollowupView:
     reasons = (Signal("nps", 36, "NPS 2"), Signal("churn", 25, "churn words: zeg op"))
     fitems = tuple(
         FeedbackView(id=i + 1, source="nps_survey", external_id=f"r{i}", channel="survey",
@@ -57,7 +58,7 @@ def make_followup(*, case_id=7, priority="high", risk=72, text="Al drie weken ge
     return FollowupView(
         id=11, case_id=case_id, sink="hubspot", idempotency_key=key or f"hub-case-{case_id}-callback",
         due_at=NOW + dt.timedelta(hours=3), attempts=1, external_id=None,
-        customer=CustomerView(id=3, name="Sanne Bakker", email=email, crm_id=None, x_handle=None, value=12500.0),
+        customer=customer or CustomerView(id=3, name="Sanne Bakker", email=email, crm_id=None, value=12500.0),
         case=CaseView(id=case_id, customer_id=3, status="new", priority=priority, risk=risk,
                       sla_due_at=NOW + dt.timedelta(hours=24), owner=None, outcome=None),
         items=fitems, case_url=f"https://hub.example.nl/cases/{case_id}")
@@ -128,6 +129,16 @@ def test_body_stays_under_hubspots_limit_with_huge_texts():
 def test_subject_for_social_feedback_without_score():
     f = make_followup(nps=None, text="@acme weer storing")
     assert subject(f).startswith("Call back Sanne Bakker: survey feedback via nps_survey")
+
+
+def test_a_customer_known_only_by_a_handle_is_named_as_the_handle_shows():
+    social = CustomerView(id=3, name=None, email=None, crm_id=None, value=None,
+                          handles=(("x_handle", "boze_klant"),), handle="@boze_klant")
+    f = make_followup(customer=social)
+    assert subject(f).startswith("Call back @boze_klant: NPS 2")
+    assert "Customer: @boze_klant" in body(f)
+    nobody = CustomerView(id=3, name=None, email=None, crm_id=None, value=None)
+    assert subject(make_followup(customer=nobody)).startswith("Call back customer #3:")
 
 
 def test_marker_is_derived_from_the_idempotency_key():

@@ -8,14 +8,48 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, func, select
 
-from hub.engine.pipeline import Entry, Pipeline
+from hub.engine.pipeline import STEPS, Entry, Pipeline
 from hub.engine.planner import SlotPlanner
-from hub.sdk import CustomerRef, FeedbackIn
+from hub.sdk import CustomerRef, FeedbackIn, hookimpl
 from hub.sdk.contracts import parse_feedback
 from hub.sdk.demo_data import generate_feedback
+from hub.sdk.schema import IdentityKind
 from hub.storage import models as m
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
+
+
+class SocialKinds:
+    """Identity kinds as a source plugin declares them: a handle (normalized
+    like a social network's), a Facebook-like user id (neither reachable) and
+    a member number through which the firm can call back (reachable)."""
+
+    @hookimpl
+    def hub_register_identity_kinds(self):
+        return [IdentityKind("handle", reachable=False, label="Social", display="@{value}",
+                             normalize=lambda v: v.lstrip("@").lower()),
+                IdentityKind("facebook_user", reachable=False, label="Facebook"),
+                IdentityKind("member_no", reachable=True, label="member", normalize=lambda v: v.upper())]
+
+
+def handle(value: str) -> CustomerRef:
+    return CustomerRef(handles=(("handle", value),))
+
+
+def _route_app(make_app):
+    """A hub whose follow-ups go to a recording sink, or to ``local`` for unreachable customers."""
+    from tests.helpers import RecordingSinkPlugin
+
+    app = make_app(plugins=(RecordingSinkPlugin(), SocialKinds()), sinks={"rec": {"plugin": "recording"}},
+                   routing={"followups": "rec", "unreachable": "local"})
+    return app.extensions["hub"]
+
+
+def _routes(hub) -> dict[str, str]:
+    """external id -> sink of its case's follow-up."""
+    with hub.db.Session() as s:
+        return dict(s.execute(select(m.FeedbackItem.external_id, m.Followup.sink).join(
+            m.Followup, m.Followup.case_id == m.FeedbackItem.case_id)).all())
 
 
 def _items(n: int, seed: int = 1, prefix: str = "b") -> list[FeedbackIn]:
@@ -48,11 +82,23 @@ def test_batch_path_cost_does_not_grow_with_batch_size(hub):
     assert large <= small + 15
 
 
-def test_identity_resolution_links_channels_and_batch(hub):
+def test_the_steps_run_in_the_documented_order():
+    import hub.engine.pipeline as pipeline
+
+    names = [step.__name__ for step in STEPS]
+    assert names == ["dedupe", "enrich", "resolve_identity", "score", "decide", "open_cases", "plan_outbox",
+                     "store_items", "announce"]
+    doc = pipeline.__doc__
+    assert [doc.index(f"``{n}``") for n in names] == sorted(doc.index(f"``{n}``") for n in names)
+
+
+def test_identity_resolution_links_channels_and_batch(make_app):
+    hub = make_app(plugins=(SocialKinds(),)).extensions["hub"]
     with hub.db.session() as s:
         res = Pipeline(hub).ingest(s, "t", [
-            Entry(FeedbackIn("1", "survey", NOW, nps=3, customer=CustomerRef(email="A@x.nl", x_handle="@ann"))),
-            Entry(FeedbackIn("2", "social", NOW, text="help", customer=CustomerRef(x_handle="ANN"))),
+            Entry(FeedbackIn("1", "survey", NOW, nps=3, customer=CustomerRef(email="A@x.nl",
+                                                                             handles=(("handle", "@ann"),)))),
+            Entry(FeedbackIn("2", "social", NOW, text="help", customer=handle(" ANN"))),
             Entry(FeedbackIn("3", "email", NOW, text="hi", customer=CustomerRef(email="a@x.nl"))),
             Entry(FeedbackIn("4", "survey", NOW, nps=9, customer=CustomerRef())),
             Entry(FeedbackIn("5", "survey", NOW, nps=9, customer=CustomerRef())),
@@ -63,6 +109,8 @@ def test_identity_resolution_links_channels_and_batch(hub):
     with hub.db.Session() as s:
         assert s.scalar(select(func.count()).select_from(m.Case)) == 1
         assert s.scalar(select(func.count()).select_from(m.Followup)) == 1
+        stored = set(s.execute(select(m.Identity.kind, m.Identity.value)).all())
+    assert stored == {("email", "a@x.nl"), ("handle", "ann")}  # each value normalized by its kind
 
 
 def test_duplicates_inside_a_batch_store_once(hub):
@@ -115,9 +163,9 @@ def test_case_priority_rises_with_a_worse_item(hub):
 
 def test_mild_posts_join_the_case_a_later_angry_post_opens(hub):
     mild = lambda n, t: Entry(FeedbackIn(n, "social", t, text="@acme hoe zit het met mijn aansluiting?",  # noqa: E731
-                                         thread_id="th1", customer=CustomerRef(x_handle="kees")))
+                                         thread_id="th1", customer=handle("kees")))
     angry = Entry(FeedbackIn("a3", "social", NOW, text="@acme belachelijk, ik ga overstappen en zeg op!",
-                             thread_id="th1", reach=5000, customer=CustomerRef(x_handle="kees")))
+                             thread_id="th1", reach=5000, customer=handle("kees")))
     with hub.db.session() as s:
         first = Pipeline(hub).ingest(s, "x", [mild("a1", NOW - dt.timedelta(hours=2))], NOW)
     assert first[0].case_id is None
@@ -142,22 +190,93 @@ def test_old_feedback_is_scored_but_opens_no_case(hub):
 
 
 def test_followups_for_customers_without_contact_details_go_to_the_unreachable_route(make_app):
-    from tests.helpers import RecordingSinkPlugin
-
-    app = make_app(plugins=(RecordingSinkPlugin(),), sinks={"rec": {"plugin": "recording"}},
-                   routing={"followups": "rec", "unreachable": "local"})
-    hub = app.extensions["hub"]
+    hub = _route_app(make_app)
     with hub.db.session() as s:  # known by e-mail from an earlier survey
         Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("s", "survey", NOW - dt.timedelta(days=60), nps=9,
-                                                       customer=CustomerRef(email="k@x.nl", x_handle="kim")))], NOW)
+                                                       customer=CustomerRef(email="k@x.nl", handles=(("handle", "kim"),))))],
+                             NOW)
     angry = "@acme belachelijk, ik ga overstappen"
     with hub.db.session() as s:
         Pipeline(hub).ingest(s, "x", [
-            Entry(FeedbackIn("t1", "social", NOW, text=angry, reach=20000, customer=CustomerRef(x_handle="kim"))),
-            Entry(FeedbackIn("t2", "social", NOW, text=angry, reach=20000, customer=CustomerRef(x_handle="anon"))),
+            Entry(FeedbackIn("t1", "social", NOW, text=angry, reach=20000, customer=handle("kim"))),
+            Entry(FeedbackIn("t2", "social", NOW, text=angry, reach=20000, customer=handle("anon"))),
             Entry(FeedbackIn("s2", "survey", NOW, nps=1, customer=CustomerRef(email="new@x.nl"))),
         ], NOW)
+    assert _routes(hub) == {"t1": "rec", "t2": "local", "s2": "rec"}
+
+
+def test_a_kind_a_plugin_declares_works_end_to_end(make_app):
+    hub = _route_app(make_app)
+    angry = "Belachelijk, al weken storing. Ik zeg op!"
+    fb = lambda ext, user, **kw: Entry(FeedbackIn(ext, "social", NOW, text=angry, reach=3000,  # noqa: E731
+                                                  customer=CustomerRef(handles=(("facebook_user", user),)), **kw))
+    with hub.db.session() as s:
+        first = Pipeline(hub).ingest(s, "fb", [fb("c1", "10157")], NOW)[0]
+    with hub.db.session() as s:
+        second, other = Pipeline(hub).ingest(s, "fb", [fb("c2", " 10157 "), fb("c3", "20288")], NOW)
+        member = CustomerRef(handles=(("member_no", "a-7"),))
+        Pipeline(hub).ingest(s, "crm", [Entry(FeedbackIn("m1", "survey", NOW, nps=0, text=angry, customer=member))], NOW)
+    assert second.customer_id == first.customer_id != other.customer_id  # same (kind, value): one customer
+    assert second.case_id == first.case_id
+    assert _routes(hub) == {"c1": "local", "c2": "local", "c3": "local", "m1": "rec"}
+    assert hub.registry.identity_kinds["facebook_user"].reachable is False
     with hub.db.Session() as s:
-        routed = dict(s.execute(select(m.FeedbackItem.external_id, m.Followup.sink).join(
-            m.Followup, m.Followup.case_id == m.FeedbackItem.case_id)).all())
-    assert routed == {"t1": "rec", "t2": "local", "s2": "rec"}
+        assert s.scalar(select(m.Identity.value).where(m.Identity.kind == "member_no")) == "A-7"
+        assert s.scalar(select(func.count()).select_from(m.Identity).where(m.Identity.kind == "facebook_user")) == 2
+
+
+def test_identities_of_undeclared_kinds_are_stored_but_never_reachable(make_app):
+    hub = _route_app(make_app)
+    with hub.db.session() as s:
+        res = Pipeline(hub).ingest(s, "x", [
+            Entry(FeedbackIn(str(n), "survey", NOW, nps=0, text="Ik zeg op!",
+                             customer=CustomerRef(handles=(("pager", " 0612 "),)))) for n in (1, 2)], NOW)
+    assert res[0].customer_id == res[1].customer_id
+    assert _routes(hub) == {"1": "local", "2": "local"}
+    with hub.db.Session() as s:
+        assert s.execute(select(m.Identity.kind, m.Identity.value)).all() == [("pager", "0612")]
+
+
+def test_a_plugin_may_replace_a_core_kind(make_app):
+    class StrictEmail:
+        @hookimpl
+        def hub_register_identity_kinds(self):
+            return [IdentityKind("email", reachable=False, label="e-mail (unverified)")]
+
+    from tests.helpers import RecordingSinkPlugin
+
+    app = make_app(plugins=(RecordingSinkPlugin(), StrictEmail()), sinks={"rec": {"plugin": "recording"}},
+                   routing={"followups": "rec", "unreachable": "local"})
+    hub = app.extensions["hub"]
+    assert hub.registry.identity_kinds["phone"].reachable  # the other core kinds stay
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("e", "survey", NOW, nps=0, text="Ik zeg op!",
+                                                       customer=CustomerRef(email="Mixed@Case.nl")))], NOW)
+    assert _routes(hub) == {"e": "local"}
+    with hub.db.Session() as s:  # no normalize declared: stored as given (stripped)
+        assert s.scalar(select(m.Identity.value)) == "Mixed@Case.nl"
+
+
+def test_announced_views_match_the_stored_rows(make_app):
+    from hub.storage.rows import case_view, feedback_view
+
+    seen: dict[str, list] = {"items": [], "cases": []}
+
+    class Listener:
+        @hookimpl
+        def hub_feedback_ingested(self, item):
+            seen["items"].append(item)
+
+        @hookimpl
+        def hub_case_opened(self, case):
+            seen["cases"].append(case)
+
+    hub = make_app(plugins=(Listener(),)).extensions["hub"]
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "t", [Entry(i) for i in _items(30)], NOW)
+        assert seen == {"items": [], "cases": []}  # nothing before the commit
+    with hub.db.Session() as s:
+        items = s.scalars(select(m.FeedbackItem).order_by(m.FeedbackItem.id)).all()
+        cases = s.scalars(select(m.Case).order_by(m.Case.id)).all()
+        assert cases and seen["items"] == [feedback_view(r) for r in items]
+        assert seen["cases"] == [case_view(c) for c in cases]

@@ -183,7 +183,7 @@ def test_single_object_bodies(tmp_path):
     assert record["tweet"]["id"] == "1456012973835788293"
     assert conn.normalize(MentionsStream(conn, "1").to_raw(record, Resp()))[0].text == "Test Tweet"
     customer, reach = author_ref(json.loads(raw_bytes("tweepy_users_me_200.json"))["data"])
-    assert (customer.x_handle, customer.name, reach) == ("TweepyDev", "Tweepy Testing", None)
+    assert (customer.handles, customer.name, reach) == ((("x_handle", "TweepyDev"),), "Tweepy Testing", None)
 
 
 # -- API errors ------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_v2_post_maps_identity_reach_url_thread_and_metrics():
     assert item.occurred_at == dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
     assert item.language == "nl"
     assert item.reach == 1450
-    assert item.customer.x_handle == "sanne_boos" and item.customer.name == "Sanne Bakker"
+    assert item.customer.handles == (("x_handle", "sanne_boos"),) and item.customer.name == "Sanne Bakker"
     assert item.url == "https://x.com/sanne_boos/status/1600000000000000000"
     assert item.thread_id == "1599999999999999999"  # a reply keeps its conversation
     assert item.extra["public_metrics"] == {"like_count": 4, "retweet_count": 1}
@@ -92,7 +92,7 @@ def test_v2_without_expansion_or_created_at_still_maps():
     """Default-field pages (no author, no created_at): time from the snowflake id."""
     record = {"tweet": {"id": "1578516295611748353", "text": "@Twitter respond to my ticket."}, "author": None}
     [item] = from_v2(record, BRAND)
-    assert item.customer.x_handle is None
+    assert item.customer.handles == ()
     assert item.url == "https://x.com/i/web/status/1578516295611748353"
     assert item.occurred_at == snowflake_time("1578516295611748353")
     assert item.occurred_at.date() == dt.date(2022, 10, 7)
@@ -119,7 +119,7 @@ def test_v1_webhook_post_maps_like_a_polled_one():
     assert item.external_id == "1600000000000000001"
     assert item.occurred_at == dt.datetime.fromtimestamp(1700000000.123, dt.UTC)
     assert item.text == "@acme kapot https://acme.example/q"
-    assert item.customer.x_handle == "sanne_boos"
+    assert item.customer.handles == (("x_handle", "sanne_boos"),)
     assert item.reach == 1450
     assert item.url == "https://x.com/sanne_boos/status/1600000000000000001"
     assert item.thread_id == "1600000000000000001"
@@ -186,3 +186,15 @@ def test_bad_instance_settings_stop_the_hub_at_start(make_app):
     with pytest.raises(ValueError, match=r"sources\.webcare: user id '@acme' must be the numeric account id"):
         make_app(plugins=(twitter_plugin,), load_entry_points=False,
                  sources={"webcare": {"plugin": "twitter_webcare", "bearer_token": "t", "user_id": "@acme"}})
+
+
+def test_the_plugin_declares_the_x_handle_kind(make_app):
+    """Handles match without "@" and case-insensitively, show as @handle, and
+    never make a customer reachable for a callback."""
+    import plugins.twitter_webcare as twitter_plugin
+    from plugins.twitter_webcare.mapping import X_HANDLE
+
+    kinds = make_app(plugins=(twitter_plugin,), load_entry_points=False).extensions["hub"].registry.identity_kinds
+    assert kinds["x_handle"] is X_HANDLE
+    assert (X_HANDLE.reachable, X_HANDLE.label) == (False, "X")
+    assert X_HANDLE.clean(" @Sanne_Boos") == "sanne_boos" and X_HANDLE.show("sanne_boos") == "@sanne_boos"

@@ -164,15 +164,50 @@ def db_upgrade(c: Ctx) -> None:
 
 
 @main.command()
+@click.option("--settings", "show_settings", is_flag=True,
+              help="List every source and sink kind with its settings: type, default, range or choices, help.")
 @pass_ctx
-def plugins(c: Ctx) -> None:
+def plugins(c: Ctx, show_settings: bool) -> None:
     """List installed plugins, their versions and the hooks they implement."""
     from hub.plugin_manager import make_plugin_manager, plugin_infos
 
-    rows = plugin_infos(make_plugin_manager())
-    for info in rows:
+    pm = make_plugin_manager()
+    if show_settings:
+        _echo_plugin_settings(pm)
+        return
+    for info in plugin_infos(pm):
         click.echo(f"{info.name}  {info.version or '-'}  ({info.source})")
         click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
+
+
+def _echo_plugin_settings(pm) -> None:
+    """The declared settings (hub.sdk.settings) of every kind, as the registry validates them."""
+    from hub.engine.registry import plugin_kinds
+    from hub.sdk.settings import INSTANCE_SETTINGS
+
+    for section, kinds in zip(("sources", "sinks"), plugin_kinds(pm), strict=True):
+        for name, cls in sorted(kinds.items()):
+            click.echo(f"[{section}.<name>] plugin = \"{name}\"" + (f"  - {cls.description}" if cls.description else ""))
+            own = cls.all_settings()
+            for setting in own:
+                click.echo(_setting_line(setting))
+            if not own:
+                click.echo("    (no settings of its own)")
+            click.echo("")
+    click.echo("every instance also takes:")
+    for setting in INSTANCE_SETTINGS:
+        click.echo(_setting_line(setting))
+
+
+def _setting_line(s) -> str:
+    """``    name: type, required|default ..., secret, range`` and the help text below it."""
+    facts = [s.type_name()]
+    if s.required:
+        facts.append("required")
+    elif s.default is not None and not s.secret:
+        facts.append(f"default {json.dumps(s.default)}")
+    facts += ["secret"] * s.secret + [s.bounds()] * bool(s.bounds())
+    return f"    {s.name}: {', '.join(facts)}" + (f"\n        {s.help}" if s.help else "")
 
 
 # -- tokens and users --------------------------------------------------------

@@ -49,7 +49,7 @@ def complete_followups(hub: Hub, completions: list[Completion], actor: str = "sy
             done.append((row.id, comp.outcome))
         s.flush()
         if done:
-            views = {v.id: v for v in followup_views(s, list(rows), hub.case_url)}
+            views = {v.id: v for v in followup_views(s, list(rows), hub.case_url, hub.registry.identity_kinds)}
             after_commit(s, lambda: [hub.hook.hub_followup_completed(followup=views[i], outcome=o) for i, o in done])
     return len(done)
 
@@ -68,7 +68,7 @@ def sync_completions(hub: Hub, batch: int = 100) -> int:
                 if not rows:
                     break
                 last_id = rows[-1].id
-                views = followup_views(s, list(rows), hub.case_url)
+                views = followup_views(s, list(rows), hub.case_url, hub.registry.identity_kinds)
             try:
                 completions = sink.sync_completed(views)
             except HttpError as exc:

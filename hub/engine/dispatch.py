@@ -98,7 +98,7 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
     max_attempts = int(cfg.get("max_attempts", 8))
     with hub.db.Session() as s:
         rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(ids)).order_by(m.Followup.id)).all()
-        views = followup_views(s, list(rows), hub.case_url)
+        views = followup_views(s, list(rows), hub.case_url, hub.registry.identity_kinds)
     by_sink: dict[str, list[FollowupView]] = {}
     for v in views:
         by_sink.setdefault(v.sink, []).append(v)

@@ -1,14 +1,41 @@
-"""The ingest pipeline: raw event -> normalize -> dedupe -> identity -> score
--> case -> outbox, in one transaction, for a batch of items at a time.
+"""The ingest pipeline: how a batch of feedback items becomes stored items,
+customers, cases and follow-ups.  Read this module first, top to bottom.
+
+``Pipeline.ingest(session, source, entries, now)`` builds one :class:`Batch`
+and runs the steps of :data:`STEPS` over it, in this order:
+
+=================  ==========================================================
+``dedupe``         keep the first entry of each external id; items the source
+                   delivered before come back with their stored ids
+``enrich``         ``hub_enrich_feedback`` fills fields the source left empty
+``resolve_identity``  link each item to the customer one of its identities
+                   (normalized by its kind) already belongs to, else a new one
+``score``          ``hub_score_feedback`` signals summed into a 0-100 risk,
+                   with the customer's prior contacts and value as context
+``decide``         ``hub_decide_escalation``: open a case? priority, SLA,
+                   callback or not
+``open_cases``     merge into the customer's open case or open one; re-survey
+                   answers join the case they answer
+``plan_outbox``    an outbox row (due slot from the planner) per new case that
+                   wants a callback, routed to ``routing.followups`` or, for a
+                   customer with no reachable identity, ``routing.unreachable``
+``store_items``    the items themselves
+``announce``       ``hub_case_opened`` / ``hub_feedback_ingested`` once the
+                   transaction committed
+=================  ==========================================================
+
+Each step is a function of the batch: it reads what earlier steps filled in
+and fills in its own part (the batch's fields are listed in the order the
+steps fill them).  A step that touches the database does so for the whole
+batch at once.
 
 Batch-first by design: a page of 1,000 survey responses costs a fixed handful
-of queries (look up duplicates, identities, prior contacts, open cases and slot
-load once; insert customers, identities, cases, items and follow-ups with one
-multi-row statement each), never one round trip per item.  A single API POST is
-simply a batch of one.
-
-Hooks that announce new data (``hub_feedback_ingested``, ``hub_case_opened``)
-run after the transaction commits (:func:`hub.db.after_commit`).
+of statements (look up duplicates, identities, prior contacts, open cases and
+slot load once; insert customers, identities, cases, items and follow-ups with
+one multi-row statement each), never one round trip per item.  A single API
+POST is simply a batch of one.  Inserts go to Core tables, not ORM entities:
+an ORM bulk INSERT splits the rows into groups by which values are None, a
+round trip per group.
 """
 
 from __future__ import annotations
@@ -19,42 +46,31 @@ import datetime as dt
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Row, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.engine.planner import SlotPlanner
-from hub.sdk.schema import (
-    OPEN_CASE_STATUSES,
-    CaseView,
-    FeedbackIn,
-    FeedbackView,
-    ScoringContext,
-    Signal,
-    nps_category,
-)
+from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, nps_category
 from hub.storage import models as m
 from hub.storage.database import after_commit
+from hub.storage.rows import case_view, feedback_view
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # keeps IN (...) lists well under every driver's parameter limit
-#: Identities through which a person can be called or mailed back.
-REACHABLE_KINDS = ("email", "phone", "crm_id")
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
-# Inserts go to Core tables, not ORM entities: an ORM bulk INSERT splits the
-# rows into groups by which values are None, a round trip per group.
-RAW, CUSTOMER, IDENTITY, CASE, FOLLOWUP, ITEM = (
-    m.RawEvent.__table__, m.Customer.__table__, m.Identity.__table__, m.Case.__table__, m.Followup.__table__,
-    m.FeedbackItem.__table__)
+CUSTOMER, IDENTITY, CASE, FOLLOWUP, ITEM = (
+    m.Customer.__table__, m.Identity.__table__, m.Case.__table__, m.Followup.__table__, m.FeedbackItem.__table__)
 
 
+# -- what goes in and what comes out ------------------------------------------------
 @dataclass
 class Entry:
     item: FeedbackIn
@@ -71,46 +87,410 @@ class IngestResult:
     followup_id: int | None = None
 
 
+# -- the batch the steps work on ----------------------------------------------------
+@dataclass(eq=False, slots=True)
+class Customer:
+    """A customer items of the batch belong to: known (``id`` from the start) or
+    new (``id`` once ``resolve_identity`` inserted it).  Hashed by identity, so
+    a new customer is a dict key before it has an id."""
+
+    id: int | None
+    name: str | None = None
+    new: bool = False
+    ref: str = ""  # a new customer's unique ref, which maps the inserted ids back
+
+
+@dataclass(eq=False, slots=True)
+class OpenCase:
+    """A customer's open case: loaded from the database, or opened by this batch (``new``)."""
+
+    id: int | None
+    customer: Customer
+    risk: int
+    priority: str
+    sla_due: dt.datetime | None = None
+    new: bool = False
+    dirty: bool = False  # risk or priority rose: written back by open_cases
+    followup: bool = False  # the decision asked for a callback
+    followup_id: int | None = None
+
+
+@dataclass(slots=True)
+class Fresh:
+    """One new item (not a duplicate) as the steps fill it in."""
+
+    entry: Entry
+    item: FeedbackIn
+    identities: list[tuple[str, str]] = field(default_factory=list)  # normalized (kind, value)
+    customer: Customer = None  # type: ignore[assignment]  # set by resolve_identity
+    prior_contacts: int = 0
+    category: str | None = None
+    risk: int = 0
+    signals: list[Signal] = field(default_factory=list)
+    decision: Escalation | None = None
+    case: OpenCase | int | None = None  # an int: the case a re-survey answer belongs to
+    row: dict[str, Any] = field(default_factory=dict)  # the values inserted into feedback_item, with "id"
+
+    @property
+    def case_id(self) -> int | None:
+        return self.case.id if isinstance(self.case, OpenCase) else self.case
+
+
+@dataclass
+class Batch:
+    hub: Hub
+    session: Session
+    source: str
+    entries: Sequence[Entry]
+    now: dt.datetime
+    #: Feedback of a customer within this window counts as a repeat contact
+    #: (scoring) and joins a case opened later (open_cases).
+    window: dt.timedelta
+    # dedupe
+    first: dict[str, int] = field(default_factory=dict)  # external id -> index of its first entry
+    stored: dict[str, tuple[int, int | None, int | None]] = field(default_factory=dict)  # -> item, customer, case
+    fresh: list[Fresh] = field(default_factory=list)
+    # resolve_identity
+    customers: dict[int, Customer] = field(default_factory=dict)  # known customers by id
+    identities: dict[tuple[str, str], Customer] = field(default_factory=dict)  # every identity met, and whose
+    # open_cases
+    cases: dict[Customer, OpenCase] = field(default_factory=dict)  # each customer's open case
+    new_cases: list[OpenCase] = field(default_factory=list)
+    case_rows: list[dict[str, Any]] = field(default_factory=list)  # the values inserted into "case", with "id"
+    planner: SlotPlanner | None = None
+
+    def customer(self, customer_id: int) -> Customer:
+        """The one Customer object of a known customer id."""
+        c = self.customers.get(customer_id)
+        if c is None:
+            c = self.customers[customer_id] = Customer(customer_id)
+        return c
+
+    def slot_planner(self) -> SlotPlanner:
+        """The planner with the due slots already taken, loaded on first use."""
+        if self.planner is None:
+            cfg = self.hub.config.get("planner", {})
+            horizon = self.now + dt.timedelta(hours=max([48.0, *map(float, cfg.get("sla_hours", {}).values())]))
+            due = self.session.scalars(select(m.Followup.due_at).where(
+                m.Followup.due_at >= self.now, m.Followup.due_at <= horizon,
+                m.Followup.status.in_(("pending", "sending", "sent", "failed"))))
+            self.planner = SlotPlanner(cfg, due)
+        return self.planner
+
+    def results(self) -> list[IngestResult]:
+        """One result per entry, in order; repeats and stored items have ``created=False``."""
+        made = {f.item.external_id: f for f in self.fresh}
+        out = []
+        for i, e in enumerate(self.entries):
+            ext = e.item.external_id
+            f = made.get(ext)
+            if f is None:
+                iid, cust, case = self.stored[ext]
+                out.append(IngestResult(ext, iid, False, cust, case))
+            elif self.first[ext] == i:
+                followup = f.case.followup_id if isinstance(f.case, OpenCase) else None
+                out.append(IngestResult(ext, f.row["id"], True, f.customer.id, f.case_id, followup))
+            else:
+                out.append(IngestResult(ext, f.row["id"], False, f.customer.id, f.case_id))
+        return out
+
+
 def _chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
 
 
-class _NewCustomer:
-    __slots__ = ("name", "id", "ref")
-
-    def __init__(self, name: str | None):
-        self.name = name
-        self.id: int | None = None
-        self.ref = uuid.uuid4().hex
+def _select_in(session: Session, values: Sequence[Any], query: Callable[[Sequence[Any]], Select]) -> Iterator[Row]:
+    """Rows of ``query(chunk)`` for each chunk of ``values`` (a long IN list, cut to size)."""
+    for chunk in _chunks(values):
+        yield from session.execute(query(chunk))
 
 
-class _CaseRef:
-    __slots__ = ("id", "customer", "risk", "priority", "sla_due", "new", "dirty", "followup", "followup_id")
-
-    def __init__(self, id_, customer, risk, priority, sla_due=None, new=False):
-        self.id = id_
-        self.customer = customer
-        self.risk = risk
-        self.priority = priority
-        self.sla_due = sla_due
-        self.new = new
-        self.dirty = False
-        self.followup = False
-        self.followup_id: int | None = None
+# -- the steps, in order ------------------------------------------------------------
+def dedupe(b: Batch) -> None:
+    """Keep the first entry of each external id; drop the ones already stored."""
+    for i, e in enumerate(b.entries):
+        b.first.setdefault(e.item.external_id, i)
+    F = m.FeedbackItem
+    for ext, iid, cust, case in _select_in(b.session, list(b.first), lambda chunk: select(
+            F.external_id, F.id, F.customer_id, F.case_id).where(F.source == b.source, F.external_id.in_(chunk))):
+        b.stored[ext] = (iid, cust, case)
+    b.fresh = [Fresh(b.entries[i], b.entries[i].item) for ext, i in b.first.items() if ext not in b.stored]
 
 
-def _cid(customer: int | _NewCustomer) -> int:
-    return customer if isinstance(customer, int) else customer.id  # type: ignore[return-value]
+def enrich(b: Batch) -> None:
+    """``hub_enrich_feedback``: each plugin may fill fields that are still empty."""
+    hook, config = b.hub.hook.hub_enrich_feedback, b.hub.config
+    for f in b.fresh:
+        updates: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for result in hook(item=f.item, config=config):
+            for key, value in (result or {}).items():
+                if key == "extra" and isinstance(value, dict):
+                    # Enrichers add keys to extra (themes...); the source's own keys win.
+                    extra.update({k: v for k, v in value.items() if k not in f.item.extra and k not in extra})
+                elif value is not None and getattr(f.item, key, None) is None and key not in updates:
+                    updates[key] = value
+        if extra:
+            updates["extra"] = {**f.item.extra, **extra}
+        if updates:
+            f.item = dataclasses.replace(f.item, **updates)
+
+
+def resolve_identity(b: Batch) -> None:
+    """Exact match on (kind, normalized value): an item belongs to the customer
+    any of its identities belongs to (the strongest first), else to a new one.
+    Later items of the batch see the identities earlier ones brought."""
+    clean = {name: kind.clean for name, kind in b.hub.registry.identity_kinds.items()}
+    for f in b.fresh:  # each value normalized by its kind; undeclared kinds as given
+        f.identities = list(dict.fromkeys((k, clean.get(k, str.strip)(v)) for k, v in f.item.customer.identities()))
+    wanted = {kv for f in b.fresh for kv in f.identities}
+    I = m.Identity  # noqa: E741
+    for k, v, cid in _select_in(b.session, sorted({v for _, v in wanted}), lambda chunk: select(
+            I.kind, I.value, I.customer_id).where(I.value.in_(chunk))):
+        if (k, v) in wanted:
+            b.identities[(k, v)] = b.customer(cid)
+    new_customers: list[Customer] = []
+    new_identities: list[tuple[Customer, tuple[str, str], str]] = []
+    for f in b.fresh:
+        f.customer = next((b.identities[kv] for kv in f.identities if kv in b.identities), None)  # type: ignore[assignment]
+        if f.customer is None:
+            f.customer = Customer(None, f.item.customer.name, new=True, ref=uuid.uuid4().hex)
+            new_customers.append(f.customer)
+        for kv in f.identities:
+            if kv not in b.identities:
+                b.identities[kv] = f.customer
+                new_identities.append((f.customer, kv, f"{f.item.channel} {b.source}/{f.item.external_id}"))
+    _insert_customers(b, new_customers)
+    if new_identities:
+        b.session.execute(insert(IDENTITY), [
+            {"customer_id": c.id, "kind": k, "value": v, "confidence": 1.0, "evidence": ev, "created_at": b.now}
+            for c, (k, v), ev in new_identities])
+
+
+def _insert_customers(b: Batch, new: list[Customer]) -> None:
+    if not new:
+        return
+    by_ref = {c.ref: c for c in new}
+    stmt = insert(CUSTOMER).returning(CUSTOMER.c.id, CUSTOMER.c.ref)
+    for cid, ref in b.session.execute(stmt, [{"ref": c.ref, "name": c.name, "attributes": {}, "created_at": b.now}
+                                             for c in new]):
+        by_ref[ref].id = cid
+
+
+def score(b: Batch) -> None:
+    """``hub_score_feedback``: every plugin's signals, summed into a 0-100 risk.
+    Scorers get the customer's prior contacts within the window (earlier items
+    of this batch included) and yearly value, looked up here for the batch."""
+    history, value = _contact_history(b)
+    hook, scoring = b.hub.hook.hub_score_feedback, b.hub.config.get("scoring", {})
+    for f in b.fresh:
+        when, times = f.item.occurred_at, history[f.customer]
+        f.prior_contacts = bisect.bisect_left(times, when) - bisect.bisect_left(times, when - b.window)
+        ctx = ScoringContext(config=scoring, prior_contacts=f.prior_contacts, customer_value=value.get(f.customer))
+        f.signals = [s for res in hook(item=f.item, context=ctx) for s in (res or [])]
+        f.risk = max(0, min(100, round(sum(s.weight for s in f.signals))))
+        f.category = nps_category(f.item.nps)
+        bisect.insort(times, when)  # later items of the batch see this one
+
+
+def _contact_history(b: Batch) -> tuple[dict[Customer, list[dt.datetime]], dict[Customer, float | None]]:
+    """Known customers' item times since the window before the batch's oldest item, and their values."""
+    history: dict[Customer, list[dt.datetime]] = defaultdict(list)
+    value: dict[Customer, float | None] = {}
+    ids = sorted(b.customers)
+    if not ids or not b.fresh:
+        return history, value
+    since = min(f.item.occurred_at for f in b.fresh) - b.window
+    F, C = m.FeedbackItem, m.Customer
+    for cid, occurred in _select_in(b.session, ids, lambda chunk: select(F.customer_id, F.occurred_at).where(
+            F.customer_id.in_(chunk), F.occurred_at >= since)):
+        history[b.customers[cid]].append(occurred)
+    for cid, v in _select_in(b.session, ids, lambda chunk: select(C.id, C.value).where(C.id.in_(chunk))):
+        value[b.customers[cid]] = v
+    for times in history.values():
+        times.sort()
+    return history, value
+
+
+def decide(b: Batch) -> None:
+    """``hub_decide_escalation`` (first result wins; the default plugin is trylast)."""
+    hook, config = b.hub.hook.hub_decide_escalation, b.hub.config
+    for f in b.fresh:
+        f.decision = hook(item=f.item, category=f.category, risk=f.risk, signals=f.signals, config=config, now=b.now)
+
+
+def open_cases(b: Batch) -> None:
+    """An item joins its customer's open case (raising its risk and priority),
+    opens one when the decision says so, or stays case-less.  A re-survey
+    answer joins the case it answers and records its score there."""
+    _load_open_cases(b)
+    resurveys = _existing_cases(b, {f.item.resurvey_case_id for f in b.fresh if f.item.resurvey_case_id})
+    resurvey_nps: dict[int, int] = {}
+    for f in b.fresh:
+        if f.item.resurvey_case_id in resurveys:
+            f.case = f.item.resurvey_case_id
+            if f.item.nps is not None:
+                resurvey_nps[f.item.resurvey_case_id] = f.item.nps  # type: ignore[index]
+        elif (case := b.cases.get(f.customer)) is not None:
+            _raise(case, f.risk, f.decision)
+            f.case = case
+        elif f.decision and f.decision.open_case:
+            f.case = b.cases[f.customer] = _new_case(b, f)
+    # An item that did not escalate on its own joins the case a later item of
+    # the same customer opened (a thread that turns angry).
+    for f in b.fresh:
+        if f.case is None and (case := b.cases.get(f.customer)) is not None and case.new:
+            f.case = case
+    _insert_cases(b)
+    _update_cases(b, resurvey_nps)
+
+
+def _load_open_cases(b: Batch) -> None:
+    C = m.Case
+    for case_id, cid, risk, priority, sla in _select_in(b.session, sorted(b.customers), lambda chunk: select(
+            C.id, C.customer_id, C.risk, C.priority, C.sla_due_at).where(
+            C.customer_id.in_(chunk), C.status.in_(OPEN_CASE_STATUSES)).order_by(C.opened_at)):
+        customer = b.customers[cid]
+        b.cases[customer] = OpenCase(case_id, customer, risk, priority, sla)
+
+
+def _existing_cases(b: Batch, ids: set[int | None]) -> set[int]:
+    return {case_id for (case_id,) in _select_in(b.session, sorted(ids), lambda chunk: select(m.Case.id).where(
+        m.Case.id.in_(chunk)))}
+
+
+def _raise(case: OpenCase, risk: int, decision: Escalation | None) -> None:
+    if risk > case.risk:
+        case.risk, case.dirty = risk, True
+    if decision and PRIORITY_RANK.get(decision.priority, 1) > PRIORITY_RANK.get(case.priority, 1):
+        case.priority, case.dirty = decision.priority, True
+
+
+def _new_case(b: Batch, f: Fresh) -> OpenCase:
+    assert f.decision is not None
+    sla = b.slot_planner().sla_due(f.decision.priority, b.now, f.decision.sla_hours)
+    case = OpenCase(None, f.customer, f.risk, f.decision.priority, sla, new=True, followup=f.decision.followup)
+    b.new_cases.append(case)
+    return case
+
+
+def _insert_cases(b: Batch) -> None:
+    """Insert the new cases; each also takes its customer's recent case-less
+    items from earlier batches (the thread that turned angry, again)."""
+    if not b.new_cases:
+        return
+    b.case_rows = [{"customer_id": c.customer.id, "status": "new", "priority": c.priority, "risk": c.risk,
+                    "sla_due_at": c.sla_due, "opened_at": b.now, "updated_at": b.now} for c in b.new_cases]
+    # One new case per customer in a batch, so customer_id maps ids back.
+    by_customer = {c.customer.id: (c, row) for c, row in zip(b.new_cases, b.case_rows, strict=True)}
+    for case_id, customer_id in b.session.execute(insert(CASE).returning(CASE.c.id, CASE.c.customer_id), b.case_rows):
+        case, row = by_customer[customer_id]
+        case.id = row["id"] = case_id
+    earlier = [c for c in b.new_cases if not c.customer.new]
+    if earlier:
+        b.session.execute(
+            update(ITEM).where(ITEM.c.customer_id == bindparam("cust"), ITEM.c.case_id.is_(None),
+                               ITEM.c.occurred_at >= bindparam("since")).values(case_id=bindparam("case")),
+            [{"cust": c.customer.id, "since": b.now - b.window, "case": c.id} for c in earlier])
+
+
+def _update_cases(b: Batch, resurvey_nps: dict[int, int]) -> None:
+    dirty = [c for c in b.cases.values() if c.dirty and not c.new]
+    if dirty:
+        b.session.execute(update(m.Case), [{"id": c.id, "risk": c.risk, "priority": c.priority, "updated_at": b.now}
+                                           for c in dirty])
+    if resurvey_nps:
+        b.session.execute(update(m.Case), [{"id": k, "resurvey_nps": v, "updated_at": b.now}
+                                           for k, v in resurvey_nps.items()])
+
+
+def plan_outbox(b: Batch) -> None:
+    """An outbox row per new case that wants a callback: a due slot from the
+    planner, the sink from the routing.  The dispatcher pushes it later."""
+    wants = [c for c in b.new_cases if c.followup]
+    if not wants:
+        return
+    sinks = _route(b, wants)
+    planner = b.slot_planner()
+    by_case = {c.id: c for c in wants}
+    stmt = insert(FOLLOWUP).returning(FOLLOWUP.c.id, FOLLOWUP.c.case_id)
+    for followup_id, case_id in b.session.execute(stmt, [
+        {"case_id": c.id, "sink": sinks[c.id], "idempotency_key": f"hub-case-{c.id}-callback",
+         "due_at": planner.plan(b.now, c.sla_due), "status": "pending", "attempts": 0,
+         "next_attempt_at": b.now, "created_at": b.now}
+        for c in wants
+    ]):
+        by_case[case_id].followup_id = followup_id
+
+
+def _route(b: Batch, cases: list[OpenCase]) -> dict[int, str]:
+    """Sink per new case: ``routing.followups``, except that customers the hub
+    cannot call or mail (no identity of a reachable kind, e.g. only a social
+    handle) go to ``routing.unreachable``, where webcare answers them in public."""
+    registry = b.hub.registry
+    main, fallback = registry.followup_sink, b.hub.config["routing"].get("unreachable")
+    if not fallback or fallback == main:
+        return {c.id: main for c in cases}  # type: ignore[misc]
+    reachable = {cust for (kind, _), cust in b.identities.items() if kind in registry.reachable_kinds}
+    unsure = sorted({c.customer.id for c in cases if not c.customer.new and c.customer not in reachable})
+    for (cid,) in _select_in(b.session, unsure, lambda chunk: select(IDENTITY.c.customer_id).where(
+            IDENTITY.c.customer_id.in_(chunk), IDENTITY.c.kind.in_(sorted(registry.reachable_kinds)))):
+        reachable.add(b.customers[cid])
+    return {c.id: main if c.customer in reachable else fallback for c in cases}  # type: ignore[misc]
+
+
+def store_items(b: Batch) -> None:
+    """The items themselves, with their scores and links, in one INSERT."""
+    if not b.fresh:
+        return
+    for f in b.fresh:
+        it = f.item
+        f.row = {
+            "source": b.source, "external_id": it.external_id, "raw_event_id": f.entry.raw_event_id,
+            "channel": it.channel, "occurred_at": it.occurred_at, "received_at": b.now, "text": it.text,
+            "language": it.language, "nps": it.nps, "sentiment": it.sentiment, "category": f.category,
+            "risk": f.risk, "risk_reasons": [s.as_dict() for s in f.signals], "reach": it.reach,
+            "thread_id": it.thread_id, "url": it.url, "extra": it.extra or {},
+            "customer_id": f.customer.id, "case_id": f.case_id,
+        }
+    # (source, external_id) is unique and deduplicated: it maps the returned
+    # ids back to rows without a per-row round trip.
+    by_ext = {f.item.external_id: f for f in b.fresh}
+    for item_id, ext in b.session.execute(insert(ITEM).returning(ITEM.c.id, ITEM.c.external_id),
+                                          [f.row for f in b.fresh]):
+        by_ext[ext].row["id"] = item_id
+
+
+def announce(b: Batch) -> None:
+    """``hub_case_opened`` and ``hub_feedback_ingested``, once the transaction
+    committed (never for data that may still roll back).  Views are built from
+    the inserted values only when a plugin listens: a 100k import skips them."""
+    hook = b.hub.hook
+    case_rows = b.case_rows if hook.hub_case_opened.get_hookimpls() else []
+    item_rows = [f.row for f in b.fresh] if hook.hub_feedback_ingested.get_hookimpls() else []
+    if not case_rows and not item_rows:
+        return
+
+    def send() -> None:
+        for row in case_rows:
+            hook.hub_case_opened(case=case_view(row))
+        for row in item_rows:
+            hook.hub_feedback_ingested(item=feedback_view(row))
+
+    after_commit(b.session, send)
+
+
+#: The steps of an ingest, in order (see the module docstring).
+STEPS: tuple[Callable[[Batch], None], ...] = (
+    dedupe, enrich, resolve_identity, score, decide, open_cases, plan_outbox, store_items, announce)
 
 
 class Pipeline:
     def __init__(self, hub: Hub):
         self.hub = hub
-        self.scoring = hub.config.get("scoring", {})
-        self.window = dt.timedelta(days=float(self.scoring.get("repeat_window_days", 30)))
+        self.window = dt.timedelta(days=float(hub.config.get("scoring", {}).get("repeat_window_days", 30)))
 
-    # -- public ---------------------------------------------------------
     def ingest(self, session: Session, source: str, entries: Sequence[Entry], now: dt.datetime | None = None
                ) -> list[IngestResult]:
         """Store a batch of items (with everything they cause) in ``session``'s
@@ -119,9 +499,12 @@ class Pipeline:
         """
         now = now or self.hub.clock.utcnow()
         for attempt in range(3):
+            batch = Batch(self.hub, session, source, entries, now, self.window)
             try:
                 with session.begin_nested():
-                    return self._ingest(session, source, entries, now)
+                    for step in STEPS:
+                        step(batch)
+                return batch.results()
             except IntegrityError:
                 # Another transaction stored the same item or identity between
                 # our look-up and our insert (PostgreSQL, concurrent webhook
@@ -130,286 +513,3 @@ class Pipeline:
                     raise
                 log.info("ingest conflict on %s, retrying batch of %d", source, len(entries))
         raise AssertionError("unreachable")
-
-    # -- steps ----------------------------------------------------------
-    def _enrich(self, item: FeedbackIn) -> FeedbackIn:
-        updates: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-        for result in self.hub.hook.hub_enrich_feedback(item=item, config=self.hub.config):
-            for key, value in (result or {}).items():
-                if key == "extra" and isinstance(value, dict):
-                    # Enrichers add keys to extra (themes...); the source's own keys win.
-                    extra.update({k: v for k, v in value.items() if k not in item.extra and k not in extra})
-                elif value is not None and getattr(item, key, None) is None and key not in updates:
-                    updates[key] = value
-        if extra:
-            updates["extra"] = {**item.extra, **extra}
-        return dataclasses.replace(item, **updates) if updates else item
-
-    def _ingest(self, session: Session, source: str, entries: Sequence[Entry], now: dt.datetime) -> list[IngestResult]:
-        hook = self.hub.hook
-        # 1. dedupe inside the batch and against the database
-        first: dict[str, int] = {}
-        for i, e in enumerate(entries):
-            first.setdefault(e.item.external_id, i)
-        existing: dict[str, tuple[int, int | None, int | None]] = {}
-        for chunk in _chunks(list(first)):
-            q = select(m.FeedbackItem.external_id, m.FeedbackItem.id, m.FeedbackItem.customer_id,
-                       m.FeedbackItem.case_id).where(m.FeedbackItem.source == source,
-                                                     m.FeedbackItem.external_id.in_(chunk))
-            for ext, iid, cust, case in session.execute(q):
-                existing[ext] = (iid, cust, case)
-        fresh = [i for i in first.values() if entries[i].item.external_id not in existing]
-        items = {i: self._enrich(entries[i].item) for i in fresh}
-
-        # 2. identity resolution: exact match on strong identities
-        wanted = {kv for i in fresh for kv in items[i].customer.identities()}
-        known: dict[tuple[str, str], int | _NewCustomer] = {}
-        values = sorted({v for _, v in wanted})
-        for chunk in _chunks(values):
-            for kind, value, cust in session.execute(
-                select(m.Identity.kind, m.Identity.value, m.Identity.customer_id).where(m.Identity.value.in_(chunk))
-            ):
-                if (kind, value) in wanted:
-                    known[(kind, value)] = cust
-        customer_of: dict[int, int | _NewCustomer] = {}
-        new_customers: list[_NewCustomer] = []
-        new_identities: list[tuple[tuple[str, str], int | _NewCustomer, str]] = []
-        for i in fresh:
-            it = items[i]
-            ids = it.customer.identities()
-            cust = next((known[kv] for kv in ids if kv in known), None)
-            if cust is None:
-                cust = _NewCustomer(it.customer.name)
-                new_customers.append(cust)
-            for kv in ids:
-                if kv not in known:
-                    known[kv] = cust
-                    new_identities.append((kv, cust, f"{it.channel} {source}/{it.external_id}"))
-            customer_of[i] = cust
-        if new_customers:
-            by_ref = {c.ref: c for c in new_customers}
-            stmt = insert(CUSTOMER).returning(CUSTOMER.c.id, CUSTOMER.c.ref)
-            for cid, ref in session.execute(stmt, [{"ref": c.ref, "name": c.name, "attributes": {}, "created_at": now}
-                                                   for c in new_customers]):
-                by_ref[ref].id = cid
-        if new_identities:
-            session.execute(insert(IDENTITY), [
-                {"customer_id": _cid(c), "kind": k, "value": v, "confidence": 1.0, "evidence": ev, "created_at": now}
-                for (k, v), c, ev in new_identities
-            ])
-
-        # 3. context for scoring: prior contacts within the window, value
-        old_ids = sorted({c for c in customer_of.values() if isinstance(c, int)})
-        history: dict[int, list[dt.datetime]] = defaultdict(list)
-        values_by_cust: dict[int, float | None] = {}
-        if old_ids and fresh:
-            since = min(items[i].occurred_at for i in fresh) - self.window
-            for chunk in _chunks(old_ids):
-                for cid, occ in session.execute(
-                    select(m.FeedbackItem.customer_id, m.FeedbackItem.occurred_at).where(
-                        m.FeedbackItem.customer_id.in_(chunk), m.FeedbackItem.occurred_at >= since)
-                ):
-                    history[cid].append(occ)
-                for cid, value in session.execute(
-                    select(m.Customer.id, m.Customer.value).where(m.Customer.id.in_(chunk))
-                ):
-                    values_by_cust[cid] = value
-            for times in history.values():
-                times.sort()
-
-        # 4. score and decide
-        scored: dict[int, tuple[str | None, int, list[Signal], Any]] = {}
-        for i in fresh:
-            it = items[i]
-            cid = _cid(customer_of[i])
-            times = history[cid]
-            prior = bisect.bisect_left(times, it.occurred_at) - bisect.bisect_left(times, it.occurred_at - self.window)
-            ctx = ScoringContext(config=self.scoring, prior_contacts=prior, customer_value=values_by_cust.get(cid))
-            signals = [s for res in hook.hub_score_feedback(item=it, context=ctx) for s in (res or [])]
-            risk = max(0, min(100, round(sum(s.weight for s in signals))))
-            category = nps_category(it.nps)
-            decision = hook.hub_decide_escalation(item=it, category=category, risk=risk, signals=signals,
-                                                  config=self.hub.config, now=now)
-            scored[i] = (category, risk, signals, decision)
-            bisect.insort(times, it.occurred_at)  # later items of the batch see this one
-
-        # 5. cases: merge into the customer's open case, or open one
-        open_cases: dict[int | _NewCustomer, _CaseRef] = {}
-        for chunk in _chunks(old_ids):
-            q = (select(m.Case.id, m.Case.customer_id, m.Case.risk, m.Case.priority, m.Case.sla_due_at)
-                 .where(m.Case.customer_id.in_(chunk), m.Case.status.in_(OPEN_CASE_STATUSES))
-                 .order_by(m.Case.opened_at))
-            for case_id, cid, risk, prio, sla in session.execute(q):
-                open_cases[cid] = _CaseRef(case_id, cid, risk, prio, sla)
-        resurvey_ids = sorted({items[i].resurvey_case_id for i in fresh if items[i].resurvey_case_id})
-        resurvey_cases = set()
-        for chunk in _chunks(resurvey_ids):
-            resurvey_cases.update(session.scalars(select(m.Case.id).where(m.Case.id.in_(chunk))))
-        planner_cfg = self.hub.config.get("planner", {})
-        planner: SlotPlanner | None = None
-        case_of: dict[int, _CaseRef | int | None] = {}
-        new_cases: list[_CaseRef] = []
-        resurvey_updates: dict[int, int] = {}
-        for i in fresh:
-            it = items[i]
-            category, risk, signals, decision = scored[i]
-            cust = customer_of[i]
-            key = cust  # an int id, or the _NewCustomer object itself (hashed by identity)
-            if it.resurvey_case_id and it.resurvey_case_id in resurvey_cases:
-                case_of[i] = it.resurvey_case_id
-                if it.nps is not None:
-                    resurvey_updates[it.resurvey_case_id] = it.nps
-                continue
-            ref = open_cases.get(key)
-            if ref is not None:
-                if risk > ref.risk:
-                    ref.risk, ref.dirty = risk, True
-                if decision and PRIORITY_RANK.get(decision.priority, 1) > PRIORITY_RANK.get(ref.priority, 1):
-                    ref.priority, ref.dirty = decision.priority, True
-                case_of[i] = ref
-            elif decision and decision.open_case:
-                if planner is None:
-                    planner = self._planner(session, planner_cfg, now)
-                sla = planner.sla_due(decision.priority, now, decision.sla_hours)
-                ref = _CaseRef(None, cust, risk, decision.priority, sla, new=True)
-                ref.followup = decision.followup
-                open_cases[key] = ref
-                new_cases.append(ref)
-                case_of[i] = ref
-            else:
-                case_of[i] = None
-        # An item that did not escalate on its own joins the case a later
-        # item of the same customer opened (a thread that turns angry).
-        for i in fresh:
-            if case_of[i] is None:
-                ref = open_cases.get(customer_of[i])
-                if ref is not None and ref.new:
-                    case_of[i] = ref
-        if new_cases:
-            # One new case per customer in a batch, so customer_id maps ids back.
-            by_customer = {_cid(c.customer): c for c in new_cases}
-            stmt = insert(CASE).returning(CASE.c.id, CASE.c.customer_id)
-            for case_id, cust_id in session.execute(stmt, [
-                {"customer_id": _cid(c.customer), "status": "new", "priority": c.priority, "risk": c.risk,
-                 "sla_due_at": c.sla_due, "opened_at": now, "updated_at": now}
-                for c in new_cases
-            ]):
-                by_customer[cust_id].id = case_id
-        # ... and so do the customer's recent case-less items from earlier batches.
-        earlier = [c for c in new_cases if isinstance(c.customer, int)]
-        if earlier:
-            session.execute(
-                update(ITEM).where(ITEM.c.customer_id == bindparam("cust"), ITEM.c.case_id.is_(None),
-                                   ITEM.c.occurred_at >= bindparam("since")).values(case_id=bindparam("case")),
-                [{"cust": c.customer, "since": now - self.window, "case": c.id} for c in earlier])
-        dirty = [c for c in open_cases.values() if c.dirty and not c.new]
-        if dirty:
-            session.execute(update(m.Case), [{"id": c.id, "risk": c.risk, "priority": c.priority, "updated_at": now}
-                                             for c in dirty])
-        if resurvey_updates:
-            session.execute(update(m.Case), [{"id": k, "resurvey_nps": v, "updated_at": now}
-                                             for k, v in resurvey_updates.items()])
-
-        # 6. outbox rows for new cases that want a callback
-        wants = [c for c in new_cases if c.followup]
-        if wants:
-            sinks = self._route(session, wants, known)
-            assert planner is not None
-            by_case = {c.id: c for c in wants}
-            stmt = insert(FOLLOWUP).returning(FOLLOWUP.c.id, FOLLOWUP.c.case_id)
-            for fid, case_id in session.execute(stmt, [
-                {"case_id": c.id, "sink": sinks[c.id], "idempotency_key": f"hub-case-{c.id}-callback",
-                 "due_at": planner.plan(now, c.sla_due), "status": "pending", "attempts": 0,
-                 "next_attempt_at": now, "created_at": now}
-                for c in wants
-            ]):
-                by_case[case_id].followup_id = fid
-
-        # 7. the items themselves
-        rows = []
-        for i in fresh:
-            it = items[i]
-            category, risk, signals, _ = scored[i]
-            case = case_of[i]
-            rows.append({
-                "source": source, "external_id": it.external_id, "raw_event_id": entries[i].raw_event_id,
-                "channel": it.channel, "occurred_at": it.occurred_at, "received_at": now, "text": it.text,
-                "language": it.language, "nps": it.nps, "sentiment": it.sentiment, "category": category,
-                "risk": risk, "risk_reasons": [s.as_dict() for s in signals], "reach": it.reach,
-                "thread_id": it.thread_id, "url": it.url, "extra": it.extra or {},
-                "customer_id": _cid(customer_of[i]),
-                "case_id": case.id if isinstance(case, _CaseRef) else case,
-            })
-        item_ids: list[int] = []
-        if rows:
-            # (source, external_id) is unique and deduplicated above: it maps
-            # the returned ids back to rows without a per-row round trip.
-            stmt = insert(ITEM).returning(ITEM.c.id, ITEM.c.external_id)
-            id_of = {ext: iid for iid, ext in session.execute(stmt, rows)}
-            item_ids = [id_of[r["external_id"]] for r in rows]
-
-        # 8. results, and events once committed
-        by_index: dict[int, IngestResult] = {}
-        views: list[FeedbackView] = []
-        for i, row, iid in zip(fresh, rows, item_ids, strict=True):
-            case = case_of[i]
-            by_index[i] = IngestResult(
-                external_id=row["external_id"], item_id=iid, created=True, customer_id=row["customer_id"],
-                case_id=row["case_id"], followup_id=case.followup_id if isinstance(case, _CaseRef) else None)
-            views.append(FeedbackView(
-                id=iid, source=source, external_id=row["external_id"], channel=row["channel"],
-                occurred_at=row["occurred_at"], text=row["text"], nps=row["nps"], language=row["language"],
-                reach=row["reach"], category=row["category"], risk=row["risk"],
-                risk_reasons=tuple(scored[i][2]), customer_id=row["customer_id"], case_id=row["case_id"],
-                thread_id=row["thread_id"], url=row["url"]))
-        case_views = [CaseView(id=c.id, customer_id=_cid(c.customer), status="new", priority=c.priority,
-                               risk=c.risk, sla_due_at=c.sla_due, owner=None, outcome=None) for c in new_cases]
-        if views or case_views:
-            after_commit(session, lambda: self._announce(views, case_views))
-
-        results = []
-        for i, e in enumerate(entries):
-            j = first[e.item.external_id]
-            if j in by_index:
-                r = by_index[j]
-                results.append(r if i == j else dataclasses.replace(r, created=False, followup_id=None))
-            else:
-                iid, cust, case = existing[e.item.external_id]
-                results.append(IngestResult(e.item.external_id, iid, False, cust, case))
-        return results
-
-    def _route(self, session: Session, cases: list[_CaseRef], known: dict[tuple[str, str], Any]) -> dict[int, str]:
-        """Sink per new case: ``routing.followups``, except that customers the
-        hub cannot call or mail (only a social handle) go to
-        ``routing.unreachable``, where webcare answers them in public."""
-        routing = self.hub.config["routing"]
-        main, fallback = self.hub.registry.followup_sink, routing.get("unreachable")
-        if not fallback or fallback == main:
-            return {c.id: main for c in cases}
-        reachable: set[int] = set()
-        for (kind, _), cust in known.items():
-            if kind in REACHABLE_KINDS:
-                reachable.add(_cid(cust))
-        old = sorted({c.customer for c in cases if isinstance(c.customer, int)} - reachable)
-        for chunk in _chunks(old):
-            reachable.update(session.scalars(select(IDENTITY.c.customer_id).where(
-                IDENTITY.c.customer_id.in_(chunk), IDENTITY.c.kind.in_(REACHABLE_KINDS))))
-        return {c.id: main if _cid(c.customer) in reachable else fallback for c in cases}
-
-    def _planner(self, session: Session, cfg: dict[str, Any], now: dt.datetime) -> SlotPlanner:
-        horizon = now + dt.timedelta(hours=max([48.0, *map(float, cfg.get("sla_hours", {}).values())]))
-        due = session.scalars(select(m.Followup.due_at).where(
-            m.Followup.due_at >= now, m.Followup.due_at <= horizon,
-            m.Followup.status.in_(("pending", "sending", "sent", "failed"))))
-        return SlotPlanner(cfg, due)
-
-    def _announce(self, views: list[FeedbackView], cases: list[CaseView]) -> None:
-        hook = self.hub.hook
-        # Skip the per-item calls when no plugin listens (a 100k import).
-        if hook.hub_case_opened.get_hookimpls():
-            for c in cases:
-                hook.hub_case_opened(case=c)
-        if hook.hub_feedback_ingested.get_hookimpls():
-            for v in views:
-                hook.hub_feedback_ingested(item=v)

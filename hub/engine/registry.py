@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from hub.config import Config, ConfigError, resolve_secret
 from hub.sdk.connectors import CrmSink, Instance, SourceConnector, _Plugin
 from hub.sdk.http import Clock
+from hub.sdk.schema import IdentityKind
 from hub.sdk.settings import INSTANCE_SETTINGS, Setting, settings_model
 from hub.sdk.state import StateBackend
 
@@ -24,6 +25,18 @@ def _collect(results: list[list[type[_Plugin]] | None]) -> dict[str, type[_Plugi
             if not cls.plugin_name:
                 raise TypeError(f"{cls.__qualname__} has no plugin_name")
             kinds[cls.plugin_name] = cls
+    return kinds
+
+
+def _collect_identity_kinds(results: list[list[IdentityKind] | None]) -> dict[str, IdentityKind]:
+    kinds: dict[str, IdentityKind] = {}
+    # pluggy calls the last registered plugin first: reversed, so a later
+    # registration of a name replaces the default's.
+    for group in reversed(results):
+        for kind in group or []:
+            if not isinstance(kind, IdentityKind):
+                raise TypeError(f"hub_register_identity_kinds returned {kind!r}, not an IdentityKind")
+            kinds[kind.name] = kind
     return kinds
 
 
@@ -84,6 +97,10 @@ class Registry:
         self.clock = clock
         self.source_kinds = _collect(pm.hook.hub_register_connectors())
         self.sink_kinds = _collect(pm.hook.hub_register_crm_sinks())
+        #: Identity kinds by name (``hub_register_identity_kinds``).
+        self.identity_kinds = _collect_identity_kinds(pm.hook.hub_register_identity_kinds())
+        #: Names of the kinds through which the hub can call or mail a customer back.
+        self.reachable_kinds = frozenset(k.name for k in self.identity_kinds.values() if k.reachable)
         self.sources: dict[str, Instance] = {}
         self.sinks: dict[str, Instance] = {}
         self._objects: dict[tuple[str, str], _Plugin] = {}
@@ -115,6 +132,10 @@ class Registry:
         fallback = cfg["routing"].get("unreachable")
         if fallback and fallback not in self.sinks:
             raise cfg.error("routing.unreachable", f"sink {fallback!r} is not configured")
+
+    def identity_kind(self, name: str) -> IdentityKind:
+        """The declared kind, or a not-reachable stand-in for an undeclared one."""
+        return self.identity_kinds.get(name) or IdentityKind.undeclared(name)
 
     @property
     def followup_sink(self) -> str:

@@ -6,6 +6,13 @@ promoters, a fair share of passives, some detractors; a detractor's words
 match their score (churn and legal threats turn up among the angriest).
 Plugins' emulators use :func:`generate_people` and :func:`generate_opinion`
 so every vendor stand-in tells the same kind of story.
+
+Generated people have an e-mail address and a social-media handle
+(``Person.handle``), the kind of username any social network's emulator can
+use.  In the core's own feed (:func:`generate_feedback`) social posts carry
+the handle as an identity of kind :data:`HANDLE_KIND`, which no plugin
+declares: it links a person's posts to one customer and never makes them
+reachable for a callback, as a social handle would.
 """
 
 from __future__ import annotations
@@ -71,11 +78,16 @@ POSTS = {
 }
 
 
+#: The identity kind of the demo feed's social handles (undeclared: not reachable).
+HANDLE_KIND = "handle"
+
+
 @dataclass(frozen=True)
 class Person:
     name: str
     email: str
-    x_handle: str
+    #: A social-media username, e.g. "sanne_bakker3".
+    handle: str
     language: str
     value: float
 
@@ -88,7 +100,7 @@ def generate_people(rng: random.Random, n: int) -> list[Person]:
         people.append(Person(
             name=f"{first} {last}",
             email=f"{slug}{i}@example.nl",
-            x_handle=f"{first.lower()}_{last.split()[-1].lower()}{i}",
+            handle=f"{first.lower()}_{last.split()[-1].lower()}{i}",
             language="nl" if rng.random() < 0.7 else "en",
             value=round(rng.choice([120, 250, 250, 480, 900, 3000, 12000]) * rng.uniform(0.8, 1.2), 2),
         ))
@@ -135,5 +147,5 @@ def generate_feedback(rng: random.Random, n: int, *, start: dt.datetime, end: dt
             out.append({"external_id": f"{prefix}-{i}", "channel": "social", "occurred_at": when.isoformat(),
                         "text": generate_post(rng, p.language), "language": p.language,
                         "reach": int(rng.lognormvariate(5, 1.6)),
-                        "customer": {"x_handle": p.x_handle, "name": p.name}})
+                        "customer": {"name": p.name, "identities": [{"kind": HANDLE_KIND, "value": p.handle}]}})
     return out

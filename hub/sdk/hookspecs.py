@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
         FeedbackIn,
         FeedbackView,
         FollowupView,
+        IdentityKind,
         ScoringContext,
         Signal,
     )
@@ -90,6 +91,22 @@ def hub_register_emulators() -> list[Emulator]:
     Return :class:`hub.sdk.connectors.Emulator` objects: a local stand-in for a
     vendor's API (a Flask blueprint) plus the demo instance configuration that
     points the plugin's real connector at it.  All results are collected.
+    """
+
+
+@hookspec
+def hub_register_identity_kinds() -> list[IdentityKind]:
+    """Called once when the app builds its registry, before any item is ingested.
+
+    Return :class:`hub.sdk.schema.IdentityKind` objects for the kinds of
+    identity your source puts in ``CustomerRef.handles`` (e.g. ``x_handle``,
+    ``facebook_user``): whether a customer known by one can be called or mailed
+    back (``reachable``), how people read it (``label``, ``display``) and how
+    to normalize a value so equal identities match.  All results are
+    collected; the core's own kinds (email, phone, crm_id) come from the
+    default plugin ``hub.defaults.identity``, and a later registration of the
+    same name replaces an earlier one.  Identities of undeclared kinds are
+    stored as given and never make a customer reachable.
     """
 
 

@@ -10,6 +10,7 @@ without breaking plugins.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +20,6 @@ CATEGORIES = ("detractor", "passive", "promoter")
 CASE_STATUSES = ("new", "assigned", "scheduled", "contacted", "resolved", "closed")
 OPEN_CASE_STATUSES = ("new", "assigned", "scheduled", "contacted")
 FOLLOWUP_STATUSES = ("pending", "sending", "sent", "failed", "dead", "done")
-IDENTITY_KINDS = ("email", "phone", "x_handle", "crm_id", "external")
 
 
 def nps_category(nps: int | None) -> str | None:
@@ -37,16 +37,53 @@ def utcnow() -> dt.datetime:
 
 
 @dataclass(frozen=True)
+class IdentityKind:
+    """A kind of identity by which the hub recognises a customer (``hub_register_identity_kinds``).
+
+    The core declares ``email``, ``phone`` and ``crm_id``; a plugin declares the
+    kinds its source knows people by (an X handle, a Facebook user id...).
+    ``reachable`` says whether the hub can call or mail a customer back through
+    it: follow-ups of customers with no reachable identity go to
+    ``routing.unreachable``.  ``label`` names the kind for people ("X",
+    "Facebook"), ``display`` shows a value (``"@{value}"``), and ``normalize``
+    makes equal identities compare equal (it gets the value with surrounding
+    whitespace already stripped).  A stored identity of a kind nobody declares
+    is kept, shown as is, and never makes a customer reachable.
+    """
+
+    name: str
+    reachable: bool
+    label: str
+    display: str = "{value}"
+    normalize: Callable[[str], str] | None = None
+
+    def clean(self, value: str) -> str:
+        """The value as stored and compared: stripped, then through ``normalize``."""
+        value = str(value).strip()
+        return self.normalize(value) if self.normalize and value else value
+
+    def show(self, value: str) -> str:
+        """The value as people read it, e.g. ``@janb``."""
+        return self.display.format(value=value)
+
+    @classmethod
+    def undeclared(cls, name: str) -> IdentityKind:
+        """Stand-in for a stored kind that no installed plugin declares."""
+        return cls(name=name, reachable=False, label=name)
+
+
+@dataclass(frozen=True)
 class CustomerRef:
     """Who gave the feedback, as far as the source knows.
 
     Every field is optional; identity resolution links the item to an existing
-    customer when any of email, x_handle, crm_id or phone matches exactly.
+    customer when any of its identities (email, phone, crm_id or a ``handles``
+    pair) matches one the hub knows, after each value is normalized by its
+    kind (:class:`IdentityKind`).
     """
 
     email: str | None = None
     name: str | None = None
-    x_handle: str | None = None  # TODO(identity kinds): leaves the core; plugins use ``handles``
     crm_id: str | None = None
     phone: str | None = None
     #: Identities of kinds that plugins declare, as (kind, value) pairs, e.g.
@@ -54,19 +91,11 @@ class CustomerRef:
     handles: tuple[tuple[str, str], ...] = ()
 
     def identities(self) -> list[tuple[str, str]]:
-        """(kind, normalized value) pairs, strongest evidence first."""
-        out: list[tuple[str, str]] = []
-        if self.crm_id:
-            out.append(("crm_id", str(self.crm_id).strip()))
-        if self.email:
-            out.append(("email", self.email.strip().lower()))
-        if self.x_handle:
-            out.append(("x_handle", self.x_handle.strip().lstrip("@").lower()))
-        if self.phone:
-            out.append(("phone", "".join(ch for ch in self.phone if ch.isdigit() or ch == "+")))
-        for kind, value in self.handles:
-            if value and (kind, value) not in out:
-                out.append((kind, value))
+        """(kind, value) pairs as the source gave them, strongest evidence first;
+        the pipeline normalizes each value by its kind."""
+        out = [(kind, str(value)) for kind, value in (("crm_id", self.crm_id), ("email", self.email),
+                                                       ("phone", self.phone)) if value]
+        out.extend((kind, value) for kind, value in self.handles if value)
         return out
 
 
@@ -169,12 +198,24 @@ class FeedbackView:
 
 @dataclass(frozen=True)
 class CustomerView:
+    """A customer as sinks see it: name, contact details and other identities."""
+
     id: int
     name: str | None
     email: str | None
     crm_id: str | None
-    x_handle: str | None
     value: float | None
+    phone: str | None = None
+    #: Identities of other kinds as (kind, value), e.g. ``(("x_handle", "janb"),)``.
+    handles: tuple[tuple[str, str], ...] = ()
+    #: The first handle as its kind displays it (``"@janb"``), for naming a
+    #: customer known only by a handle.
+    handle: str | None = None
+
+    @property
+    def shown_as(self) -> str:
+        """How to name the customer to people: name, e-mail, handle or number."""
+        return self.name or self.email or self.handle or f"customer #{self.id}"
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ class Database:
 
         @event.listens_for(self.Session, "after_commit")
         def _run_after_commit(session):
+            if session.in_nested_transaction():
+                return  # SQLAlchemy fires this on releasing a SAVEPOINT too: nothing is committed yet
             callbacks = session.info.pop("after_commit", [])
             for cb in callbacks:
                 try:

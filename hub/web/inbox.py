@@ -141,17 +141,22 @@ def _rows(result) -> list[Row]:
                         r.risk, reasons, r.url, r.customer_id, r.case_id, r.status, r.owner, r.sla_due_at, r.name))
     ids = {r.customer_id for r in rows if r.customer_id}
     if ids:
-        # One query for the page: the handle (or address) shown under the name.
+        # One query for the page: the handle (else the address) shown under the
+        # name.  A handle is an identity of a kind that makes nobody reachable
+        # (a social network's username), shown as its kind displays it ("@janb").
+        registry = current_hub().registry
+        skip = sorted(registry.reachable_kinds - {"email"})
         found: dict[int, dict[str, str]] = {}
         for cid, kind, value in db_session().execute(
             select(m.Identity.customer_id, m.Identity.kind, m.Identity.value)
-            .where(m.Identity.customer_id.in_(ids), m.Identity.kind.in_(("x_handle", "email")))
+            .where(m.Identity.customer_id.in_(ids), m.Identity.kind.notin_(skip))
             .order_by(m.Identity.id)
         ):
             found.setdefault(cid, {}).setdefault(kind, value)
         for r in rows:
             known = found.get(r.customer_id or 0, {})
-            r.handle = f"@{known['x_handle']}" if "x_handle" in known else known.get("email")
+            handle = next(((k, v) for k, v in known.items() if k != "email"), None)
+            r.handle = registry.identity_kind(handle[0]).show(handle[1]) if handle else known.get("email")
     return rows
 
 

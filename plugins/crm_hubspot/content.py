@@ -72,10 +72,8 @@ def pick_owner(f: FollowupView, contact_owner: str | None, owners: list[str]) ->
 
 
 def _who(f: FollowupView) -> str:
-    c = f.customer
-    if c is None:
-        return "customer"
-    return c.name or c.email or (f"@{c.x_handle}" if c.x_handle else f"customer #{c.id}")
+    # shown_as: name, e-mail, a handle as its kind displays it ("@janb"), or the number
+    return f.customer.shown_as if f.customer is not None else "customer"
 
 
 def subject(f: FollowupView) -> str:

@@ -331,7 +331,7 @@ class XEmulator:
         people = generate_people(rng, 24)
         for i, person in enumerate(people):
             followers = int(rng.lognormvariate(5, 1.6)) + 3
-            self.crowd.append(self.add_user(str(1_400_000_000 + i * 7_777), person.x_handle, person.name,
+            self.crowd.append(self.add_user(str(1_400_000_000 + i * 7_777), person.handle, person.name,
                                             followers, person.language))
         viral = self.add_user("98765432", "mark_rutgers", "Mark Rutgers", followers=251_400, language="nl")
         angry = self.add_user("55501234", "sanne_boos", "Sanne Bakker", followers=1_450, language="nl")

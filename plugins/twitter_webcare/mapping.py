@@ -20,6 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.sdk import CustomerRef, FeedbackIn
+from hub.sdk.schema import IdentityKind
+
+
+def normalize_handle(value: str) -> str:
+    """X usernames are case-insensitive and people write them with or without "@"."""
+    return value.lstrip("@").lower()
+
+
+#: How the hub knows an X user: by username.  Not reachable: the hub cannot
+#: call or mail someone it knows only by a handle (webcare answers in public).
+X_HANDLE = IdentityKind("x_handle", reachable=False, label="X", display="@{value}", normalize=normalize_handle)
 
 #: Raw-event kinds: tells :func:`normalize` which wire format the payload has.
 RAW_V2 = "x.tweet.v2"
@@ -88,8 +99,13 @@ def author_ref(user: Mapping[str, Any] | None) -> tuple[CustomerRef, int | None]
         return CustomerRef(), None
     metrics = user.get("public_metrics") or {}
     followers = metrics.get("followers_count")
-    return CustomerRef(x_handle=user.get("username") or None, name=user.get("name") or None), (
+    return customer_ref(user.get("username"), user.get("name")), (
         int(followers) if followers is not None else None)
+
+
+def customer_ref(username: str | None, name: str | None) -> CustomerRef:
+    """The author as the hub knows them: an X handle (and the display name)."""
+    return CustomerRef(name=name or None, handles=((X_HANDLE.name, username),) if username else ())
 
 
 def status_url(handle: str | None, tweet_id: str) -> str:
@@ -207,6 +223,6 @@ def from_v1(payload: Mapping[str, Any], brand: BrandAccounts) -> list[FeedbackIn
         reach=int(followers) if followers is not None else None,
         thread_id=str(tweet.get("in_reply_to_status_id_str") or tweet_id),
         url=status_url(handle, tweet_id),
-        customer=CustomerRef(x_handle=handle or None, name=user.get("name") or None),
+        customer=customer_ref(handle, user.get("name")),
         extra=extra,
     )]
