@@ -13,6 +13,10 @@ engine, storage, API, web UI or CLI, so it stays small and stable.
 * webhook helpers (HMAC, headers, timestamps, handshakes): :mod:`hub.sdk.webhooks`;
 * the per-instance state store (``self.state``): :mod:`hub.sdk.state`;
 * generated demo people and opinions for emulators: :mod:`hub.sdk.demo_data`.
+
+May import: nothing else of the hub (the version in ``hub/__init__.py`` aside).  The
+testing kit (:mod:`hub.sdk.testing`) alone reaches the engine, lazily inside its
+functions, to start a real hub; ``tests/test_layout.py`` holds the rules.
 """
 
 from hub.sdk import webhooks
@@ -65,6 +69,7 @@ from hub.sdk.schema import (
     FeedbackIn,
     FeedbackView,
     FollowupView,
+    IdentityKind,
     PushResult,
     RawIn,
     ScoringContext,
@@ -85,7 +90,7 @@ __all__ = [
     "CASE_STATUSES", "CATEGORIES", "CHANNELS", "FOLLOWUP_STATUSES", "OPEN_CASE_STATUSES",
     "BodyTokenPaginator", "CaseView", "Clock", "Completion", "CrmSink", "CustomerRef", "CustomerView", "Emulator",
     "Escalation", "FakeClock", "FatalError", "FeedbackIn", "FeedbackView", "FollowupView", "HttpClient", "HttpError",
-    "Instance", "LastRecordPaginator", "PaginationLoopError", "Paginator", "PushResult", "RateBudget", "RawIn",
+    "IdentityKind", "Instance", "LastRecordPaginator", "PaginationLoopError", "Paginator", "PushResult", "RateBudget", "RawIn",
     "RetriableError", "RollingWindowBudget", "ScoringContext", "Setting", "Signal", "SourceConnector", "Stream",
     "WebhookRejected", "WebhookRequest", "WebhookResult", "hookimpl", "nps_category", "parse_retry_after",
 ]

@@ -1,5 +1,9 @@
 """The web UI: webcare inbox, case pages, dashboard and admin.
 
+May import: ``hub.sdk``, ``hub.engine``, ``hub.storage``, ``hub.config``,
+``hub.plugin_manager`` (the admin page lists plugins).
+Not: ``hub.api``, ``hub.cli``, ``hub.demo``, bundled plugins.
+
 ``init_app(app)`` (called by :func:`hub.app.create_app`) registers the
 blueprints, CSRF protection, the per-request database session, the user's
 language and the Jinja helpers.
