@@ -280,3 +280,23 @@ def test_announced_views_match_the_stored_rows(make_app):
         cases = s.scalars(select(m.Case).order_by(m.Case.id)).all()
         assert cases and seen["items"] == [feedback_view(r) for r in items]
         assert seen["cases"] == [case_view(c) for c in cases]
+
+
+def test_sinks_see_a_customer_known_only_by_a_handle_as_its_kind_shows_it(make_app):
+    from hub.engine.dispatch import dispatch
+    from tests.helpers import RecordingSinkPlugin
+
+    rec = RecordingSinkPlugin()
+    app = make_app(plugins=(rec, SocialKinds()), sinks={"rec": {"plugin": "recording"}},
+                   routing={"followups": "rec", "unreachable": "rec"})
+    hub = app.extensions["hub"]
+    now = hub.clock.utcnow()
+    who = CustomerRef(name=None, handles=(("handle", "@Kees"), ("pager", "0612")))
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "x", [Entry(FeedbackIn("k1", "social", now, text="Belachelijk, ik zeg op!",
+                                                       reach=9000, customer=who))])
+    assert dispatch(hub).sent == 1
+    (f,) = rec.pushed
+    assert f.customer.handles == (("handle", "kees"), ("pager", "0612"))
+    assert f.customer.handle == f.customer.shown_as == "@kees"  # the declared kind's display
+    assert (f.customer.email, f.customer.phone) == (None, None)

@@ -1,8 +1,8 @@
 """The core's identity kinds: e-mail, phone and CRM id, each one a way to
 call or mail a customer back (``reachable``).
 
-Plugins add the kinds their sources know people by (an X handle, a Facebook
-user id) through the same hook; see ``hub_register_identity_kinds``.
+Plugins add the kinds their sources know people by (a social network's
+username or user id) through the same hook; see ``hub_register_identity_kinds``.
 """
 
 from __future__ import annotations

@@ -99,8 +99,8 @@ def hub_register_identity_kinds() -> list[IdentityKind]:
     """Called once when the app builds its registry, before any item is ingested.
 
     Return :class:`hub.sdk.schema.IdentityKind` objects for the kinds of
-    identity your source puts in ``CustomerRef.handles`` (e.g. ``x_handle``,
-    ``facebook_user``): whether a customer known by one can be called or mailed
+    identity your source puts in ``CustomerRef.handles`` (a social network's
+    username or user id): whether a customer known by one can be called or mailed
     back (``reachable``), how people read it (``label``, ``display``) and how
     to normalize a value so equal identities match.  All results are
     collected; the core's own kinds (email, phone, crm_id) come from the

@@ -41,11 +41,11 @@ class IdentityKind:
     """A kind of identity by which the hub recognises a customer (``hub_register_identity_kinds``).
 
     The core declares ``email``, ``phone`` and ``crm_id``; a plugin declares the
-    kinds its source knows people by (an X handle, a Facebook user id...).
+    kinds its source knows people by (a social network's username or user id...).
     ``reachable`` says whether the hub can call or mail a customer back through
     it: follow-ups of customers with no reachable identity go to
-    ``routing.unreachable``.  ``label`` names the kind for people ("X",
-    "Facebook"), ``display`` shows a value (``"@{value}"``), and ``normalize``
+    ``routing.unreachable``.  ``label`` names the kind for people (the
+    network's name), ``display`` shows a value (``"@{value}"``), and ``normalize``
     makes equal identities compare equal (it gets the value with surrounding
     whitespace already stripped).  A stored identity of a kind nobody declares
     is kept, shown as is, and never makes a customer reachable.
@@ -87,7 +87,7 @@ class CustomerRef:
     crm_id: str | None = None
     phone: str | None = None
     #: Identities of kinds that plugins declare, as (kind, value) pairs, e.g.
-    #: ``(("x_handle", "janb"),)`` or ``(("facebook_user", "1234"),)``.
+    #: ``(("forum_user", "janb"),)``; each kind is declared by a plugin.
     handles: tuple[tuple[str, str], ...] = ()
 
     def identities(self) -> list[tuple[str, str]]:
@@ -206,7 +206,7 @@ class CustomerView:
     crm_id: str | None
     value: float | None
     phone: str | None = None
-    #: Identities of other kinds as (kind, value), e.g. ``(("x_handle", "janb"),)``.
+    #: Identities of other kinds as (kind, value), e.g. ``(("forum_user", "janb"),)``.
     handles: tuple[tuple[str, str], ...] = ()
     #: The first handle as its kind displays it (``"@janb"``), for naming a
     #: customer known only by a handle.
