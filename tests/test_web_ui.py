@@ -247,7 +247,8 @@ def test_case_page_shows_timeline_identities_risk_and_followup(agent, client, au
     assert "anna_dv" in page and "anna@example.nl" in page and "Evidence" in page and "survey api/s-1" in page
     signals = page[page.index('id="signals"'):]
     nps = next(r["weight"] for r in items["survey"]["risk_reasons"] if r["signal"] == "nps")
-    assert nps > 0 and "low NPS" in signals and f"+{nps:.1f}" in signals and "churn words" in signals
+    shown = f"+{nps:.0f}" if nps == round(nps) else f"+{nps:.1f}"
+    assert nps > 0 and "low NPS" in signals and shown in signals and "churn words" in signals
     assert "Callback due" in page and ">local<" in page
     assert agent.get("/cases/999999").status_code == 404
 

@@ -561,3 +561,7 @@ def sandbox(host: str, port: int) -> None:
         click.echo("no plugin brings an emulator yet")
     _serve(app, host, port)
 
+
+
+from hub.cli.score import score as _score_commands  # noqa: E402, I001  (import-light: click only)
+main.add_command(_score_commands)

@@ -9,11 +9,11 @@ churn and legal words, themes, public reach, repeat contacts and customer
 value.
 
 Each reason's ``weight`` is its contribution in risk points, so the reasons
-add up to the risk (the core sums them).  Contributions follow the straight
-path from "no signal" to this item (integrated gradients, exact for one
-logistic): signal *i* gets ``w_i x_i / sum(w x)`` of the rise above the base
-chance ``sigmoid(intercept)``, which is what an item without any signal has
-and which is left out of the risk (a point or two by default).
+add up to the risk (the core sums them).  ``base_rate`` is the chance of an
+item without any signal, ``sigmoid(intercept)``; the other contributions
+follow the straight path from there to this item (integrated gradients,
+exact for one logistic): signal *i* gets ``w_i x_i / sum(w x)`` of the rise
+(or fall: a promoter's NPS and a positive tone count negative).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hub.defaults.text.phrases import emoji_in, find_words, shouting
+from hub.defaults.text.phrases import emoji_in, find_words, shouting, strip_words
 from hub.sdk.hookspecs import hookimpl
 from hub.sdk.schema import FeedbackIn, ScoringContext, Signal
 
@@ -66,7 +66,8 @@ def text_evidence(item: FeedbackIn, cfg: dict[str, Any]) -> list[Evidence]:
     elif item.sentiment is not None and item.sentiment > 0.05:
         out.append(Evidence("positive_sentiment", float(w.get("positive_sentiment", 0)), item.sentiment,
                             f"sentiment {item.sentiment:+.2f}" + (f": {words}" if words else "")))
-    cues = find_words(text, cfg.get("complaint_cues", []))
+    # "werkt weer prima" is no complaint: known harmless uses of a cue are cut out first
+    cues = find_words(strip_words(text, cfg.get("cue_exceptions", [])), cfg.get("complaint_cues", []))
     if cues:  # a second and third cue add less: one frustrated customer, not three
         out.append(Evidence("complaint_cue", float(w.get("complaint_cue", 0)), min(2.0, 1 + 0.5 * (len(cues) - 1)),
                             "complaint cues: " + ", ".join(cues)))
@@ -116,15 +117,16 @@ def callback_chance(evidence: list[Evidence], intercept: float) -> float:
 
 
 def contributions(evidence: list[Evidence], intercept: float) -> list[Signal]:
-    """Risk points per signal; they add up to ``100 * (p - p0)`` (see the module doc)."""
+    """Risk points per signal, plus the base chance; they add up to ``100 * p``."""
     evidence = [e for e in evidence if e.logit]
     total = sum(e.logit for e in evidence)
     base, p = sigmoid(intercept), sigmoid(intercept + total)
-    if 100 * (p - base) < 0.5:
-        return []  # nothing raises the chance above that of an item without signals
+    if 100 * p < 0.5:
+        return []  # the chance rounds to nothing: no reason to show
     # (p - base) / total is the mean slope of the sigmoid along the path: always in (0, 0.25]
     slope = (p - base) / total if abs(total) > 1e-9 else base * (1 - base)
     signals = [Signal(e.signal, round(100 * slope * e.logit, 2), e.detail) for e in evidence]
+    signals.append(Signal("base_rate", round(100 * base, 2), "chance of an item without any signal"))
     return sorted(signals, key=lambda s: -s.weight)
 
 

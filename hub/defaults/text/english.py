@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 
 _TOKEN = re.compile(r"[\w']+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 #: VADER's valences run from -4 to +4; this hub's word lists use -1..1.
 VADER_SCALE = 4.0
 
@@ -25,14 +26,20 @@ class EnglishSentiment:
         self.negations = frozenset(NEGATE) | {"no"}
 
     def score(self, text: str) -> tuple[float | None, list[str]]:
-        tokens = [t.lower() for t in _TOKEN.findall(text)]
-        lexicon = self.analyzer.lexicon
-        words = []
-        for i, tok in enumerate(tokens):
-            if tok not in lexicon or tok in self.negations:
-                continue
-            negated = any(t in self.negations or t.endswith("n't") for t in tokens[max(0, i - 3):i])
-            words.append(f"not {tok}" if negated else tok)
+        """Mean compound of the sentences that carry sentiment: VADER on its own lets
+        "did not arrive. Terrible." negate "terrible" across the full stop."""
+        lexicon, words, compounds = self.analyzer.lexicon, [], []
+        for sentence in _SENTENCE.split(text):
+            tokens = [t.lower() for t in _TOKEN.findall(sentence)]
+            found = []
+            for i, tok in enumerate(tokens):
+                if tok not in lexicon or tok in self.negations:
+                    continue
+                negated = any(t in self.negations or t.endswith("n't") for t in tokens[max(0, i - 3):i])
+                found.append(f"not {tok}" if negated else tok)
+            if found:
+                words += found
+                compounds.append(self.analyzer.polarity_scores(sentence)["compound"])
         if not words:
             return None, []
-        return round(self.analyzer.polarity_scores(text)["compound"], 3), words
+        return round(sum(compounds) / len(compounds), 3), words

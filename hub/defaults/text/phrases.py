@@ -41,6 +41,12 @@ def find_words(text: str | None, entries: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(" ".join(m.group(0).lower().split()) for m in rx.finditer(text)))
 
 
+def strip_words(text: str, entries: Iterable[str]) -> str:
+    """``text`` with every match of ``entries`` blanked out."""
+    rx = matcher(tuple(entries)) if text else None
+    return rx.sub(" ", text) if rx else text
+
+
 @lru_cache(maxsize=16)
 def _theme_index(taxonomy: tuple[tuple[str, tuple[str, ...]], ...]):
     entries = tuple(e for _, words in taxonomy for e in words)
