@@ -71,7 +71,7 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-    db_path = Path(args.db) if args.db else workdir / "hub.storage.database"
+    db_path = Path(args.db) if args.db else workdir / "hub.db"
     os.environ["HUB_INSTANCE_PATH"] = str(workdir / "instance")
     from sqlalchemy import func, select
 

@@ -95,7 +95,7 @@ def main() -> None:
         input_path = tmp_path / "items.jsonl"
         print(f"generating {args.items:,} items ...", flush=True)
         write_input(input_path, args.items)
-        hub_db, empty_db = tmp_path / "hub.storage.database", tmp_path / "baseline.db"
+        hub_db, empty_db = tmp_path / "hub.db", tmp_path / "baseline.db"
         engine = make_engine(f"sqlite:///{empty_db}")
         upgrade(engine)
         engine.dispose()

@@ -77,7 +77,7 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         app = create_app({
-            "database_url": database_url or f"sqlite:///{workdir}/hub.storage.database",
+            "database_url": database_url or f"sqlite:///{workdir}/hub.db",
             "executor": "inline",
             "instance_path": workdir,
             "sources": {"nps": {"plugin": "survey_typeform", "form_id": emu.form_id, "token": "bench-token",

@@ -47,7 +47,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 @pytest.fixture
 def database_url(tmp_path, sqlite_template) -> str:
     """SQLite only (overrides the per-backend fixture for this module)."""
-    path = tmp_path / "hub.storage.database"
+    path = tmp_path / "hub.db"
     shutil.copy(sqlite_template, path)
     return f"sqlite:///{path}"
 

@@ -170,7 +170,7 @@ def test_make_run_demo_answers_health(tmp_path):
             except OSError:
                 time.sleep(0.3)
         assert status == 200, proc.stdout.read() if proc.poll() is not None else "no answer within 60 s"
-        assert (tmp_path / "instance" / "hub.storage.database").exists()  # SQLite under instance/
+        assert (tmp_path / "instance" / "hub.db").exists()  # SQLite under instance/
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)

@@ -46,7 +46,7 @@ import json, os
 from hub.app import create_app
 from hub.storage.migrate import upgrade
 from hub.engine.accounts import create_token
-app = create_app({"database_url": "sqlite:///TMP/hub.storage.database", "executor": "inline", "vip": {"domains": ["bigcorp.nl"]}})
+app = create_app({"database_url": "sqlite:///TMP/hub.db", "executor": "inline", "vip": {"domains": ["bigcorp.nl"]}})
 hub = app.extensions["hub"]
 upgrade(hub.db.engine)
 with hub.db.session() as s:
@@ -59,6 +59,6 @@ print(json.dumps(r.get_json()["risk_reasons"]))
                                                 capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     reasons = run(installed)
     assert {"signal": "vip_customer", "weight": 30.0, "detail": "VIP domain bigcorp.nl"} in reasons
-    (tmp_path / "hub.storage.database").unlink()
+    (tmp_path / "hub.db").unlink()
     reasons = run({**installed, "HUB_LOAD_PLUGINS": "survey_typeform"})
     assert not any(r["signal"] == "vip_customer" for r in reasons)

@@ -1,8 +1,13 @@
 """Database engine and sessions (SQLAlchemy 2.0), as a Flask-style extension.
 
-Sessions are scoped per request (``db.request_session()``, closed at teardown)
-and per job (``with db.session() as s:``).  Hooks that must only fire once data
-is durable are queued with :func:`after_commit` and run by a session event.
+``with db.session() as s:`` is a unit of work (commit on success, rollback on
+error); ``db.Session()`` a plain session, ``db.ReadSession()`` one for reads
+that never takes SQLite's write lock.  The web UI and the API
+keep one session per request and close it at teardown (``db_session()`` in
+:mod:`hub.web.common` and :mod:`hub.api.routes`).  Hooks that must only fire
+once data is durable are queued with :func:`after_commit` and run by a
+session event.  Without a ``database_url`` the hub uses SQLite in
+``instance/hub.db``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def default_database_url(instance_path: str | os.PathLike[str]) -> str:
-    return f"sqlite:///{Path(instance_path) / 'hub.storage.database'}"
+    return f"sqlite:///{Path(instance_path) / 'hub.db'}"
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
