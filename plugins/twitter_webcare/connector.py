@@ -384,7 +384,8 @@ class TwitterConnector(SourceConnector):
 
 
 def validate_instance_settings(config: Mapping[str, Any]) -> list[str]:
-    """Checks the core's per-setting types cannot express (used at start)."""
+    """Checks that the declared settings (types, ranges) cannot express, used at start:
+    ranges such as max_results 5-100 are declared on the settings and checked by the core."""
     problems = []
     if not _as_list(config.get("user_id")) and not config.get("queries"):
         problems.append("set user_id (mentions) and/or queries (recent search)")
@@ -394,14 +395,6 @@ def validate_instance_settings(config: Mapping[str, Any]) -> list[str]:
     for q in config.get("queries") or []:
         if not isinstance(q, str) or not q.strip() or len(q) > 4096:
             problems.append(f"query {q!r} must be a non-empty string of at most 4096 characters")
-    mr = config.get("max_results")
-    if mr is not None and not 5 <= int(mr) <= 100:
-        problems.append("max_results must be between 5 and 100")
-    day = config.get("budget_reset_day")
-    if day is not None and not 1 <= int(day) <= 28:
-        problems.append("budget_reset_day must be between 1 and 28")
-    if (config.get("monthly_read_budget") or 0) < 0:
-        problems.append("monthly_read_budget must be 0 (no limit) or positive")
     return problems
 
 
