@@ -114,6 +114,27 @@ def test_plugins_lists_defaults_and_bundled_entry_points(cli_env):
         assert name in out
 
 
+def test_plugins_settings_lists_every_kind_with_types_defaults_ranges_and_help(cli_env):
+    from hub.engine.registry import plugin_kinds
+    from hub.plugin_manager import make_plugin_manager
+
+    result = run("plugins", "--settings")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    sources, sinks = plugin_kinds(make_plugin_manager())
+    assert {"survey_typeform", "twitter_webcare", "crm_hubspot", "local"} <= set(sources) | set(sinks)
+    for section, kinds in (("sources", sources), ("sinks", sinks)):
+        for name, cls in kinds.items():
+            assert f'[{section}.<name>] plugin = "{name}"' in out
+            for setting in cls.all_settings():  # each setting, then its help on the next line
+                assert f"    {setting.name}: {setting.type_name()}" in out
+                assert setting.help and f"\n        {setting.help}\n" in out, (name, setting.name)
+    assert "    page_size: int, default 1000, 1-1000\n" in out
+    assert "    bearer_token: str, required, secret\n" in out
+    assert "    budget_reset_day: int, default 1, 1-28\n" in out
+    assert "every instance also takes:" in out and "    schedule_seconds: int/float, >= 1\n" in out
+
+
 def _wait_for_lease(database_url, timeout=30):
     from sqlalchemy.orm import Session
 
