@@ -147,6 +147,35 @@ def test_hook_hub_enrich_feedback(make_app):
     assert body["reach"] == 7  # never overwrites what the source said
 
 
+def test_hook_hub_enrich_feedback_combines_answers_in_the_documented_order(make_app):
+    """docs/plugin_hooks.md: the plugin registered last is called first, the first non-None value of
+    a field wins, trylast goes after the rest, nobody sees another's answer, the source's fields stay."""
+    seen = []
+
+    def enricher(name, answer, **marks):
+        class Plugin:
+            @hookimpl(**marks)
+            def hub_enrich_feedback(self, item, config):
+                seen.append((name, item.language, item.thread_id))
+                return answer
+
+        return Plugin()
+
+    plugins = (enricher("registered first", {"language": "de", "thread_id": "from-first"}),
+               enricher("registered last", {"language": "fy", "thread_id": None}),
+               enricher("trylast", {"language": "xx", "thread_id": "from-trylast"}, trylast=True))
+    app = make_app(plugins=plugins)
+    body = _post(app, {**PROMOTER, "text": "Heel tevreden over de hulp van gisteren."}).get_json()
+    assert (body["language"], body["thread_id"]) == ("fy", "from-first")
+    assert [name for name, *_ in seen] == ["registered last", "registered first", "trylast"]
+    assert {(language, thread) for _, language, thread in seen} == {(None, None)}
+
+    seen.clear()
+    body = _post(app, {**PROMOTER, "external_id": "p2", "language": "nl"}).get_json()
+    assert body["language"] == "nl"  # set by the source: never overwritten
+    assert {language for _, language, _ in seen} == {"nl"}
+
+
 def test_hook_hub_score_feedback(make_app):
     calls = []
 

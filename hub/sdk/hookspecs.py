@@ -6,7 +6,7 @@ list may grow without breaking plugins (a plugin implements only the arguments
 it needs).  ``docs/plugin_hooks.md`` documents each hook for plugin authors and
 ``tests/test_hookspecs.py`` fails when a hook lacks a section there or a test.
 
-The core's own behaviour ships as default plugins (``hub/default_*.py``),
+The core's own behaviour ships as default plugins (``hub/defaults/*``),
 registered before entry-point plugins, so any of it can be replaced or extended.
 """
 
@@ -114,9 +114,14 @@ def hub_register_identity_kinds() -> list[IdentityKind]:
 def hub_enrich_feedback(item: FeedbackIn, config: dict[str, Any]) -> dict[str, Any] | None:
     """Called for each new item after normalization, before identity and scoring.
 
-    Return a dict of fields to set on the item (e.g. ``{"language": "nl"}``)
-    or None.  Results are applied in call order; later plugins win on a key
-    that an earlier one already set only when the field is still empty.
+    Not called for duplicates.  Return a dict of :class:`~hub.sdk.schema.FeedbackIn`
+    fields to fill (e.g. ``{"language": "nl"}``) or None.  Every implementation
+    gets the item as the source normalized it (none sees another's answer).
+    They are called in pluggy's order - the plugin registered last first, so
+    test and entry-point plugins before the core's ``hub.defaults.enrich``;
+    ``tryfirst``/``trylast`` move one to the front or back - and for each field
+    the first non-None value in that order wins.  A field the source already
+    set is never overwritten; ``extra`` is merged key by key by the same rule.
     """
 
 
