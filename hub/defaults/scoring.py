@@ -22,9 +22,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hub.defaults.text.phrases import emoji_in, find_words, shouting, strip_words
+from hub.defaults.text.phrases import emoji_in, index_of, shouting
 from hub.sdk.hookspecs import hookimpl
 from hub.sdk.schema import FeedbackIn, ScoringContext, Signal
+
+#: The word lists of ``[scoring]`` matched against the text, in one pass.
+PHRASE_LISTS = ("complaint_cues", "cue_exceptions", "help_requests", "profanity", "churn_words", "legal_words")
 
 
 @dataclass(frozen=True)
@@ -67,21 +70,24 @@ def text_evidence(item: FeedbackIn, cfg: dict[str, Any]) -> list[Evidence]:
         out.append(Evidence("positive_sentiment", float(w.get("positive_sentiment", 0)), item.sentiment,
                             f"sentiment {item.sentiment:+.2f}" + (f": {words}" if words else "")))
     # "werkt weer prima" is no complaint: known harmless uses of a cue are cut out first
-    cues = find_words(strip_words(text, cfg.get("cue_exceptions", [])), cfg.get("complaint_cues", []))
+    found = index_of(cfg, PHRASE_LISTS).find(text)
+    # "werkt weer prima" is no complaint: a cue inside a known harmless phrase does not count
+    harmless = found.get("cue_exceptions", [])
+    cues = [c for c in found.get("complaint_cues", []) if not any(c in h for h in harmless)]
     if cues:  # a second and third cue add less: one frustrated customer, not three
         out.append(Evidence("complaint_cue", float(w.get("complaint_cue", 0)), min(2.0, 1 + 0.5 * (len(cues) - 1)),
                             "complaint cues: " + ", ".join(cues)))
-    for name, found, label in (
-        ("help_request", find_words(text, cfg.get("help_requests", [])), "asks for help"),
+    for name, hits, label in (
+        ("help_request", found.get("help_requests"), "asks for help"),
         ("shouting", shouting(text), "capitals"),
-        ("profanity", find_words(text, cfg.get("profanity", [])), "profanity"),
+        ("profanity", found.get("profanity"), "profanity"),
         ("angry_emoji", emoji_in(text, cfg.get("angry_emoji", [])), "emoji"),
-        ("churn_language", find_words(text, cfg.get("churn_words", [])), "churn words"),
-        ("legal_threat", find_words(text, cfg.get("legal_words", [])), "legal words"),
+        ("churn_language", found.get("churn_words"), "churn words"),
+        ("legal_threat", found.get("legal_words"), "legal words"),
     ):
-        if found:
-            out.append(Evidence(name, float(w.get(name, 0)), 1.0, f"{label}: " + " ".join(found[:6])
-                                if name in ("shouting", "angry_emoji") else f"{label}: " + ", ".join(found)))
+        if hits:
+            out.append(Evidence(name, float(w.get(name, 0)), 1.0, f"{label}: " + " ".join(hits[:6])
+                                if name in ("shouting", "angry_emoji") else f"{label}: " + ", ".join(hits)))
     themes = list(item.extra.get("themes", [])) if item.extra else []
     if themes:
         tw = cfg.get("theme_weights", {})

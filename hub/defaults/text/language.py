@@ -60,7 +60,8 @@ def detect_language(text: str, languages: tuple[str, ...] = ("nl", "en", "de", "
     det = detector(languages)
     if det is None:
         return None
-    values = det.compute_language_confidence_values(text)
+    # The first 200 characters decide: lingua's cost grows with the text, its certainty hardly.
+    values = det.compute_language_confidence_values(text[:200])
     if not values or values[0].value < min_confidence:
         return None
     return values[0].language.iso_code_639_1.name.lower()

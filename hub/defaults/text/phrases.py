@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any
 
 
 def _pattern(entry: str) -> str:
@@ -31,14 +32,104 @@ def matcher(entries: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+
+
+class PhraseIndex:
+    """Several named lists matched in one pass over the words of a text.
+
+    Plain words and phrases are set look-ups of the text's word n-grams (fast:
+    no regular expression tries every position); entries with ``*`` are
+    prefix/suffix tests on single words, or a regular expression when they
+    span words ("al * keer").
+    """
+
+    def __init__(self, groups: tuple[tuple[str, tuple[str, ...]], ...]):
+        self.plain: dict[str, list[str]] = {}
+        self.prefix: list[tuple[str, str]] = []
+        self.suffix: list[tuple[str, str]] = []
+        self.infix: list[tuple[str, str]] = []
+        self.spans: list[tuple[re.Pattern[str], str]] = []
+        self.longest = 1
+        for group, entries in groups:
+            for entry in entries:
+                core = " ".join(entry.strip("*").lower().split())
+                if not core:
+                    continue
+                head, tail = entry.startswith("*"), entry.endswith("*")
+                if " " in core and ("*" in entry):
+                    self.spans.append((re.compile(rf"(?<!\w){_pattern(entry)}(?!\w)", re.IGNORECASE), group))
+                elif head and tail:
+                    self.infix.append((core, group))
+                elif tail:
+                    self.prefix.append((core, group))
+                elif head:
+                    self.suffix.append((core, group))
+                else:
+                    self.plain.setdefault(core, []).append(group)
+                    self.longest = max(self.longest, core.count(" ") + 1)
+        self.prefixes = tuple(p for p, _ in self.prefix)
+        self.suffixes = tuple(p for p, _ in self.suffix)
+
+    def find(self, text: str | None) -> dict[str, list[str]]:
+        """group -> distinct matches (lowercased, in order of appearance)."""
+        found: dict[str, dict[str, None]] = {}
+        if not text:
+            return {}
+        words = _WORD.findall(text.lower())
+        plain, longest = self.plain, self.longest
+        for i, word in enumerate(words):
+            for n in range(1, min(longest, len(words) - i) + 1):
+                gram = word if n == 1 else " ".join(words[i:i + n])
+                for group in plain.get(gram, ()):
+                    found.setdefault(group, {})[gram] = None
+            if self.prefixes and word.startswith(self.prefixes):
+                for p, group in self.prefix:
+                    if word.startswith(p):
+                        found.setdefault(group, {})[word] = None
+            if self.suffixes and word.endswith(self.suffixes):
+                for p, group in self.suffix:
+                    if word.endswith(p):
+                        found.setdefault(group, {})[word] = None
+            for p, group in self.infix:
+                if p in word:
+                    found.setdefault(group, {})[word] = None
+        for rx, group in self.spans:
+            for m in rx.finditer(text):
+                found.setdefault(group, {})[" ".join(m.group(0).lower().split())] = None
+        return {group: list(hits) for group, hits in found.items()}
+
+
+@lru_cache(maxsize=64)
+def phrase_index(groups: tuple[tuple[str, tuple[str, ...]], ...]) -> PhraseIndex:
+    return PhraseIndex(groups)
+
+
+_by_owner: dict[tuple[int, tuple[str, ...] | None], tuple[Mapping[str, Any], PhraseIndex]] = {}
+
+
+def index_of(owner: Mapping[str, Any], names: tuple[str, ...] | None = None) -> PhraseIndex:
+    """The index of ``owner``'s lists ``names`` (all of them when None), built once per
+    configuration dict (a hub's configuration is one dict for its lifetime)."""
+    key = (id(owner), names)
+    entry = _by_owner.get(key)
+    if entry is None or entry[0] is not owner:
+        if len(_by_owner) > 64:  # test suites build many apps; keep the newest
+            _by_owner.pop(next(iter(_by_owner)))
+        groups = {n: owner.get(n, []) for n in names} if names is not None else owner
+        entry = (owner, phrase_index(tuple((n, tuple(v)) for n, v in groups.items())))
+        _by_owner[key] = entry
+    return entry[1]
+
+
+def find_groups(text: str | None, groups: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+    """Matches of each named list in ``text`` (one pass for all lists)."""
+    return phrase_index(tuple((name, tuple(entries)) for name, entries in groups.items())).find(text)
+
+
 def find_words(text: str | None, entries: Iterable[str]) -> list[str]:
     """The distinct matches of ``entries`` in ``text``, lowercased, in order of appearance."""
-    if not text:
-        return []
-    rx = matcher(tuple(entries))
-    if rx is None:
-        return []
-    return list(dict.fromkeys(" ".join(m.group(0).lower().split()) for m in rx.finditer(text)))
+    return find_groups(text, {"_": entries}).get("_", [])
 
 
 def strip_words(text: str, entries: Iterable[str]) -> str:
@@ -47,29 +138,11 @@ def strip_words(text: str, entries: Iterable[str]) -> str:
     return rx.sub(" ", text) if rx else text
 
 
-@lru_cache(maxsize=16)
-def _theme_index(taxonomy: tuple[tuple[str, tuple[str, ...]], ...]):
-    entries = tuple(e for _, words in taxonomy for e in words)
-    plain = {e.lower(): theme for theme, words in taxonomy for e in words if "*" not in e}
-    wild = [(re.compile(_pattern(e) + "$", re.IGNORECASE), theme) for theme, words in taxonomy
-            for e in words if "*" in e]
-    return matcher(entries), plain, wild
-
-
 def themes_of(text: str | None, taxonomy: Mapping[str, Iterable[str]]) -> list[str]:
     """Themes of ``taxonomy`` (theme -> words) whose words occur in ``text``, in taxonomy order."""
     if not text or not taxonomy:
         return []
-    key = tuple((theme, tuple(words)) for theme, words in taxonomy.items())
-    rx, plain, wild = _theme_index(key)
-    if rx is None:
-        return []
-    found = set()
-    for m in rx.finditer(text):
-        hit = " ".join(m.group(0).lower().split())
-        theme = plain.get(hit) or next((t for w, t in wild if w.match(hit)), None)
-        if theme:
-            found.add(theme)
+    found = index_of(taxonomy).find(text)
     return [theme for theme in taxonomy if theme in found]
 
 
