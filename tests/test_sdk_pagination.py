@@ -425,6 +425,9 @@ def test_the_core_pages_and_counts_child_streams(hub, graph):
     assert (report.pages, report.records, report.new_items) == (10, 16, 12)
     assert count(hub, m.FeedbackItem) == 12
     assert count(hub, m.RawEvent, m.RawEvent.status == "skipped") == 4  # the posts, marked
+    feed_calls = [args for path, args in graph.log if path.endswith("/feed")]
+    assert [a["X-Page"] for a in feed_calls] == ["first", _cursor(1)]  # the stream's request_options
+    assert all(args["X-Page"] is None for path, args in graph.log if path.endswith("/comments"))
     assert [e[0] for e in graph.log[:4]] == [f"{PAGE_ID}/feed", f"{graph.posts[0]['id']}/comments",
                                              f"{graph.posts[0]['id']}/comments", f"{graph.posts[1]['id']}/comments"]
     with hub.db.Session() as s:

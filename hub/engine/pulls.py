@@ -9,6 +9,18 @@ Streams sorted oldest-first move their cursor page by page.  Streams that come
 newest-first (X's timelines) keep the highest value seen as a *signpost* and
 make it the cursor only when the run reached the end, so a run that dies half
 way starts again from the old cursor instead of skipping the unread pages.
+
+Child streams (the comments of each post, :class:`hub.sdk.connectors.Stream`
+``children``) are paged here too, never by the plugin: after a parent page is
+committed, each of its records' children are read page by page, each page
+committed with the resume point in the parent's state row (``state.children``:
+the parents finished, and the child cut short with its next token).  The
+parent's cursor/signpost moves only when all children of its page are in;
+a run that dies re-reads that parent page (duplicates are skipped), skips the
+finished parents and continues the cut-short child from its token.
+
+Normalizing and marking the raw events is :func:`hub.engine.raw_events.normalize_and_mark`,
+the same function webhook deliveries and replays go through.
 """
 
 from __future__ import annotations

@@ -267,6 +267,13 @@ class HttpClient:
             if exc.status in RETRY_STATUSES and exc.status not in retry_statuses:
                 exc.retry_here = False  # retriable in kind, not retried here (the caller's choice)
             raise
+        except FatalError as exc:
+            if exc.status not in retry_statuses:
+                raise
+            # The caller asked to retry this status (e.g. a 409 while the vendor settles).
+            raise RetriableError(str(exc), exc.status, exc.body, exc.response,
+                                 retry_after=parse_retry_after(resp.headers.get("Retry-After"), self.clock.time())
+                                 ) from exc
         return resp
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
