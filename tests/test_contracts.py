@@ -98,9 +98,19 @@ def test_bad_input_names_the_field_with_a_readable_message(obj, field, message):
 
 def test_x_handle_is_accepted_as_an_identity_of_its_kind_through_the_compat_mapping():
     assert COMPAT_CUSTOMER_KINDS == {"x_handle": "x_handle"}
-    customer = parse(customer={"email": " Jan@Example.nl ", "x_handle": "@JanB"})[1].customer
-    assert customer.email == "Jan@Example.nl"  # stripped; the identity step normalises case
-    assert customer.handles == (("x_handle", "janb"),)
+    customer = parse(customer={"email": " Jan@Example.nl ", "x_handle": " @JanB "})[1].customer
+    # stripped only: the identity step normalises each kind as its plugin declares
+    assert customer.email == "Jan@Example.nl" and customer.handles == (("x_handle", "@JanB"),)
+
+
+def test_compat_x_handle_resolves_like_before_through_the_declared_kind(client, auth):
+    a = client.post("/api/v1/feedback", headers=auth, json={**BASE, "customer": {"x_handle": "@JanB"}}).get_json()
+    b = client.post("/api/v1/feedback", headers=auth, json={
+        **BASE, "external_id": "x-2", "channel": "social", "text": "nog steeds niks",
+        "customer": {"identities": [{"kind": "x_handle", "value": "janb"}]}}).get_json()
+    assert a["customer_id"] == b["customer_id"]
+    customer = client.get(f"/api/v1/customers/{a['customer_id']}", headers=auth).get_json()
+    assert [(i["kind"], i["value"]) for i in customer["identities"]] == [("x_handle", "janb")]
 
 
 def test_generic_identities_and_dedupe_with_the_compat_field():

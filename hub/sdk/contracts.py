@@ -145,14 +145,9 @@ class _CustomerFields(BaseModel):
 # ``customer.x_handle`` was part of the API before identity kinds were open.
 # It stays accepted exactly as before, but only here: each key is an input
 # field that becomes an identity of the named kind (``CustomerRef.handles``);
-# nothing else in the core knows the name.  Handles of these kinds were
-# always matched without a leading '@' and case-insensitively.
+# nothing else in the core knows the name.  The plugin that declares the kind
+# normalises its values (``IdentityKind.normalize``), as for any identity.
 COMPAT_CUSTOMER_KINDS: dict[str, str] = {"x_handle": "x_handle"}
-
-
-def _compat_handle(value: str) -> str:
-    return value.lstrip("@").lower()
-
 
 CustomerInput = create_model(
     "CustomerInput",
@@ -172,9 +167,8 @@ def customer_ref(customer: BaseModel | None) -> CustomerRef:
         return CustomerRef()
     handles: list[tuple[str, str]] = []
     for name, kind in COMPAT_CUSTOMER_KINDS.items():
-        value = getattr(customer, name)
-        if value and _compat_handle(value):
-            handles.append((kind, _compat_handle(value)))
+        if getattr(customer, name):
+            handles.append((kind, getattr(customer, name)))
     handles += [(i.kind, i.value) for i in customer.identities]
     return CustomerRef(email=customer.email, name=customer.name, crm_id=customer.crm_id, phone=customer.phone,
                        handles=tuple(dict.fromkeys(handles)))
