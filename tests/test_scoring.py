@@ -109,6 +109,8 @@ def test_negation_flips_sentiment():
     assert run("Het werkt niet")[0].sentiment < 0
     assert run("Allesbehalve vriendelijk")[0].sentiment < 0
     assert run("This is not good")[0].sentiment < 0
+    assert run("Alles ging zonder problemen")[0].sentiment > 0
+    assert run("Niet aan te raden")[0].sentiment < 0 < run("Echt een aanrader")[0].sentiment
 
 
 def test_word_forms_and_diminutives_find_the_lexicon_entry():
