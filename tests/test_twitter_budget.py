@@ -12,6 +12,7 @@ from hub.engine.state_store import DatabaseStateBackend
 from hub.sdk import FakeClock, StateStore
 from hub.storage.database import Database
 from plugins.twitter_webcare.budget import (
+    USAGE_CAP_PROBE_SECONDS,
     ReadBudget,
     ReadBudgetExhausted,
     StateLedger,
@@ -101,6 +102,27 @@ def test_usage_cap_blocks_until_the_reset_day(store):
         b.gate()
     clock.now = utc(2027, 1, 25, 0, 1).timestamp()
     assert b.gate() is None
+
+
+def test_a_raised_plan_lifts_the_usage_cap_through_one_probe_per_interval(store):
+    clock = FakeClock(utc(2027, 1, 10).timestamp())
+    b = budget(store, clock, amount=0)
+    b.mark_usage_capped("UsageCapExceeded")
+    clock.sleep(USAGE_CAP_PROBE_SECONDS - 60)
+    with pytest.raises(UsageCapExceeded, match="probe every 6 hours"):
+        b.gate()
+    clock.sleep(60)
+    other_process = budget(store, clock, amount=0)
+    assert b.gate() is None  # this run probes...
+    with pytest.raises(UsageCapExceeded):
+        other_process.gate()  # ...and only this one
+    b.mark_usage_capped("UsageCapExceeded")  # the probe met the cap again: wait another interval
+    with pytest.raises(UsageCapExceeded):
+        b.gate()
+    clock.sleep(USAGE_CAP_PROBE_SECONDS)
+    assert b.gate() is None
+    b.record(12)  # the probe read a page: the plan was raised
+    assert b.status().state == "unlimited" and other_process.gate() is None
 
 
 def test_ledger_survives_restarts_and_concurrent_writers(db):

@@ -12,7 +12,9 @@ our own replies included).  The budget does three things:
   cursor so nothing is skipped: next period re-reads from there);
 * **usage cap**: when X itself answers ``429 UsageCapExceeded`` the instance
   stops polling until the period resets; waiting for the rate-limit window
-  would not help, and every further call would fail too.
+  would not help, and every further call would fail too.  One probe run every
+  :data:`USAGE_CAP_PROBE_SECONDS` checks whether the cap was lifted (the plan
+  raised): its first page read successfully clears the cap.
 
 The count must survive restarts and be shared by every process that polls
 (the scheduler, a manual ``feedback-hub pull``, ``feedback-hub sources``
@@ -37,6 +39,10 @@ from typing import Any
 from hub.sdk import Clock, FatalError, StateStore
 
 log = logging.getLogger(__name__)
+
+
+#: While X's usage cap holds, one run this often may try (a raised plan lifts the cap mid-period).
+USAGE_CAP_PROBE_SECONDS = 6 * 3600
 
 
 class ReadBudgetExhausted(FatalError):
@@ -212,9 +218,13 @@ class ReadBudget:
         """
         st = self.status()
         if st.state == "usage-capped":
+            if self._claim_cap_probe():
+                log.info("%s: X usage cap in force; probing once whether it was lifted", self.name)
+                return None
             raise UsageCapExceeded(
                 f"{self.name}: X monthly usage cap reached ({st.detail or 'UsageCapExceeded'}); "
-                f"not polling until {st.resumes_at:%Y-%m-%d %H:%M} UTC (budget_reset_day)")
+                f"not polling until {st.resumes_at:%Y-%m-%d %H:%M} UTC (budget_reset_day), apart from one "
+                f"probe every {USAGE_CAP_PROBE_SECONDS // 3600} hours that resumes polling once the plan is raised")
         if st.state in ("spent", "pacing"):
             return (f"monthly read budget {st.state}: {st.used} of {st.budget} posts read; "
                     f"next poll at {st.resumes_at:%Y-%m-%d %H:%M} UTC")
@@ -228,11 +238,28 @@ class ReadBudget:
                 f"{self.name}: monthly read budget of {self.budget} posts spent mid-run; stopped before the "
                 f"next page (cursor kept, resumes {end:%Y-%m-%d})")
 
+    def _claim_cap_probe(self) -> bool:
+        """True for the one caller (of any process) whose run may probe the cap now."""
+        now = self.clock.time()
+        claimed: list[bool] = []
+
+        def change(data: dict[str, Any]) -> None:
+            last = data.get("usage_cap_probe_at") or 0
+            if now - last >= USAGE_CAP_PROBE_SECONDS:
+                data["usage_cap_probe_at"] = now
+                claimed.append(True)
+
+        self.ledger.update(change)
+        return bool(claimed)
+
     def record(self, posts: int, rate_limits: dict[str, Any] | None = None) -> None:
+        """Count a page's posts; a page read at all means X's usage cap no longer holds."""
         start, _ = self.period()
         key = start.date().isoformat()
 
         def change(data: dict[str, Any]) -> None:
+            for lifted in ("usage_capped_until", "usage_cap_detail", "usage_cap_probe_at"):
+                data.pop(lifted, None)
             periods = data.setdefault("periods", {})
             periods[key] = int(periods.get(key, 0)) + posts
             for old in sorted(periods)[:-self.KEEP_PERIODS]:
@@ -245,9 +272,12 @@ class ReadBudget:
     def mark_usage_capped(self, detail: str) -> dt.datetime:
         _, end = self.period()
 
+        now = self.clock.time()
+
         def change(data: dict[str, Any]) -> None:
             data["usage_capped_until"] = end.timestamp()
             data["usage_cap_detail"] = detail
+            data["usage_cap_probe_at"] = now  # the next probe is one interval from now
 
         self.ledger.update(change)
         return end
