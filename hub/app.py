@@ -103,8 +103,10 @@ def create_app(
     def _json_errors(exc: HTTPException):
         # JSON for API/webhook callers; pages keep Flask's HTML.
         if flask.request.path.startswith(("/api/", "/webhooks/")):
+            from hub.api.contracts import Error, ErrorDetail, body
+
             code = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code or 500, "error")
-            return flask.jsonify(error={"code": code, "message": exc.description}), exc.code
+            return flask.jsonify(body(Error(error=ErrorDetail(code=code, message=exc.description or "")))), exc.code
         return exc
 
     @app.after_request

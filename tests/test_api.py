@@ -130,6 +130,8 @@ def test_oversized_body_is_413_and_writes_nothing(make_app, auth_for):
     r = client.post("/api/v1/feedback", json=big, headers=auth_for(hub))
     assert r.status_code == 413
     assert r.get_json()["error"]["code"] == "too_large"
+    doc = openapi_document()
+    _validator(doc, _response_schema(doc, "/feedback", "post", 413)).validate(r.get_json())
     assert counts(hub) == before
 
 
