@@ -163,7 +163,7 @@ def load_config(
 # declares types, ranges and choices only; a key the defaults file lacks is
 # optional here.  Values are strict: TOML and JSON (HUB_* variables) are typed,
 # so "5" is not 5 and true is not 1.
-Seconds = Annotated[float, Field(strict=True, gt=0)]
+Positive = Annotated[float, Field(strict=True, gt=0)]  # seconds, hours, days: more than 0
 Count = Annotated[int, Field(strict=True, ge=1)]
 Hour = Annotated[int, Field(strict=True, ge=0, le=24)]
 Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
@@ -180,18 +180,18 @@ class RoutingConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    pull_interval_seconds: Seconds
-    dispatch_interval_seconds: Seconds
-    sync_interval_seconds: Seconds
-    lease_seconds: Seconds
+    pull_interval_seconds: Positive
+    dispatch_interval_seconds: Positive
+    sync_interval_seconds: Positive
+    lease_seconds: Positive
 
 
 class DispatchConfig(_Section):
     batch_size: Annotated[int, Field(strict=True, ge=1, le=10_000)]
     max_attempts: Count
-    backoff_base_seconds: Seconds
-    backoff_max_seconds: Seconds
-    claim_timeout_seconds: Seconds
+    backoff_base_seconds: Positive
+    backoff_max_seconds: Positive
+    claim_timeout_seconds: Positive
 
 
 class PlannerConfig(_Section):
@@ -199,8 +199,9 @@ class PlannerConfig(_Section):
     business_hours: Annotated[list[Hour], Field(min_length=2, max_length=2)]
     peak_hours: list[Annotated[int, Field(strict=True, ge=0, le=23)]]
     slot_capacity: Count
-    sla_hours: dict[Literal["urgent", "high", "normal", "low"], Seconds]
-    max_callback_age_days: Seconds
+    # The priorities of hub.sdk.schema.Escalation.
+    sla_hours: dict[Literal["urgent", "high", "normal", "low"], Positive]
+    max_callback_age_days: Positive
 
     @field_validator("timezone")
     @classmethod
@@ -222,7 +223,7 @@ class PlannerConfig(_Section):
 
 
 class WebConfig(_Section):
-    poll_seconds: Seconds
+    poll_seconds: Positive
 
 
 class InstanceTable(BaseModel):
