@@ -26,6 +26,7 @@ the same function webhook deliveries and replays go through.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from sqlalchemy import select
 
 from hub.engine.pipeline import Pipeline
 from hub.engine.raw_events import normalize_and_mark, store_raw
-from hub.engine.state_store import INSTANCE_STREAM
+from hub.engine.state_store import INSTANCE_STREAM, joined
 from hub.sdk.connectors import Stream
 from hub.sdk.pagination import Page
 from hub.storage import models as m
@@ -118,8 +119,12 @@ def pull(hub: Hub, name: str, *, since: dt.datetime | None = None,
 
 
 def _context_key(context: dict[str, Any]) -> str:
-    """The identity of a child context (the same context means the same child requests)."""
-    return json.dumps(context, sort_keys=True, default=str)
+    """The identity of a child context (the same context means the same child requests).
+
+    Hashed: a long backfill keeps one per parent in the state row until the run ends.
+    """
+    text = json.dumps(context, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def _with_children_progress(state: dict[str, Any] | None, progress: dict[str, Any] | None) -> dict[str, Any]:
@@ -151,15 +156,16 @@ class _StreamRun:
     report: PullReport
     progress: Callable[[int, int], None] | None
     signpost: str | None = None
+    #: Children progress of a run that died half way: {"done": [context keys],
+    #: "partial": {"key", "stream", "token", "finished"}}.
+    children_progress: dict[str, Any] = field(default_factory=dict)
 
     def run(self) -> None:
         with self.hub.db.Session() as s:
             st = _state(s, self.name, self.stream.name)
             s.commit()
             cursor = st.cursor
-            #: Children progress of a run that died half way: {"done": [context keys],
-            #: "partial": {"key", "stream", "token", "finished"}}.
-            self.children_progress: dict[str, Any] = dict((st.state or {}).get("children") or {})
+            self.children_progress = dict((st.state or {}).get("children") or {})
         children = self.stream.child_streams()
         for page in self._pages(self.stream, cursor=None if self.since else cursor):
             page_max: str | None = None
@@ -194,6 +200,10 @@ class _StreamRun:
 
     def _commit(self, s, key: str, stream: Stream, page: Page) -> None:
         """Store, normalize and ingest one page's records, in the caller's transaction."""
+        with joined(s):  # plugin state written by hooks during ingest joins the page too
+            self._commit_joined(s, key, stream, page)
+
+    def _commit_joined(self, s, key: str, stream: Stream, page: Page) -> None:
         now = self.hub.clock.utcnow()
         raws = [stream.to_raw(rec, page.response) for rec in page.records]
         raw_ids = store_raw(s, self.name, raws, now)

@@ -141,7 +141,7 @@ def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int]) -> dict[st
     store, e.g. a retweet) or ``failed`` with the reason, never silently lost.
     """
     connector = hub.registry.connector(source)
-    with hub.db.session() as session:
+    with hub.db.session() as session, joined(session):
         rows = session.scalars(select(m.RawEvent).where(m.RawEvent.id.in_(list(raw_ids)),
                                                         m.RawEvent.status == "pending")).all()
         done = normalize_and_mark(session, connector, source, rows)

@@ -367,10 +367,11 @@ class HttpClient:
         token = start_token
         for number in range(1, self.max_pages + 1):
             options = {**kwargs, **(options_for(token) if options_for else {})}
+            extra_params = options.pop("params", None) or {}
             if token is not None and paginator.token_is_url:
-                target, params = self._same_origin(token), None
+                target, params = self._same_origin(token), extra_params or None
             else:
-                target, params = path, params_for(token)
+                target, params = path, {**params_for(token), **extra_params}
             resp = self.request(method, target, params=params, **options)
             page = Page(resp, parse(resp), token, number)
             yield page
