@@ -14,9 +14,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, FOLLOWUP_STATUSES
+from hub.sdk.schema import CASE_STATUSES, CATEGORIES, FOLLOWUP_STATUSES, Channel
 
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 CaseStatus = Literal[CASE_STATUSES]  # type: ignore[valid-type]
 FollowupStatus = Literal[FOLLOWUP_STATUSES]  # type: ignore[valid-type]

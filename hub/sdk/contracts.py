@@ -11,7 +11,7 @@ dotted form (``customer.email``) with a message written for the sender.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -29,13 +29,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hub.sdk.schema import CustomerRef, FeedbackIn
+from hub.sdk.schema import Channel, CustomerRef, FeedbackIn
 
 MAX_TEXT = 20_000
 MAX_CUSTOMER_FIELD = 320
 MAX_IDENTITIES = 20
-
-Channel = Literal["survey", "social", "email", "phone", "chat", "other"]
 
 
 class InputError(ValueError):
