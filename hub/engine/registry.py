@@ -40,6 +40,11 @@ def _collect_identity_kinds(results: list[list[IdentityKind] | None]) -> dict[st
     return kinds
 
 
+def plugin_kinds(pm: pluggy.PluginManager) -> tuple[dict[str, type[_Plugin]], dict[str, type[_Plugin]]]:
+    """(source kinds, sink kinds) that the installed plugins register, by plugin name."""
+    return _collect(pm.hook.hub_register_connectors()), _collect(pm.hook.hub_register_crm_sinks())
+
+
 def declared_settings(cls: type[_Plugin]) -> list[Setting]:
     """The plugin's own settings, then the keys every instance takes."""
     own = cls.all_settings()
@@ -166,4 +171,4 @@ class Registry:
         return self.sources.get(name) or self.sinks.get(name)
 
 
-__all__ = ["Registry", "ConfigError", "declared_settings", "validate_settings"]
+__all__ = ["Registry", "ConfigError", "declared_settings", "plugin_kinds", "validate_settings"]
