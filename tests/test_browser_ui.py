@@ -76,7 +76,7 @@ class Site:
         return name
 
     def post(self, **body) -> dict:
-        body.setdefault("occurred_at", dt.datetime.now(dt.UTC).isoformat())
+        body.setdefault("occurred_at", self.hub.clock.utcnow().isoformat())  # the hub's clock, not the wall's
         resp = requests.post(f"{self.url}/api/v1/feedback", json=body, timeout=10,
                              headers={"Authorization": f"Bearer {self.token}"})
         assert resp.status_code == 201, resp.text
@@ -222,7 +222,7 @@ def test_script_in_a_post_is_shown_as_text_and_runs_nothing(browser, site):
 def simulate_team_work(hub, rng: random.Random) -> None:
     """Give the demo cases a history (opened when the feedback came, some
     contacted, resolved and re-surveyed) so the dashboard has a story."""
-    now = dt.datetime.now(dt.UTC)
+    now = hub.clock.utcnow()
     with hub.db.session() as s:
         firsts = dict(s.execute(select(m.FeedbackItem.case_id, func.min(m.FeedbackItem.occurred_at))
                                 .where(m.FeedbackItem.case_id.is_not(None)).group_by(m.FeedbackItem.case_id)).all())
