@@ -138,6 +138,9 @@ class Fresh:
 
 @dataclass
 class Batch:
+    """One ingest, handed from step to step: what came in, then what each step
+    found or made (grouped below by the step that fills it in)."""
+
     hub: Hub
     session: Session
     source: str
@@ -151,7 +154,7 @@ class Batch:
     stored: dict[str, tuple[int, int | None, int | None]] = field(default_factory=dict)  # -> item, customer, case
     fresh: list[Fresh] = field(default_factory=list)
     # resolve_identity
-    customers: dict[int, Customer] = field(default_factory=dict)  # known customers by id
+    customers: dict[int, Customer] = field(default_factory=dict)  # stored customers met, by id
     identities: dict[tuple[str, str], Customer] = field(default_factory=dict)  # every identity met, and whose
     # open_cases
     cases: dict[Customer, OpenCase] = field(default_factory=dict)  # each customer's open case
