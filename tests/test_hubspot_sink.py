@@ -243,7 +243,7 @@ def test_a_customer_without_email_or_crm_id_ends_dead_with_the_reason(make_env):
 # -- batches ------------------------------------------------------------------------
 def test_250_followups_arrive_in_3_batch_calls_on_the_right_contacts_due_priority_owner(make_env):
     env = make_env()
-    texts = [ANGRY, "Traag.", "Ik stap over naar de concurrent, en mijn advocaat hoort ervan.", "Matig."]
+    texts = [ANGRY, "Traag.", "Ik stap over naar de concurrent, en mijn advocaat hoort ervan.", "Geen opmerkingen."]
     seeded: dict[str, dict] = {}
     for i in range(250):
         email = f"klant{i}@example.nl"
