@@ -268,9 +268,13 @@ class _StreamRun:
             paginator = child.paginator
             # Stateless paginators give the same answer the loop will: the resume point.
             token = paginator.next_token(page) if paginator.has_more(page) else None
+            # A next-page URL is not kept: its query may hold credentials (Graph's
+            # access_token), and the database is no place for them.  Such a child
+            # restarts from its first page instead (duplicates are skipped).
+            saved = None if paginator.token_is_url else token
             with self.hub.db.session() as s:
                 self._commit(s, label, child, page)
-                self.children_progress["partial"] = {"key": key, "stream": child.name, "token": token,
+                self.children_progress["partial"] = {"key": key, "stream": child.name, "token": saved,
                                                      "finished": token is None}
                 self._save_children_progress(s)
 

@@ -211,7 +211,9 @@ class Stream:
     moves only after every child of its page is committed; a run that dies
     half way resumes where it stopped: parents whose children were finished
     are not read again, and the child that was cut short continues from its
-    last committed page's token.  A child's ``request_params`` gets
+    last committed page's token (from its first page when its paginator's
+    tokens are URLs, which may carry credentials and are not stored).  A
+    child's ``request_params`` gets
     ``cursor=None`` (the parent's cursor already bounds the run) and the
     backfill ``since``.
     """

@@ -379,7 +379,9 @@ class HttpClient:
             if not token:
                 return
             if token in seen:
-                raise PaginationLoopError(f"{self.name}: {path} returned page token {_short(token)[:80]!r} twice")
+                # A next-page URL may carry credentials in its query (Graph's access_token): path only.
+                shown = _path_only(token) if paginator.token_is_url else token[:80]
+                raise PaginationLoopError(f"{self.name}: {path} returned page token {shown!r} twice")
             seen.add(token)
         raise PaginationLoopError(f"{self.name}: {path} exceeded {self.max_pages} pages")
 
