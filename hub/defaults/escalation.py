@@ -44,12 +44,13 @@ def public_floor(item: FeedbackIn, signals: list[Signal], cfg: dict[str, Any]) -
         return None, ""
     floor, why = None, ""
     for threshold, priority in cfg.get("public_reach_priority", []):
-        if (item.reach or 0) >= threshold:
+        if priority in PRIORITIES and (item.reach or 0) >= threshold:
             floor, why = priority, f"public, {item.reach:,} followers"
             break
     if any(s.signal == "legal_threat" for s in signals):
         legal = cfg.get("public_legal_priority", "urgent")
-        if floor is None or PRIORITIES.index(_at_least(floor, legal)) > PRIORITIES.index(floor):
+        legal = legal if legal in PRIORITIES else "urgent"
+        if floor is None or PRIORITIES.index(legal) > PRIORITIES.index(floor):
             floor, why = legal, "public legal threat"
     return floor, why
 
