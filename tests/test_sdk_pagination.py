@@ -492,3 +492,16 @@ def test_a_rate_limited_answer_pauses_the_instances_budget(graph):
     graph.errors = [(400, THROTTLED)]
     assert len(data(client.get(f"/{PAGE_ID}/feed"))) == 4
     assert budget.blocked_until == 1030.0 and clock.now >= 1030.0
+
+
+def test_a_looping_next_url_is_reported_without_its_query(live_server):
+    app = flask.Flask(__name__)
+
+    @app.get("/feed")
+    def feed():  # Graph's next links carry the access token
+        return {"data": [1], "paging": {"next": f"{flask.request.host_url}feed?access_token=EAAB-secret&after=QQ"}}
+
+    client = HttpClient(live_server(app), clock=FakeClock())
+    with pytest.raises(PaginationLoopError) as err:
+        walk(client, "/feed", NextUrlPaginator("paging.next"))
+    assert "/feed" in str(err.value) and "EAAB-secret" not in str(err.value)
