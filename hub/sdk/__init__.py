@@ -13,6 +13,11 @@ engine, storage, API, web UI or CLI, so it stays small and stable.
 * webhook helpers (HMAC, headers, timestamps, handshakes): :mod:`hub.sdk.webhooks`;
 * the per-instance state store (``self.state``): :mod:`hub.sdk.state`;
 * generated demo people and opinions for emulators: :mod:`hub.sdk.demo_data`.
+* for a plugin's own tests, a pytest plugin installed with the hub (``make_hub``,
+  ``fake_vendor``, ``fake_clock``, ``live_server``, ``sign_hmac``): :mod:`hub.sdk.testing`.
+
+Two tutorials walk through a complete plugin with its tests:
+``docs/writing_a_source_plugin.md`` and ``docs/writing_a_sink_plugin.md``.
 
 May import: nothing else of the hub (the version in ``hub/__init__.py`` aside).  The
 testing kit (:mod:`hub.sdk.testing`) alone reaches the engine, lazily inside its
