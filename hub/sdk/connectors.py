@@ -131,7 +131,8 @@ class _Plugin:
 
         Raise :class:`~hub.sdk.http.RetriableError` (try again with backoff),
         :class:`~hub.sdk.http.RateLimitedError` with ``retry_after`` seconds
-        (wait that long; the instance's whole budget pauses too) or
+        (wait that long; with a ``rate_limit`` every request of the instance
+        pauses until then) or
         :class:`~hub.sdk.http.FatalError` (stop; the pull records the error).
         Return to accept the response.  The default goes by the HTTP status
         (:meth:`~hub.sdk.http.HttpClient.check_status`); override it for

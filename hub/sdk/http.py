@@ -362,7 +362,20 @@ class HttpClient:
         start_token: str | None = None,
         **kwargs,
     ) -> Iterator[Page]:
-        """Like :meth:`paginate`, yielding :class:`~hub.sdk.pagination.Page` objects (with their token)."""
+        """Like :meth:`paginate`, yielding :class:`~hub.sdk.pagination.Page` objects (with their token).
+
+        This is the loop the core's pulls run (:mod:`hub.engine.pulls`), for
+        streams and child streams alike; a client subclass that wraps whole
+        runs (a read budget checked before the first request and counted per
+        page) overrides this method and calls ``super().pages(...)``.
+
+        .. code-block:: python
+
+            for page in client.pages("GET", "/items", params_for=lambda t: {"cursor": t} if t else {},
+                                     parse=lambda r: r.json()["items"],
+                                     paginator=BodyTokenPaginator("next_cursor", has_more_path="has_more")):
+                print(page.number, page.token, len(page.records))
+        """
         seen: set[str] = set()
         token = start_token
         for number in range(1, self.max_pages + 1):
