@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -104,6 +105,13 @@ def test_routes_may_be_added_while_serving_but_not_twice(fake_vendor):
         fake_vendor.route("GET", "/late", json={})
     with pytest.raises(ValueError, match="one of"):
         fake_vendor.route("GET", "/other", pages=[], replies=[])
+
+
+def test_concurrent_requests_take_scripted_replies_in_turn(fake_vendor):
+    fake_vendor.route("GET", "/n", pages=[{"n": n} for n in range(24)])
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: requests.get(f"{fake_vendor.url}/n").json()["n"], range(24)))
+    assert sorted(got) == list(range(24)) and fake_vendor.unexpected == []
 
 
 def test_a_429_with_retry_after_is_honoured_by_the_sdk_client_on_the_fake_clock(fake_vendor, fake_clock):

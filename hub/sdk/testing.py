@@ -163,9 +163,8 @@ class _Script:
         self.repeat_last = repeat_last
         self.served = 0
 
-    def next(self, request: RecordedRequest) -> Reply | None:
-        if self.handler is not None:
-            return self.handler(request)
+    def next_scripted(self) -> Reply | None:
+        """The next reply of a sequence (the caller holds the vendor's lock)."""
         assert self.replies is not None
         if self.served < len(self.replies):
             reply = self.replies[self.served]
@@ -252,10 +251,13 @@ class FakeVendor:
                 self.unexpected.append(recorded)
                 return Reply(status, {"error": f"fake vendor: no route for {request.method} {request.path}"}).response()
             script = self._scripts[endpoint]
-        reply = script.next(recorded)  # outside the lock: a handler may be slow or call calls()
+            if script.handler is None:  # the live server is threaded: take sequence replies in turn
+                reply = script.next_scripted()
+                if reply is None:
+                    self.unexpected.append(recorded)
+        if script.handler is not None:
+            reply = script.handler(recorded)  # outside the lock: a handler may be slow or call calls()
         if reply is None:
-            with self._lock:
-                self.unexpected.append(recorded)
             return Reply(418, {"error": f"fake vendor: no more replies scripted for {endpoint} "
                                         f"({len(script.replies or [])} given)"}).response()
         return reply.response()
