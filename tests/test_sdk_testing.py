@@ -222,6 +222,7 @@ def test_each_hub_has_its_own_fresh_database_and_only_the_plugins_it_was_given(m
     # no installed entry point leaks in: the bundled plugins are not loaded
     assert "survey_typeform" not in first.hub.registry.source_kinds
     assert set(first.hub.registry.source_kinds) == {"kit_notes"}
+    assert "survey_typeform" in make_hub(load_entry_points=True).hub.registry.source_kinds
 
 
 def test_post_webhook_sends_the_exact_bytes_and_a_bad_signature_stores_nothing(make_hub):

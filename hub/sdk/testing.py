@@ -455,18 +455,19 @@ def make_hub(hub_sqlite_template, tmp_path, fake_clock, monkeypatch) -> Iterator
 
     Each hub gets its own copy of a migrated SQLite database under
     ``tmp_path``, the inline executor and ``fake_clock`` (pass ``clock=`` for
-    another).  No site file or installed entry point leaks in.  Hubs are closed
-    after the test.
+    another).  No site file leaks in, nor installed entry points unless
+    ``load_entry_points=True``.  Hubs are closed after the test.
     """
     monkeypatch.delenv("HUB_CONFIG", raising=False)
     monkeypatch.setenv("HUB_INSTANCE_PATH", str(tmp_path / "instance"))
     hubs: list[RunningHub] = []
 
-    def factory(plugins: Iterable[Any] = (), *, clock: FakeClock | None = None, **config: Any) -> RunningHub:
+    def factory(plugins: Iterable[Any] = (), *, clock: FakeClock | None = None, load_entry_points: bool = False,
+                **config: Any) -> RunningHub:
         path = tmp_path / f"hub-{len(hubs)}.db"
         shutil.copy(hub_sqlite_template, path)
         running = start_hub(database_url=f"sqlite:///{path}", plugins=plugins, clock=clock or fake_clock,
-                            **config)
+                            load_entry_points=load_entry_points, **config)
         hubs.append(running)
         return running
 
