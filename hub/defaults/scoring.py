@@ -19,8 +19,7 @@ exact for one logistic): signal *i* gets ``w_i x_i / sum(w x)`` of the rise
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hub.defaults.text.phrases import emoji_in, index_of, shouting
 from hub.sdk.hookspecs import hookimpl
@@ -30,18 +29,13 @@ from hub.sdk.schema import FeedbackIn, ScoringContext, Signal
 PHRASE_LISTS = ("complaint_cues", "cue_exceptions", "help_requests", "profanity", "churn_words", "legal_words")
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(NamedTuple):
     """One signal before calibration: its log-odds weight, strength x and detail."""
 
     signal: str
     weight: float
     x: float
     detail: str
-
-    @property
-    def logit(self) -> float:
-        return self.weight * self.x
 
 
 def sigmoid(z: float) -> float:
@@ -72,8 +66,8 @@ def text_evidence(item: FeedbackIn, cfg: dict[str, Any]) -> list[Evidence]:
     # "werkt weer prima" is no complaint: known harmless uses of a cue are cut out first
     found = index_of(cfg, PHRASE_LISTS).find(text)
     # "werkt weer prima" is no complaint: a cue inside a known harmless phrase does not count
-    harmless = found.get("cue_exceptions", [])
-    cues = [c for c in found.get("complaint_cues", []) if not any(c in h for h in harmless)]
+    harmless = found.get("cue_exceptions", ())
+    cues = [c for c in found.get("complaint_cues", ()) if not any(c in h for h in harmless)]
     if cues:  # a second and third cue add less: one frustrated customer, not three
         out.append(Evidence("complaint_cue", float(w.get("complaint_cue", 0)), min(2.0, 1 + 0.5 * (len(cues) - 1)),
                             "complaint cues: " + ", ".join(cues)))
@@ -119,21 +113,22 @@ def context_evidence(item: FeedbackIn, context: ScoringContext) -> list[Evidence
 
 
 def callback_chance(evidence: list[Evidence], intercept: float) -> float:
-    return sigmoid(intercept + sum(e.logit for e in evidence))
+    return sigmoid(intercept + sum(e.weight * e.x for e in evidence))
 
 
 def contributions(evidence: list[Evidence], intercept: float) -> list[Signal]:
     """Risk points per signal, plus the base chance; they add up to ``100 * p``."""
-    evidence = [e for e in evidence if e.logit]
-    total = sum(e.logit for e in evidence)
+    logits = [(e, e.weight * e.x) for e in evidence if e.weight * e.x]
+    total = sum(value for _, value in logits)
     base, p = sigmoid(intercept), sigmoid(intercept + total)
     if 100 * p < 0.5:
         return []  # the chance rounds to nothing: no reason to show
     # (p - base) / total is the mean slope of the sigmoid along the path: always in (0, 0.25]
-    slope = (p - base) / total if abs(total) > 1e-9 else base * (1 - base)
-    signals = [Signal(e.signal, round(100 * slope * e.logit, 2), e.detail) for e in evidence]
-    signals.append(Signal("base_rate", round(100 * base, 2), "chance of an item without any signal"))
-    return sorted(signals, key=lambda s: -s.weight)
+    slope = 100 * ((p - base) / total if abs(total) > 1e-9 else base * (1 - base))
+    signals = [Signal(e.signal, round(slope * value, 2), e.detail) for e, value in logits]
+    signals.append(Signal("base_rate", round(100 * base, 2), "chance without any signal"))
+    signals.sort(key=lambda s: -s.weight)
+    return signals
 
 
 def score(item: FeedbackIn, context: ScoringContext) -> tuple[float, list[Signal]]:

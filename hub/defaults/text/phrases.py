@@ -70,19 +70,28 @@ class PhraseIndex:
                     self.longest = max(self.longest, core.count(" ") + 1)
         self.prefixes = tuple(p for p, _ in self.prefix)
         self.suffixes = tuple(p for p, _ in self.suffix)
+        # Only words that start a phrase need n-grams: most words of a text start none.
+        self.starts = {p.split()[0] for p in self.plain if " " in p}
+        self.span_starts = {_first_word(rx.pattern) for rx, _ in self.spans}
+        # Stock answers repeat ("Prima", "Geen opmerkingen"), and the enricher and the
+        # scorer of one batch see the same texts: remember recent results.
+        self.find = lru_cache(maxsize=8192)(self._find)
 
-    def find(self, text: str | None) -> dict[str, list[str]]:
-        """group -> distinct matches (lowercased, in order of appearance)."""
+    def _find(self, text: str | None) -> dict[str, tuple[str, ...]]:
+        """group -> distinct matches (lowercased, in order of appearance); shared, do not change it."""
         found: dict[str, dict[str, None]] = {}
         if not text:
             return {}
         words = _WORD.findall(text.lower())
-        plain, longest = self.plain, self.longest
+        plain, longest, starts = self.plain, self.longest, self.starts
         for i, word in enumerate(words):
-            for n in range(1, min(longest, len(words) - i) + 1):
-                gram = word if n == 1 else " ".join(words[i:i + n])
-                for group in plain.get(gram, ()):
-                    found.setdefault(group, {})[gram] = None
+            for group in plain.get(word, ()):
+                found.setdefault(group, {})[word] = None
+            if word in starts:
+                for n in range(2, min(longest, len(words) - i) + 1):
+                    gram = " ".join(words[i:i + n])
+                    for group in plain.get(gram, ()):
+                        found.setdefault(group, {})[gram] = None
             if self.prefixes and word.startswith(self.prefixes):
                 for p, group in self.prefix:
                     if word.startswith(p):
@@ -94,10 +103,17 @@ class PhraseIndex:
             for p, group in self.infix:
                 if p in word:
                     found.setdefault(group, {})[word] = None
-        for rx, group in self.spans:
+        spans = self.spans if self.span_starts.intersection(words) else ()
+        for rx, group in spans:
             for m in rx.finditer(text):
                 found.setdefault(group, {})[" ".join(m.group(0).lower().split())] = None
-        return {group: list(hits) for group, hits in found.items()}
+        return {group: tuple(hits) for group, hits in found.items()}
+
+
+def _first_word(pattern: str) -> str:
+    """The literal first word of a span pattern such as ``(?<!\\w)al\\s+\\w+\\s+keer(?!\\w)``."""
+    body = pattern.removeprefix(r"(?<!\w)")
+    return re.split(r"\\s\+", body)[0].replace("\\", "")
 
 
 @lru_cache(maxsize=64)
@@ -122,14 +138,20 @@ def index_of(owner: Mapping[str, Any], names: tuple[str, ...] | None = None) -> 
     return entry[1]
 
 
-def find_groups(text: str | None, groups: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
+def find_groups(text: str | None, groups: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
     """Matches of each named list in ``text`` (one pass for all lists)."""
     return phrase_index(tuple((name, tuple(entries)) for name, entries in groups.items())).find(text)
 
 
 def find_words(text: str | None, entries: Iterable[str]) -> list[str]:
     """The distinct matches of ``entries`` in ``text``, lowercased, in order of appearance."""
-    return find_groups(text, {"_": entries}).get("_", [])
+    return list(find_groups(text, {"_": entries}).get("_", ()))
+
+
+def clear_caches() -> None:
+    """Forget remembered results (benchmarks measure every text afresh)."""
+    for _, index in _by_owner.values():
+        index.find.cache_clear()
 
 
 def strip_words(text: str, entries: Iterable[str]) -> str:
@@ -143,7 +165,7 @@ def themes_of(text: str | None, taxonomy: Mapping[str, Iterable[str]]) -> list[s
     if not text or not taxonomy:
         return []
     found = index_of(taxonomy).find(text)
-    return [theme for theme in taxonomy if theme in found]
+    return [theme for theme in taxonomy if theme in found] if found else []
 
 
 def shouting(text: str | None, min_words: int = 2) -> list[str]:
