@@ -45,3 +45,26 @@ def test_dynamic_values_have_dutch():
 def test_placeholders_survive_translation():
     for en, nl in NL.items():
         assert set(re.findall(r"{(\w+)}", en)) == set(re.findall(r"{(\w+)}", nl)), en
+
+
+def test_every_default_signal_has_a_label_in_both_languages(app):
+    """A new scorer signal without a readable label shows as a raw code."""
+    import re
+    from pathlib import Path
+
+    from hub.web.i18n import SIGNAL_LABELS, gettext
+
+    scorer = (Path(__file__).resolve().parent.parent / "hub" / "defaults" / "scoring.py").read_text()
+    emitted = set(re.findall(r'(?:Signal|Evidence)\(\s*"([a-z_]+)"', scorer))
+    emitted |= set(re.findall(r'^\s*\("([a-z_]+)", (?:found|shouting|emoji_in)', scorer, re.M))  # the cue table
+    assert {"help_request", "shouting", "angry_emoji"} <= emitted
+    assert emitted and emitted <= set(SIGNAL_LABELS), emitted - set(SIGNAL_LABELS)
+    with app.test_request_context(headers={"Accept-Language": "nl"}):
+        untranslated = [v for v in SIGNAL_LABELS.values() if gettext(v) == v and v not in ("profanity",)]
+    assert untranslated == []
+
+
+def test_contribution_signs():
+    from hub.web.filters import weight
+
+    assert (weight(35), weight(2.5), weight(-5), weight(-0.2), weight(0)) == ("+35", "+2.5", "-5", "-0.2", "+0")

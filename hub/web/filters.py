@@ -54,9 +54,10 @@ def risk_level(risk: int | None) -> str:
 
 
 def weight(value: float | int | None) -> str:
-    """A signal's weight: '+35', or '+2.5' when it has a fraction."""
+    """A signal's contribution: '+35', '+2.5', or '-5' for one that lowers the risk."""
     value = float(value or 0)
-    return f"+{value:.0f}" if value == round(value) else f"+{value:.1f}"
+    text = f"{value:+.0f}" if value == round(value) else f"{value:+.1f}"
+    return "+0" if text in ("-0", "+0") else text
 
 
 def number(value: float | int | None) -> str:

@@ -48,6 +48,14 @@ SIGNAL_LABELS = {
     "public_reach": "public reach",
     "repeat_contact": "repeat contact",
     "customer_value": "customer value",
+    "complaint_cue": "complaint words",
+    "help_request": "asks for help",
+    "shouting": "capitals",
+    "profanity": "profanity",
+    "angry_emoji": "angry emoji",
+    "positive_sentiment": "positive tone",
+    "themes": "themes",
+    "base_rate": "base rate",
 }
 
 
@@ -158,6 +166,14 @@ NL: dict[str, str] = {
     "public reach": "publiek bereik",
     "repeat contact": "herhaald contact",
     "customer value": "klantwaarde",
+    "complaint words": "klachtwoorden",
+    "asks for help": "vraagt om hulp",
+    "capitals": "hoofdletters",
+    "profanity": "scheldwoorden",
+    "angry emoji": "boze emoji",
+    "positive tone": "positieve toon",
+    "themes": "thema's",
+    "base rate": "basiskans",
     # case page
     "Case {id}": "Case {id}",
     "Timeline": "Tijdlijn",
