@@ -23,26 +23,13 @@ from hub.engine.state_store import joined
 from hub.sdk.connectors import SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
 from hub.storage import models as m
+from hub.storage.database import insert_ignore
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
 
 log = logging.getLogger(__name__)
 RAW = m.RawEvent.__table__
-
-
-def insert_ignore(session: Session, table):
-    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing()
-    return insert(table)
 
 
 def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.datetime, status: str = "pending"

@@ -32,7 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub.storage import models as m
-from hub.storage.database import Database
+from hub.storage.database import Database, insert_ignore
 
 #: ``connector_state.stream`` of the per-instance document (no real stream
 #: is named so: stream names are identifiers, never bracketed).
@@ -81,8 +81,6 @@ class DatabaseStateBackend:
         return copy.deepcopy(doc) if isinstance(doc, dict) else {}
 
     def modify(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        from hub.engine.raw_events import insert_ignore  # raw_events imports this module
-
         with self._session(write=True) as s:
             s.execute(insert_ignore(s, STATE).values(instance=self.instance, stream=INSTANCE_STREAM, state={},
                                                      items_total=0))
