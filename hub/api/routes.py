@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
-import json
+import re
 from typing import Any
 
 import flask
@@ -18,12 +19,16 @@ from hub.engine.accounts import verify_token
 from hub.engine.context import current_hub
 from hub.engine.pipeline import Pipeline
 from hub.engine.raw_events import ingest_inputs
-from hub.sdk.contracts import InputError, parse_feedback
+from hub.sdk.contracts import InputError, JsonTooDeep, loads_bounded, parse_feedback
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 from hub.storage import models as m
 
 bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = answers.MAX_LIMIT
+#: Largest row id (a signed 64-bit integer, what every database stores).
+MAX_ID = 2**63 - 1
+#: ASCII digits only: ``str.isdigit`` accepts "²" and "٣", which ``int`` then refuses or reads.
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 def answer(model: BaseModel, status: int = 200):
@@ -90,8 +95,10 @@ def _json_body() -> Any:
         raise InputError("body", "send Content-Type: application/json")
     raw = request.get_data(cache=True)  # raises 413 over MAX_CONTENT_LENGTH
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads_bounded(raw)
+    except JsonTooDeep as exc:
+        raise InputError("body", str(exc)) from None
+    except ValueError as exc:  # UnicodeDecodeError included
         raise InputError("body", f"malformed JSON: {exc}") from None
 
 
@@ -127,13 +134,24 @@ def post_feedback():
     return answer(answers.Feedback.from_row(row, status), 201 if created else 200)
 
 
+def _row_id(text: str) -> int | None:
+    """``text`` as a row id (ASCII digits, 1..MAX_ID), or None."""
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_ID:
+        return None
+    return int(text)
+
+
 def _cursor(value: str | None) -> int | None:
     if not value:
         return None
     try:
-        return int(base64.urlsafe_b64decode(value.encode() + b"==").decode())
-    except ValueError:
-        raise InputError("cursor", "invalid cursor") from None
+        decoded = base64.urlsafe_b64decode(value.encode("utf-8", "replace") + b"==").decode("ascii")
+    except (ValueError, binascii.Error):  # UnicodeDecodeError is a ValueError
+        decoded = ""
+    after = _row_id(decoded)
+    if after is None:
+        raise InputError("cursor", "invalid cursor (pass next_cursor of the previous page)")
+    return after
 
 
 def _next_cursor(rows: list[Any], limit: int) -> str | None:
@@ -142,11 +160,22 @@ def _next_cursor(rows: list[Any], limit: int) -> str | None:
     return base64.urlsafe_b64encode(str(rows[limit - 1].id).encode()).decode().rstrip("=")
 
 
-def _limit() -> int:
-    raw = flask.request.args.get("limit", str(answers.DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InputError("limit", f"must be an integer 1-{MAX_LIMIT}")
+def bounded_int(name: str, low: int, high: int, default: int | None = None) -> int | None:
+    """Query parameter ``name`` as an integer in [low, high] (``default`` when absent), else InputError.
+
+    The one parser of integer parameters: ASCII digits only, bounded before
+    it reaches a database, so no input becomes a server error.
+    """
+    raw = flask.request.args.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise InputError(name, f"must be an integer {low}-{high}")
     return int(raw)
+
+
+def _limit() -> int:
+    return bounded_int("limit", 1, MAX_LIMIT, answers.DEFAULT_LIMIT)
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -166,9 +195,7 @@ def list_feedback():
         channel = _choice("channel", CHANNELS)
         category = _choice("category", CATEGORIES)
         status = _choice("status", CASE_STATUSES)
-        min_risk = args.get("min_risk")
-        if min_risk is not None and not (min_risk.isdigit() and 0 <= int(min_risk) <= 100):
-            raise InputError("min_risk", "must be an integer 0-100")
+        min_risk = bounded_int("min_risk", 0, 100)
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
     q = select(m.FeedbackItem, m.Case.status).outerjoin(m.Case, m.Case.id == m.FeedbackItem.case_id)
@@ -177,7 +204,7 @@ def list_feedback():
     if category:
         q = q.where(m.FeedbackItem.category == category)
     if min_risk is not None:
-        q = q.where(m.FeedbackItem.risk >= int(min_risk))
+        q = q.where(m.FeedbackItem.risk >= min_risk)
     if status:
         q = q.where(m.Case.status == status)
     if args.get("source"):
@@ -195,7 +222,7 @@ def list_feedback():
 @bp.get("/feedback/<int:item_id>")
 @token_required
 def get_feedback(item_id: int):
-    row = db_session().get(m.FeedbackItem, item_id)
+    row = db_session().get(m.FeedbackItem, item_id) if item_id <= MAX_ID else None
     if row is None:
         return error(404, "not_found", f"no feedback item {item_id}")
     status = db_session().get(m.Case, row.case_id).status if row.case_id else None
@@ -210,13 +237,14 @@ def list_cases():
         limit = _limit()
         after = _cursor(args.get("cursor"))
         status = _choice("status", CASE_STATUSES)
+        customer_id = bounded_int("customer_id", 0, MAX_ID)
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
     q = select(m.Case)
     if status:
         q = q.where(m.Case.status == status)
-    if args.get("customer_id", "").isdigit():
-        q = q.where(m.Case.customer_id == int(args["customer_id"]))
+    if customer_id is not None:
+        q = q.where(m.Case.customer_id == customer_id)
     if after is not None:
         q = q.where(m.Case.id < after)
     rows = db_session().scalars(q.order_by(m.Case.id.desc()).limit(limit + 1)).all()
@@ -233,7 +261,7 @@ def list_cases():
 @token_required
 def get_customer(customer_id: int):
     session = db_session()
-    customer = session.get(m.Customer, customer_id)
+    customer = session.get(m.Customer, customer_id) if customer_id <= MAX_ID else None
     if customer is None:
         return error(404, "not_found", f"no customer {customer_id}")
     identities = session.scalars(select(m.Identity).where(m.Identity.customer_id == customer_id)).all()

@@ -11,6 +11,8 @@ dotted form (``customer.email``) with a message written for the sender.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 from typing import Annotated, Any
 
 from pydantic import (
@@ -34,6 +36,15 @@ from hub.sdk.schema import Channel, CustomerRef, FeedbackIn
 MAX_TEXT = 20_000
 MAX_CUSTOMER_FIELD = 320
 MAX_IDENTITIES = 20
+#: Largest ``reach`` (followers, audience): more than anyone has, and exact in a JSON double.
+MAX_REACH = 10**12
+#: ``occurred_at`` must lie in [1970, 2100): outside it is a unit mix-up (ms sent as s) or junk,
+#: and years such as 1 or 10000 break date arithmetic and some databases.
+MIN_OCCURRED = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_OCCURRED = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+#: Deepest JSON nesting accepted in any input (API bodies, webhook deliveries).  Real
+#: payloads stay under 10; deep ones only overflow stacks further on.
+MAX_JSON_DEPTH = 64
 
 
 class InputError(ValueError):
@@ -43,6 +54,43 @@ class InputError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class JsonTooDeep(ValueError):
+    """JSON text nested deeper than allowed."""
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` (decoded JSON) nests arrays and objects; a scalar is 0.
+
+    Iterative, so a deep value cannot overflow the stack here.
+    """
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` that raises ``ValueError`` (:class:`JsonTooDeep` for nesting) instead of anything else.
+
+    Also refuses ``NaN``/``Infinity`` (not JSON, and no field means them).
+    """
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON value")
+
+    try:
+        value = json.loads(raw, parse_constant=no_constants)
+    except RecursionError:
+        raise JsonTooDeep(f"nested deeper than {max_depth} levels") from None
+    if json_depth(value) > max_depth:
+        raise JsonTooDeep(f"nested deeper than {max_depth} levels")
+    return value
 
 
 # -- field types ---------------------------------------------------------------
@@ -69,6 +117,9 @@ def _date_time(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
+        # Bounded before conversion: fromtimestamp(1e20) overflows, NaN is no time.
+        if not (math.isfinite(value) and MIN_OCCURRED.timestamp() <= value < MAX_OCCURRED.timestamp()):
+            raise _out_of_range(value)
         return dt.datetime.fromtimestamp(value, dt.UTC)
     if isinstance(value, dt.datetime):
         parsed = value
@@ -83,13 +134,36 @@ def _date_time(value: Any) -> Any:
                                   {"kind": type(value).__name__})
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
+    try:
+        parsed = parsed.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC time
+        raise _out_of_range(value) from None
+    if not MIN_OCCURRED <= parsed < MAX_OCCURRED:
+        raise _out_of_range(value)
+    return parsed
+
+
+def _out_of_range(value: Any) -> PydanticCustomError:
+    return PydanticCustomError("date_time_range", "must lie between 1970 and 2100 (unix seconds, not ms), not {value}",
+                               {"value": repr(value)[:40]})
+
+
+def _storable(value: Any) -> Any:
+    """Text a database can store: no NUL (PostgreSQL refuses it) and no lone surrogate (not UTF-8)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PydanticCustomError("nul", "must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PydanticCustomError("surrogate", "is not valid Unicode (lone surrogate)") from None
+    return value
 
 
 def _text(max_length: int) -> Any:
     """An optional string of at most ``max_length`` characters (after stripping)."""
     bounded = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max_length=max_length)]
-    return Annotated[bounded | None, BeforeValidator(_blank_to_none)]
+    return Annotated[bounded | None, BeforeValidator(_blank_to_none), BeforeValidator(_storable)]
 
 
 def _integer_in(ge: int, le: int | None = None) -> Any:
@@ -98,7 +172,9 @@ def _integer_in(ge: int, le: int | None = None) -> Any:
 
 
 Text10, Text100, Text200, Text320, Text500, LongText = map(_text, (10, 100, 200, 320, 500, MAX_TEXT))
-NpsScore, Count = _integer_in(0, 10), _integer_in(0)
+NpsScore, Reach = _integer_in(0, 10), _integer_in(0, MAX_REACH)
+#: A text of a fixed-format field (ids, kinds): strict, and storable.
+StorableStr = Annotated[StrictStr, BeforeValidator(_storable)]
 
 
 DateTimeIn = Annotated[
@@ -116,7 +192,7 @@ class IdentityInput(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     kind: StrictStr = Field(min_length=1, max_length=50, pattern=r"^[a-z][a-z0-9_]*$")
-    value: StrictStr = Field(min_length=1, max_length=MAX_CUSTOMER_FIELD)
+    value: StorableStr = Field(min_length=1, max_length=MAX_CUSTOMER_FIELD)
 
 
 class _CustomerFields(BaseModel):
@@ -184,13 +260,13 @@ class FeedbackInput(BaseModel):
     )
 
     source: Text100 = Field("api", description="the source instance")
-    external_id: StrictStr = Field(min_length=1, max_length=200, description="unique per source")
+    external_id: StorableStr = Field(min_length=1, max_length=200, description="unique per source")
     channel: Channel
     occurred_at: DateTimeIn = None
     text: LongText = None
     nps: NpsScore = None
     language: Text10 = Field(None, description="e.g. 'nl'; detected when absent")
-    reach: Count = Field(None, description="followers or audience of a public post")
+    reach: Reach = Field(None, description="followers or audience of a public post")
     thread_id: Text200 = None
     url: Text500 = None
     customer: CustomerInput | None = None  # type: ignore[valid-type]

@@ -15,7 +15,13 @@ helpers do the parts that are easy to get subtly wrong, once:
   injected clock;
 * :func:`subscription_challenge` - the ``GET ?hub.mode=subscribe&hub.challenge=
   ...&hub.verify_token=...`` handshake (WebSub, Meta Graph webhooks): echo the
-  challenge when the verify token matches.
+  challenge when the verify token matches;
+* :func:`challenge_token` - refuse a challenge (CRC) token that is not a short
+  run of URL-safe characters.  Answer every challenge through it: a vendor
+  that signs its CRC answer with the delivery key (X does) would otherwise
+  sign a forged delivery body for anyone who sends it as the token;
+* :func:`json_body` - the body as JSON, 400 when it is not JSON or nested
+  deeper than :data:`MAX_JSON_DEPTH`.
 
 Always verify over ``request.body`` - the bytes exactly as received.  Parsed
 and re-serialised JSON changes key order and spacing, and so the digest.
@@ -42,17 +48,25 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hub.sdk.clock import Clock
+from hub.sdk.contracts import MAX_JSON_DEPTH, JsonTooDeep, loads_bounded
 from hub.sdk.schema import RawIn
 
 Encoding = Literal["hex", "base64"]
 #: Hashes a signature may use.  MD5 and the like are refused on purpose.
 ALGORITHMS = frozenset({"sha1", "sha256", "sha512"})
+#: Longest challenge token answered.  Real ones (X's CRC, Meta's challenge) are
+#: far shorter; a delivery body is far longer.
+MAX_CHALLENGE_LENGTH = 256
+#: URL-safe base64 and the few other characters tokens use (``+ / = . ~``).
+#: No braces, quotes, colons, commas or spaces: a token is never JSON text
+#: (not even a quoted string), so a signed challenge is never a signed body.
+_CHALLENGE = re.compile(r"[A-Za-z0-9_\-+/=.~]{1,%d}" % MAX_CHALLENGE_LENGTH)
 
 
 @dataclass
@@ -243,6 +257,25 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
+def challenge_token(value: str | None, name: str = "challenge") -> str:
+    """``value`` when it is a safe challenge token, else :class:`WebhookRejected` (400).
+
+    Safe: 1-256 characters of ``A-Z a-z 0-9 - _ + / = . ~``.  Whatever a
+    plugin signs or echoes in a handshake must pass here first, so the
+    handshake cannot be used to sign (or reflect) a JSON delivery body.
+
+    >>> challenge_token("challenge_string")
+    'challenge_string'
+    >>> challenge_token('{"tweet_create_events": []}', "crc_token")
+    Traceback (most recent call last):
+    ...
+    hub.sdk.webhooks.WebhookRejected: crc_token must be 1-256 characters of A-Z a-z 0-9 - _ + / = . ~
+    """
+    if not isinstance(value, str) or not _CHALLENGE.fullmatch(value):
+        raise WebhookRejected(400, f"{name} must be 1-{MAX_CHALLENGE_LENGTH} characters of A-Z a-z 0-9 - _ + / = . ~")
+    return value
+
+
 def subscription_challenge(request: WebhookRequest, verify_token: str | None, *, prefix: str = "hub.",
                            ) -> WebhookResult:
     """Answer a subscription handshake (``GET ?hub.mode=subscribe&hub.challenge=C&hub.verify_token=T``).
@@ -262,6 +295,7 @@ def subscription_challenge(request: WebhookRequest, verify_token: str | None, *,
     mode, challenge, token = (args.get(prefix + k) for k in ("mode", "challenge", "verify_token"))
     if mode != "subscribe" or not challenge:
         raise WebhookRejected(400, f"expected ?{prefix}mode=subscribe&{prefix}challenge=...&{prefix}verify_token=...")
+    challenge = challenge_token(challenge, prefix + "challenge")
     if not verify_token:
         raise WebhookRejected(403, "this instance has no verify token configured: handshakes are refused")
     if not token or not hmac.compare_digest(_message(token), _message(verify_token)):
@@ -269,15 +303,23 @@ def subscription_challenge(request: WebhookRequest, verify_token: str | None, *,
     return WebhookResult(status=200, body=challenge, headers={"Content-Type": "text/plain; charset=utf-8"})
 
 
-def json_body(request: WebhookRequest) -> Any:
-    """The body parsed as JSON, or :class:`WebhookRejected` (400) saying why not."""
+def json_body(request: WebhookRequest | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The body (of a request, or bytes) parsed as JSON, or :class:`WebhookRejected` (400) saying why not.
+
+    Nesting deeper than ``max_depth`` is refused too: no vendor sends it, and
+    storing or mapping it would overflow the stack further on.
+    """
+    body = request if isinstance(request, bytes | bytearray) else request.body
     try:
-        return json.loads(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return loads_bounded(body, max_depth=max_depth)
+    except JsonTooDeep:
+        raise WebhookRejected(400, f"body is nested deeper than {max_depth} levels") from None
+    except ValueError:
         raise WebhookRejected(400, "body is not valid JSON") from None
 
 
 __all__ = [
-    "ALGORITHMS", "WebhookRejected", "WebhookRequest", "WebhookResult", "check_timestamp", "header", "hmac_b64",
+    "ALGORITHMS", "MAX_CHALLENGE_LENGTH", "WebhookRejected", "WebhookRequest", "WebhookResult", "challenge_token",
+    "check_timestamp", "header", "hmac_b64",
     "hmac_digest", "hmac_hex", "hmac_matches", "json_body", "sign", "subscription_challenge", "verify_hmac",
 ]

@@ -10,6 +10,10 @@ one item.
 What is not feedback returns ``[]`` (the raw event ends ``skipped``, kept for
 audit): retweets (the words are someone else's; the original is its own
 post) and anything the brand's own accounts wrote (webcare replies, notices).
+
+A post whose fields have unexpected types raises ``ValueError`` naming the
+field (the raw event ends ``failed``, kept for replay); optional facts
+(metrics, link entities) of a wrong type are left out instead.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ NOT_A_LANGUAGE = frozenset({"und", "zxx", "qme", "qht", "qam", "qct", "qst", "qr
 
 #: Twitter snowflake epoch (ms): ids encode their creation time.
 SNOWFLAKE_EPOCH_MS = 1288834974657
+#: Largest follower count taken as reach; more is junk, not an audience.
+MAX_REACH = 10**12
 
 
 @dataclass(frozen=True)
@@ -73,24 +79,59 @@ def snowflake_time(tweet_id: str | int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
-def language(code: str | None) -> str | None:
-    if not code or code in NOT_A_LANGUAGE:
+def language(code: Any) -> str | None:
+    if not isinstance(code, str) or not code or len(code) > 10 or code in NOT_A_LANGUAGE:
         return None
     return code
 
 
-def expand_urls(text: str, url_entities: Iterable[Mapping[str, Any]]) -> str:
+def expand_urls(text: str, url_entities: Any) -> str:
     """Replace t.co short links by where they point (agents read the real URL).
 
     v2 entities may carry ``unwound_url`` (the final URL after redirects);
-    v1.1 and v2 both carry ``expanded_url``.
+    v1.1 and v2 both carry ``expanded_url``.  Entities that are not objects
+    with text values are ignored: the text stays as posted.
     """
-    for ent in url_entities:
+    for ent in url_entities if isinstance(url_entities, list) else []:
+        if not isinstance(ent, Mapping):
+            continue
         short = ent.get("url")
         target = ent.get("unwound_url") or ent.get("expanded_url")
-        if short and target:
+        if short and target and isinstance(short, str) and isinstance(target, str):
             text = text.replace(short, target)
     return text
+
+
+# -- typed reads of untrusted payloads ----------------------------------------------
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    """``value`` when it is an object, ``{}`` when absent; ValueError otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} is a {type(value).__name__}, not an object")
+    return value
+
+
+def _text(value: Any, what: str) -> str | None:
+    """``value`` when it is text, None when absent or empty; ValueError otherwise."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is a {type(value).__name__}, not text")
+    return value
+
+
+def _count(value: Any) -> int | None:
+    """A count (followers, likes) or None when it is missing or not a sane count."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REACH:
+        return None
+    return value
+
+
+def _entity_lists(entities: Any, *keys: str) -> list[Any]:
+    if not isinstance(entities, Mapping):
+        return []
+    return [e for key in keys if isinstance(entities.get(key), list) for e in entities[key]]
 
 
 def author_ref(user: Mapping[str, Any] | None) -> tuple[CustomerRef, int | None]:
@@ -174,34 +215,31 @@ def from_v1(payload: Mapping[str, Any], brand: BrandAccounts) -> list[FeedbackIn
         # Never fall back to the numeric ``id``: it loses precision past 2**53.
         raise ValueError("X webhook tweet has no id_str")
     tweet_id = str(tweet["id_str"])
+    if not tweet_id.isascii() or not tweet_id.isdigit() or len(tweet_id) > 19:
+        raise ValueError("X webhook tweet id_str is not a numeric post id")
     if tweet.get("retweeted_status"):
         return []
-    user = tweet.get("user") or {}
-    handle = user.get("screen_name")
+    user = _object(tweet.get("user"), "tweet.user")
+    handle = _text(user.get("screen_name"), "tweet.user.screen_name")
     own_ids = set(brand.ids)
     if payload.get("for_user_id"):
         own_ids.add(str(payload["for_user_id"]))  # events also fire for the subscribed account's own posts
-    if (user.get("id_str") and user["id_str"] in own_ids) or brand.is_own(None, handle):
+    if (user.get("id_str") and str(user["id_str"]) in own_ids) or brand.is_own(None, handle):
         return []
-    extended = tweet.get("extended_tweet") or {}
-    text = extended.get("full_text") or tweet.get("text") or ""
+    extended = _object(tweet.get("extended_tweet"), "tweet.extended_tweet")
+    text = _text(extended.get("full_text"), "tweet.extended_tweet.full_text") or _text(
+        tweet.get("text"), "tweet.text") or ""
     entities = extended.get("entities") if extended else tweet.get("entities")
-    entities = entities or {}
-    urls = [*(entities.get("urls") or []), *(entities.get("media") or [])]
-    if tweet.get("timestamp_ms"):
-        occurred = dt.datetime.fromtimestamp(int(tweet["timestamp_ms"]) / 1000, dt.UTC)
-    elif tweet.get("created_at"):
-        occurred = dt.datetime.strptime(tweet["created_at"], V1_TIME_FORMAT).astimezone(dt.UTC)
-    else:
-        occurred = snowflake_time(tweet_id)
-    followers = user.get("followers_count")
+    urls = _entity_lists(entities, "urls", "media")
+    occurred = _v1_time(tweet, tweet_id)
+    followers = _count(user.get("followers_count"))
     extra: dict[str, Any] = {
         "api": "v1.1",
         "author_id": user.get("id_str"),
         "author_username": handle,
         "public_metrics": {
-            "retweet_count": tweet.get("retweet_count"), "reply_count": tweet.get("reply_count"),
-            "like_count": tweet.get("favorite_count"), "quote_count": tweet.get("quote_count"),
+            "retweet_count": _count(tweet.get("retweet_count")), "reply_count": _count(tweet.get("reply_count")),
+            "like_count": _count(tweet.get("favorite_count")), "quote_count": _count(tweet.get("quote_count")),
         },
         "for_user_id": payload.get("for_user_id"),
     }
@@ -220,9 +258,26 @@ def from_v1(payload: Mapping[str, Any], brand: BrandAccounts) -> list[FeedbackIn
         occurred_at=occurred,
         text=expand_urls(text, urls),
         language=language(tweet.get("lang")),
-        reach=int(followers) if followers is not None else None,
-        thread_id=str(tweet.get("in_reply_to_status_id_str") or tweet_id),
+        reach=followers,
+        thread_id=str(tweet.get("in_reply_to_status_id_str") or tweet_id)[:200],
         url=status_url(handle, tweet_id),
-        customer=customer_ref(handle, user.get("name")),
+        customer=customer_ref(handle, _text(user.get("name"), "tweet.user.name")),
         extra=extra,
     )]
+
+
+def _v1_time(tweet: Mapping[str, Any], tweet_id: str) -> dt.datetime:
+    """When a v1.1 post was made: ``timestamp_ms``, else ``created_at``, else its id."""
+    stamp = tweet.get("timestamp_ms")
+    if stamp:
+        text = str(stamp) if isinstance(stamp, int | str) and not isinstance(stamp, bool) else ""
+        if not text.isascii() or not text.isdigit() or len(text) > 14:
+            raise ValueError("tweet.timestamp_ms is not a time in milliseconds")
+        return dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC)
+    created = _text(tweet.get("created_at"), "tweet.created_at")
+    if created:
+        try:
+            return dt.datetime.strptime(created, V1_TIME_FORMAT).astimezone(dt.UTC)
+        except ValueError:
+            raise ValueError(f"tweet.created_at {created[:40]!r} is not in X's time format") from None
+    return snowflake_time(tweet_id)

@@ -4,11 +4,16 @@ X signs with the app's **consumer secret** (API key secret), never the bearer
 token: ``base64(HMAC-SHA256(consumer_secret, message))``, prefixed ``sha256=``.
 The CRC challenge signs the ``crc_token``; deliveries sign the raw body bytes
 exactly as received (re-serialised JSON would not match).
+
+Because both use one key and one format, a CRC answer *is* a delivery
+signature for whatever the token says.  Tokens are therefore limited to a short
+run of URL-safe characters (:func:`hub.sdk.webhooks.challenge_token`), which
+no JSON delivery body ever is.
 """
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +28,8 @@ SIGNATURE_PREFIX = "sha256="
 TWEET_EVENTS = "tweet_create_events"
 #: Keys of the envelope that are context, not events.
 ENVELOPE_KEYS = frozenset({"for_user_id", "user_has_blocked", "users", "apps", "source"})
+#: A post id as X sends it in ``id_str``: digits, at most 19 (a 64-bit snowflake).
+POST_ID = re.compile(r"[0-9]{1,19}")
 
 
 def sign(secret: str, message: bytes) -> str:
@@ -31,8 +38,13 @@ def sign(secret: str, message: bytes) -> str:
 
 
 def crc_response_token(consumer_secret: str, crc_token: str) -> str:
-    """The answer to ``GET ?crc_token=...`` (X checks it at registration and hourly)."""
-    return SIGNATURE_PREFIX + webhooks.hmac_b64(consumer_secret, crc_token)
+    """The answer to ``GET ?crc_token=...`` (X checks it at registration and hourly).
+
+    Raises :class:`~hub.sdk.WebhookRejected` (400) for a token that is not a
+    safe challenge token: signing it could sign a forged delivery.
+    """
+    token = webhooks.challenge_token(crc_token, "crc_token")
+    return SIGNATURE_PREFIX + webhooks.hmac_b64(consumer_secret, token)
 
 
 def verify_delivery(consumer_secret: str, body: bytes, headers: Mapping[str, str]) -> None:
@@ -57,13 +69,17 @@ class Delivery:
 def parse_delivery(body: bytes) -> Delivery:
     """Split an AAA delivery; raises ValueError for a body that is not an envelope."""
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"body is not JSON: {exc}") from None
+        payload = webhooks.json_body(body)
+    except webhooks.WebhookRejected as exc:
+        raise ValueError(exc.reason) from None
     if not isinstance(payload, Mapping):
         raise ValueError("body is not a JSON object")
     for_user = payload.get("for_user_id")
-    delivery = Delivery(for_user_id=str(for_user) if for_user is not None else None)
+    if isinstance(for_user, int) and not isinstance(for_user, bool):
+        for_user = str(for_user)
+    if for_user is not None and not (isinstance(for_user, str) and POST_ID.fullmatch(for_user)):
+        raise ValueError("for_user_id is not a numeric account id")
+    delivery = Delivery(for_user_id=for_user)
     for key, value in payload.items():
         if key in ENVELOPE_KEYS:
             continue
@@ -71,8 +87,9 @@ def parse_delivery(body: bytes) -> Delivery:
             if not isinstance(value, list):
                 raise ValueError("tweet_create_events is not a list")
             for tweet in value:
-                if not isinstance(tweet, Mapping) or not tweet.get("id_str"):
-                    raise ValueError("a tweet_create_event has no id_str")
+                if not isinstance(tweet, Mapping) or not isinstance(tweet.get("id_str"), str) or \
+                        not POST_ID.fullmatch(tweet["id_str"]):
+                    raise ValueError("a tweet_create_event has no numeric id_str")
                 delivery.tweets.append(dict(tweet))
         else:
             delivery.ignored.append(key)
