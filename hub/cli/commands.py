@@ -565,3 +565,5 @@ def sandbox(host: str, port: int) -> None:
 
 from hub.cli.score import score as _score_commands  # noqa: E402, I001  (import-light: click only)
 main.add_command(_score_commands)
+from hub.cli.replay import replay as _replay_command  # noqa: E402, I001  (import-light: click only)
+main.add_command(_replay_command)

@@ -55,6 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.engine.planner import SlotPlanner
+from hub.engine.poison import storable
 from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, nps_category
 from hub.storage import models as m
 from hub.storage.database import after_commit
@@ -501,6 +502,9 @@ class Pipeline:
         ``created=False`` and the stored item's ids; nothing is written for them.
         """
         now = now or self.hub.clock.utcnow()
+        # The edge: values no database can store (NUL, lone surrogates, over-long
+        # fields) are cleaned before any step sees them, the same on every dialect.
+        entries = [e if (clean := storable(e.item)) is e.item else Entry(clean, e.raw_event_id) for e in entries]
         for attempt in range(3):
             batch = Batch(self.hub, session, source, entries, now, self.window)
             try:

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from hub.engine.pipeline import Pipeline
-from hub.engine.raw_events import normalize_and_mark, store_raw
+from hub.engine.poison import safe_reason
+from hub.engine.raw_events import ingest_isolated, normalize_and_mark, store_raw
 from hub.engine.state_store import INSTANCE_STREAM, joined
 from hub.sdk.connectors import Stream
 from hub.sdk.pagination import Page
@@ -112,8 +113,10 @@ def pull(hub: Hub, name: str, *, since: dt.datetime | None = None,
             with hub.db.session() as s:
                 st = _state(s, name, stream.name)
                 st.last_run_at = hub.clock.utcnow()
-                st.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            report.errors.append(f"{stream.name}: {exc}")
+                # Shown on the admin page: the reason, never the message (it can
+                # quote SQL parameters, customers' text among them).
+                st.last_error = safe_reason(exc)
+            report.errors.append(f"{stream.name}: {safe_reason(exc)}")
             raise
     return report
 
@@ -212,10 +215,12 @@ class _StreamRun:
         order = {raw_id: n for n, raw_id in enumerate(new_ids)}
         rows = sorted(rows, key=lambda r: order[r.id])  # page order: threads are ingested as written
         done = normalize_and_mark(s, self.connector, self.name, rows)
-        results = self.pipeline.ingest(s, self.name, done.entries, now) if done.entries else []
+        # A record the database refuses fails alone (marked on its raw event); the page goes on.
+        results, poisoned = ingest_isolated(s, self.pipeline, self.name, done.entries, rows, now) \
+            if done.entries else ([], set())
         created = sum(r.created for r in results)
         self.report.add(key, records=len(page.records), new_items=created,
-                        duplicates=len(raw_ids) - len(new_ids), failed=done.failed)
+                        duplicates=len(raw_ids) - len(new_ids), failed=done.failed + len(poisoned))
         st = _state(s, self.name, self.stream.name)
         st.last_run_at = now
         st.items_total = (st.items_total or 0) + created
