@@ -65,13 +65,15 @@ def test_per_item_rejection_is_dead_too(make_app):
     assert (_followup(hub).status, _followup(hub).last_error) == ("dead", "invalid contact")
 
 
-def test_attempts_exhausted_ends_dead(make_app):
+def test_an_outage_outlasting_max_attempts_alerts_but_never_kills(make_app):
     hub, rec, clock = _setup(make_app, dispatch={"max_attempts": 3, "backoff_base_seconds": 1})
     rec.mode = "retriable"
     for _ in range(5):
         dispatch(hub, ignore_schedule=True)
     fu = _followup(hub)
-    assert fu.status == "dead" and fu.attempts == 3 and "maintenance" in fu.last_error
+    assert fu.status == "failed" and fu.attempts == 5 and "maintenance" in fu.last_error
+    with hub.db.Session() as s:  # the admin is told once, not five times
+        assert s.scalars(select(m.AuditEvent.action)).all() == ["sink.outage"]
 
 
 def test_all_flag_ignores_retry_time(make_app):

@@ -567,3 +567,5 @@ from hub.cli.score import score as _score_commands  # noqa: E402, I001  (import-
 main.add_command(_score_commands)
 from hub.cli.replay import replay as _replay_command  # noqa: E402, I001  (import-light: click only)
 main.add_command(_replay_command)
+from hub.cli.outbox import outbox as _outbox_commands  # noqa: E402, I001  (import-light: click only)
+main.add_command(_outbox_commands)

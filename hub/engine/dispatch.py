@@ -32,11 +32,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: ``connector_state.stream`` of a sink's outage document (like the plugins'
+#: ``[instance]`` row: bracketed, so no real stream is named so).
+OUTAGE_STREAM = "[outbox]"
+#: A Retry-After beyond this is a vendor's mistake, not a wait we keep.
+MAX_RETRY_AFTER = dt.timedelta(days=2)
+
+
 @dataclass
 class DispatchReport:
     sent: int = 0
     retried: int = 0
     dead: int = 0
+    #: Rows claimed but not pushed because their sink was down earlier in this run.
+    deferred: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -51,16 +60,86 @@ def _backoff(cfg: dict, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def _claim(hub: Hub, now: dt.datetime, ignore_schedule: bool, limit: int, sink: str | None) -> list[int]:
+def _retry_wait(seconds: float | None) -> dt.timedelta:
+    return min(MAX_RETRY_AFTER, dt.timedelta(seconds=max(0.0, float(seconds or 0))))
+
+
+# -- a sink's outage, as the dispatcher remembers it -----------------------------------
+def _outage_row(s, sink: str, create: bool = False) -> m.ConnectorState | None:
+    row = s.scalars(select(m.ConnectorState).where(m.ConnectorState.instance == sink,
+                                                   m.ConnectorState.stream == OUTAGE_STREAM)).first()
+    if row is None and create:
+        row = m.ConnectorState(instance=sink, stream=OUTAGE_STREAM, state={}, items_total=0)
+        s.add(row)
+    return row
+
+
+def sink_outages(hub: Hub) -> dict[str, dict]:
+    """Sinks failing right now: name -> {"since", "retry_at", "reason", "alerted"} (ISO times)."""
+    with hub.db.Session() as s:
+        rows = s.scalars(select(m.ConnectorState).where(m.ConnectorState.stream == OUTAGE_STREAM)).all()
+        return {r.instance: dict(r.state) for r in rows if (r.state or {}).get("since")}
+
+
+def _waiting_sinks(hub: Hub, now: dt.datetime) -> set[str]:
+    """Sinks whose CRM asked us to wait (Retry-After, daily reset) until a time still ahead."""
+    return {name for name, o in sink_outages(hub).items()
+            if o.get("retry_at") and dt.datetime.fromisoformat(o["retry_at"]) > now}
+
+
+def _record_outage(hub: Hub, s, sink: str, reason: str, retry_at: dt.datetime | None, attempts: int,
+                   now: dt.datetime) -> None:
+    """Remember that ``sink`` is failing; alert the admin once it has failed for a while."""
+    cfg = hub.config.get("dispatch", {})
+    row = _outage_row(s, sink, create=True)
+    state = dict(row.state or {})
+    since = dt.datetime.fromisoformat(state["since"]) if state.get("since") else now
+    state.update(since=since.isoformat(), reason=reason, retry_at=retry_at.isoformat() if retry_at else None)
+    long_enough = now - since >= dt.timedelta(seconds=float(cfg.get("alert_after_seconds", 900)))
+    if not state.get("alerted") and (long_enough or attempts >= int(cfg.get("max_attempts", 8))):
+        state["alerted"] = now.isoformat()
+        log.warning("sink %s has been failing since %s (%s); follow-ups wait and are retried%s", sink,
+                    since.isoformat(), reason, f" after {retry_at.isoformat()}" if retry_at else "")
+        s.add(m.AuditEvent(at=now, actor="dispatcher", action="sink.outage", detail={
+            "sink": sink, "since": since.isoformat(), "reason": reason,
+            "retry_at": retry_at.isoformat() if retry_at else None}))
+    row.state = state  # a new dict: the JSON column is not mutation-tracked
+
+
+def _record_recovery(s, sink: str, now: dt.datetime) -> None:
+    row = _outage_row(s, sink)
+    if row is None or not (row.state or {}).get("since"):
+        return
+    if row.state.get("alerted"):
+        log.warning("sink %s works again (failing since %s)", sink, row.state["since"])
+        s.add(m.AuditEvent(at=now, actor="dispatcher", action="sink.recovered",
+                           detail={"sink": sink, "since": row.state["since"]}))
+    row.state = {}
+
+
+# -- claiming ----------------------------------------------------------------------
+def _claim(hub: Hub, now: dt.datetime, ignore_schedule: bool, limit: int, sink: str | None,
+           after_id: int = 0, skip_sinks: frozenset[str] = frozenset()) -> list[int]:
     cfg = hub.config.get("dispatch", {})
     stale = now - dt.timedelta(seconds=float(cfg.get("claim_timeout_seconds", 300)))
     ready = m.Followup.status.in_(("pending", "failed"))
-    if not ignore_schedule:
+    if ignore_schedule:
+        # --all: everything not due yet too, except rows of a sink whose CRM
+        # said when to come back; each row once per run (ids ascending).
+        waiting = _waiting_sinks(hub, now)
+        if waiting:
+            ready = and_(ready, or_(m.Followup.next_attempt_at <= now, m.Followup.sink.not_in(sorted(waiting))))
+        ready = and_(ready, m.Followup.id > after_id)
+        order = (m.Followup.id,)
+    else:
         ready = and_(ready, m.Followup.next_attempt_at <= now)
+        order = (m.Followup.next_attempt_at, m.Followup.id)
     orphaned = and_(m.Followup.status == "sending", m.Followup.claimed_at <= stale)
-    q = select(m.Followup).where(or_(ready, orphaned)).order_by(m.Followup.next_attempt_at, m.Followup.id).limit(limit)
+    q = select(m.Followup).where(or_(ready, orphaned)).order_by(*order).limit(limit)
     if sink:
         q = q.where(m.Followup.sink == sink)
+    if skip_sinks:
+        q = q.where(m.Followup.sink.not_in(sorted(skip_sinks)))
     if hub.db.dialect == "postgresql":
         q = q.with_for_update(skip_locked=True)
     with hub.db.session() as s:
@@ -77,25 +156,60 @@ def dispatch(hub: Hub, *, ignore_schedule: bool = False, sink: str | None = None
     """Push every follow-up that is due for (re)sending; returns counts.
 
     ``ignore_schedule`` (CLI ``--all``) also takes rows waiting for their
-    retry time.
+    backoff, each at most once, but not those of a sink that asked to be left
+    alone until a time (Retry-After, daily reset).  A sink that fails with an
+    outage is not pushed again in the same run: its other rows keep their
+    attempts and wait with the failed ones.
     """
     cfg = hub.config.get("dispatch", {})
     batch = int(cfg.get("batch_size", 100))
     report = DispatchReport()
+    down: dict[str, dt.datetime] = {}  # sinks that failed in this run -> when to try them again
+    last_id = 0
     for _ in range(max_rounds):
         now = hub.clock.utcnow()
-        ids = _claim(hub, now, ignore_schedule, batch, sink)
+        ids = _claim(hub, now, ignore_schedule, batch, sink, last_id, frozenset(down))
         if not ids:
             break
-        _push_claimed(hub, ids, now, report)
+        last_id = max(ids)
+        _push_claimed(hub, ids, now, report, down)
         if progress:
             progress(len(ids))
     return report
 
 
-def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchReport) -> None:
+# -- pushing -----------------------------------------------------------------------
+def _is_outage(exc: BaseException) -> bool:
+    """The sink or its CRM is unavailable (not the follow-up's fault): wait, never give up.
+
+    FatalError is permanent, except 401: an expired or rotated token is fixed
+    in the configuration, and the follow-ups must still be there then.
+    """
+    if isinstance(exc, FatalError):
+        return exc.status == 401
+    return True  # RetriableError (429, 5xx, timeouts), connection errors, a sink's bug
+
+
+def _push_chunk(sink, sink_name: str, chunk: list[FollowupView]) -> tuple[dict[int, PushResult], bool]:
+    """One sink call; returns its results and whether the sink as a whole failed (an outage)."""
+    try:
+        answered = {r.followup_id: r for r in sink.push(chunk)}
+    except Exception as exc:  # noqa: BLE001 - an outage or a sink's bug: kept, with a safe reason
+        if not _is_outage(exc):
+            return {v.id: PushResult(v.id, ok=False, error=str(exc), retriable=False) for v in chunk}, False
+        log.warning("sink %s push failed: %s", sink_name, exc)
+        wait = getattr(exc, "retry_after", None)
+        error = str(exc) if isinstance(exc, HttpError) else f"{type(exc).__name__}: {exc}"
+        return {v.id: PushResult(v.id, ok=False, error=error, retry_after=wait) for v in chunk}, True
+    results = {v.id: answered.get(v.id) or PushResult(v.id, ok=False, error="sink gave no result") for v in chunk}
+    # Every task of the call failed and may be retried: the CRM is down, not the tasks wrong.
+    down = all(not r.ok and r.retriable for r in results.values())
+    return results, down
+
+
+def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchReport,
+                  down: dict[str, dt.datetime]) -> None:
     cfg = hub.config.get("dispatch", {})
-    max_attempts = int(cfg.get("max_attempts", 8))
     with hub.db.Session() as s:
         rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(ids)).order_by(m.Followup.id)).all()
         views = followup_views(s, list(rows), hub.case_url, hub.registry.identity_kinds)
@@ -103,6 +217,8 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
     for v in views:
         by_sink.setdefault(v.sink, []).append(v)
     results: dict[int, PushResult] = {}
+    outages: dict[str, PushResult] = {}  # sink -> a failed result of its outage (reason, wait)
+    healthy: set[str] = set()
     for sink_name, group in by_sink.items():
         try:
             sink = hub.registry.sink(sink_name)
@@ -113,41 +229,73 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
         size = max(1, sink.batch_size)
         for start in range(0, len(group), size):
             chunk = group[start : start + size]
-            try:
-                answered = {r.followup_id: r for r in sink.push(chunk)}
-            except FatalError as exc:
-                answered = {v.id: PushResult(v.id, ok=False, error=str(exc), retriable=False) for v in chunk}
-            except (HttpError, Exception) as exc:  # outage, bug: retry later, keep the reason
-                log.warning("sink %s push failed: %s", sink_name, exc)
-                answered = {v.id: PushResult(v.id, ok=False, error=f"{type(exc).__name__}: {exc}") for v in chunk}
-            for v in chunk:
-                results[v.id] = answered.get(v.id) or PushResult(v.id, ok=False, error="sink gave no result")
+            if sink_name in outages or sink_name in down:
+                continue  # down: not pushed, so no attempt spent (see below)
+            answered, failed = _push_chunk(sink, sink_name, chunk)
+            results.update(answered)
+            if failed:
+                outages[sink_name] = next(iter(answered.values()))
+            elif any(r.ok for r in answered.values()):
+                healthy.add(sink_name)
     pushed: list[tuple[FollowupView, str]] = []
     with hub.db.session() as s:
         rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(ids))).all()
         view_by_id = {v.id: v for v in views}
+        for name, res in outages.items():
+            retry_at = now + _retry_wait(res.retry_after) if res.retry_after else None
+            down[name] = retry_at or now
+            _record_outage(hub, s, name, res.error or "failed", retry_at,
+                           max(r.attempts for r in rows if r.sink == name), now)
+        for name in healthy - set(outages):
+            _record_recovery(s, name, now)
         for row in rows:
-            res = results[row.id]
-            if res.ok:
+            res = results.get(row.id)
+            row.claimed_at = None
+            if res is None:  # claimed, but its sink was down: back to waiting, the attempt not spent
+                row.status, row.attempts = "failed" if row.attempts > 1 else "pending", row.attempts - 1
+                row.next_attempt_at = max(down.get(row.sink, now), row.next_attempt_at)
+                report.deferred += 1
+            elif res.ok:
                 row.status, row.external_id, row.sent_at, row.last_error = "sent", res.external_id, now, None
                 case = s.get(m.Case, row.case_id)
                 if case is not None:  # the callback is in the CRM's calendar now
                     advance(case, "scheduled", actor=f"sink:{row.sink}", now=now, followup_id=row.id)
                 report.sent += 1
                 pushed.append((view_by_id[row.id], res.external_id or ""))
-            elif res.retriable and row.attempts < max_attempts:
+            elif res.retriable:
+                # Never dead for an outage: wait for what the CRM asked, at least the (capped) backoff.
                 row.status, row.last_error = "failed", res.error
-                row.next_attempt_at = now + _backoff(cfg, row.attempts)
+                row.next_attempt_at = now + max(_backoff(cfg, row.attempts), _retry_wait(res.retry_after))
                 report.retried += 1
-            else:
+            else:  # the CRM refused this task itself: retrying will not help
                 row.status, row.last_error = "dead", res.error
                 report.dead += 1
                 report.errors.append(f"follow-up {row.id}: {res.error}")
-            row.claimed_at = None
-            if res.identities or res.customer_value is not None or res.customer_attributes:
+            if res is not None and (res.identities or res.customer_value is not None or res.customer_attributes):
                 _learn_customer(s, row.case_id, row.sink, res, now)
         if pushed:
             after_commit(s, lambda: [hub.hook.hub_followup_pushed(followup=v, external_id=e) for v, e in pushed])
+
+
+def requeue(hub: Hub, *, include_dead: bool = False, sink: str | None = None) -> int:
+    """Put failed (and with ``include_dead`` dead) follow-ups back to pending, due now.
+
+    Attempts are kept: a row tried before makes the sink look for the task it
+    may have created before creating one (exactly once).
+    """
+    statuses = ("failed", "dead") if include_dead else ("failed",)
+    now = hub.clock.utcnow()
+    with hub.db.session() as s:
+        q = select(m.Followup).where(m.Followup.status.in_(statuses))
+        if sink:
+            q = q.where(m.Followup.sink == sink)
+        rows = s.scalars(q).all()
+        for row in rows:
+            row.status, row.next_attempt_at, row.claimed_at = "pending", now, None
+        if rows:
+            s.add(m.AuditEvent(at=now, actor="cli", action="outbox.requeue", detail={
+                "count": len(rows), "dead": include_dead, "sink": sink}))
+        return len(rows)
 
 
 def _learn_customer(s, case_id: int, sink: str, res: PushResult, now: dt.datetime) -> None:

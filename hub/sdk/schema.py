@@ -253,8 +253,10 @@ class FollowupView:
 class PushResult:
     """A sink's answer for one follow-up.
 
-    ``ok`` with an ``external_id`` marks it sent.  ``retriable`` failures are
-    tried again with backoff; non-retriable ones end ``dead`` with the error.
+    ``ok`` with an ``external_id`` marks it sent.  ``retriable`` failures
+    (outages: 429, 5xx, timeouts, an expired token) wait and are tried again,
+    never given up; non-retriable ones (the CRM refuses the task itself) end
+    ``dead`` with the error.
     """
 
     followup_id: int
@@ -269,6 +271,9 @@ class PushResult:
     customer_value: float | None = None
     #: CRM facts merged into the customer's attributes (lifecycle stage, owner...).
     customer_attributes: dict[str, Any] = field(default_factory=dict)
+    #: Seconds the sink or its CRM asks to wait before this follow-up is tried
+    #: again (a ``Retry-After``, a daily limit's reset); the outbox never tries sooner.
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
