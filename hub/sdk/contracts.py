@@ -36,8 +36,9 @@ from hub.sdk.schema import Channel, CustomerRef, FeedbackIn
 MAX_TEXT = 20_000
 MAX_CUSTOMER_FIELD = 320
 MAX_IDENTITIES = 20
-#: Largest ``reach`` (followers, audience): more than anyone has, and exact in a JSON double.
-MAX_REACH = 10**12
+#: Largest ``reach`` (followers, audience): the column is a 32-bit integer, and ten
+#: times the largest audience any account has.
+MAX_REACH = 2**31 - 1
 #: ``occurred_at`` must lie in [1970, 2100): outside it is a unit mix-up (ms sent as s) or junk,
 #: and years such as 1 or 10000 break date arithmetic and some databases.
 MIN_OCCURRED = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -76,16 +77,25 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def loads_bounded(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """``json.loads`` that raises ``ValueError`` (:class:`JsonTooDeep` for nesting) instead of anything else.
 
-    Also refuses ``NaN``/``Infinity`` (not JSON, and no field means them).
+    Also refuses ``NaN``/``Infinity`` and numbers too large for a double
+    (``1e400``): not JSON values, and no database stores them as JSON.
     """
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON value")
-
     try:
-        value = json.loads(raw, parse_constant=no_constants)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise JsonTooDeep(f"nested deeper than {max_depth} levels") from None
     if json_depth(value) > max_depth:
@@ -201,7 +211,7 @@ class _CustomerFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: Text320 = Field(None, description="an email address (contains '@')")
-    name: Text320 = None
+    name: Text200 = None  # what the customer table stores
     crm_id: Text320 = Field(None, description="the customer's id in your CRM")
     phone: Text320 = None
     identities: list[IdentityInput] = Field(default_factory=list, max_length=MAX_IDENTITIES,

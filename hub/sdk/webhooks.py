@@ -48,6 +48,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,9 +65,9 @@ ALGORITHMS = frozenset({"sha1", "sha256", "sha512"})
 #: far shorter; a delivery body is far longer.
 MAX_CHALLENGE_LENGTH = 256
 #: URL-safe base64 and the few other characters tokens use (``+ / = . ~``).
-#: No braces, quotes, colons, commas or spaces: a token is never JSON text
-#: (not even a quoted string), so a signed challenge is never a signed body.
-_CHALLENGE = re.compile(r"[A-Za-z0-9_\-+/=.~]{1,%d}" % MAX_CHALLENGE_LENGTH)
+#: No braces, brackets, quotes, colons, commas or spaces: a token is never a JSON
+#: object, array or string, so a signed challenge is never a signed delivery body.
+_CHALLENGE = re.compile(rf"[A-Za-z0-9_\-+/=.~]{{1,{MAX_CHALLENGE_LENGTH}}}")
 
 
 @dataclass
@@ -239,6 +240,8 @@ def check_timestamp(value: str | int | float | None, clock: Clock | float, *, ma
         sent = float(value)
     except ValueError:
         raise WebhookRejected(401, f"{header_name} is not a number") from None
+    if not math.isfinite(sent):  # "nan" compares false with every bound: it would pass both checks
+        raise WebhookRejected(401, f"{header_name} is not a number")
     if unit == "ms":
         sent /= 1000.0
     now = clock.time() if isinstance(clock, Clock) else float(clock)

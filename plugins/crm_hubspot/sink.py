@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -61,6 +60,7 @@ from hub.sdk import (
     WebhookRequest,
     WebhookResult,
     parse_retry_after,
+    webhooks,
 )
 
 from .content import find_marker, pick_owner, task_input
@@ -631,17 +631,14 @@ class HubSpotSink(CrmSink):
                 raise SignatureError("only v3 (and, when enabled, v1) signatures are accepted")
         except SignatureError as exc:
             raise WebhookRejected(401, str(exc)) from exc
-        try:
-            events = json.loads(request.body or b"[]")
-        except ValueError as exc:
-            raise WebhookRejected(400, f"body is not JSON: {exc}") from exc
+        events = webhooks.json_body(request.body or b"[]")  # 400 when not JSON or absurdly nested
         if isinstance(events, dict):
             events = [events]
         if not isinstance(events, list):
             raise WebhookRejected(400, "expected a JSON array of events")
         completed = sorted({
             str(e["objectId"]) for e in events
-            if isinstance(e, dict) and e.get("objectId") is not None and e.get("propertyName") == "hs_task_status"
+            if isinstance(e, dict) and _is_object_id(e.get("objectId")) and e.get("propertyName") == "hs_task_status"
             and e.get("propertyValue") == "COMPLETED"
         })
         self.completed_hints.update(completed)
@@ -649,3 +646,11 @@ class HubSpotSink(CrmSink):
         if hasattr(result, "completed_external_ids"):
             result.completed_external_ids = completed
         return result
+
+
+def _is_object_id(value: Any) -> bool:
+    """A HubSpot object id: a positive integer (or its digits), at most 19 digits (what task ids are)."""
+    if isinstance(value, bool):
+        return False
+    text = str(value) if isinstance(value, int | str) else ""
+    return text.isascii() and text.isdigit() and len(text) <= 19

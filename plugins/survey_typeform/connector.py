@@ -284,12 +284,13 @@ class TypeformConnector(SourceConnector):
             if payload.get("event_type") != "form_response" or not isinstance(payload.get("form_response"), Mapping):
                 raise ValueError(f"Typeform event {payload.get('event_type')!r} is not a form_response")
             response = payload["form_response"]
-            definition = response.get("definition") or self._definition
             context = {"via": "webhook", "event_id": payload.get("event_id")}
         else:
             response = payload
-            definition = response.get("definition") or self._definition
             context = {"via": "api"}
+        definition = response.get("definition")
+        if not isinstance(definition, Mapping) or not definition:
+            definition = self._definition
         if not response.get("form_id"):
             context["form_id"] = self.form_id
         return [self.mapper.map(response, definition, context={k: v for k, v in context.items() if v})]
@@ -315,9 +316,14 @@ class TypeformConnector(SourceConnector):
         token = _token_of(response)
         if token is None:
             raise WebhookRejected(400, "form_response has no usable token")
-        form_id = response.get("form_id") or (response.get("definition") or {}).get("id")
+        definition = response.get("definition")
+        if definition is not None and not isinstance(definition, dict):
+            raise WebhookRejected(400, "form_response.definition is not an object")
+        form_id = response.get("form_id") or (definition or {}).get("id")
+        if form_id and not isinstance(form_id, str):
+            raise WebhookRejected(400, "form_response.form_id is not text")
         if form_id and form_id != self.form_id:
-            raise WebhookRejected(400, f"form {form_id!r} is not this instance's form {self.form_id!r}")
+            raise WebhookRejected(400, f"form {form_id[:40]!r} is not this instance's form {self.form_id!r}")
         return WebhookResult(raw_events=[RawIn(payload=event, dedupe_key=token, kind="form_response")])
 
     # -- loop closure ----------------------------------------------------

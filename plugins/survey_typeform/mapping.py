@@ -40,6 +40,10 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _RECALL = re.compile(r"\{\{[^}]*\}\}")  # "Thanks, {{field:abc}}!" - piped answers in titles
 _CASE_ID = re.compile(r"^\s*(\d{1,18})\s*$")
 _LANG = re.compile(r"^[a-zA-Z]{2}([-_][a-zA-Z]{2})?$")
+#: Longest identity value (email, phone, CRM id) and display name the hub stores;
+#: a longer "identity" is junk and is left out, a longer name is cut.
+MAX_IDENTITY = 320
+MAX_NAME = 200
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def _title(field: Mapping[str, Any] | None) -> str | None:
 def _nps_value(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if value != int(value) or not 0 <= value <= 10:
+    if not 0 <= value <= 10 or value != int(value):  # the range first: int() of a huge float overflows
         return None
     return int(value)
 
@@ -145,7 +149,9 @@ class ResponseMapper:
         occurred = submitted or parse_time(response.get("landed_at"))
         if occurred is None:
             raise ValueError(f"Typeform response {token} has neither submitted_at nor landed_at")
-        fields = index_fields(definition or response.get("definition"))
+        if not isinstance(definition, Mapping):
+            definition = response.get("definition") if isinstance(response.get("definition"), Mapping) else None
+        fields = index_fields(definition)
         hidden = response.get("hidden") if isinstance(response.get("hidden"), Mapping) else {}
 
         texts: list[tuple[str | None, str]] = []
@@ -165,10 +171,10 @@ class ResponseMapper:
             field_ref = answer["field"]
             fid = field_ref.get("id")
             definition_field = fields.get(fid) if isinstance(fid, str) else None
-            qkind = field_ref.get("type") or (definition_field or {}).get("type")
+            qkind = _name(field_ref.get("type") or (definition_field or {}).get("type"))
             ref = field_ref.get("ref") or (definition_field or {}).get("ref")
             vkind = answer.get("type")
-            if vkind not in VALUE_KINDS or vkind not in answer:
+            if not isinstance(vkind, str) or vkind not in VALUE_KINDS or vkind not in answer:
                 reason = (f"field {ref or fid}: unknown answer type {vkind!r}" if vkind not in VALUE_KINDS
                           else f"field {ref or fid}: answer type {vkind!r} without its value")
                 skipped.append(reason)
@@ -184,7 +190,7 @@ class ResponseMapper:
                 email = value.strip()
                 continue
             if vkind == "phone_number" and isinstance(value, str) and phone is None:
-                phone = value
+                phone = _str(value, MAX_IDENTITY)
             if vkind == "text" and (qkind in FREE_TEXT_FIELDS or qkind is None) and isinstance(value, str):
                 if qkind == "short_text" and _EMAIL.match(value.strip()):
                     # An email typed into a plain text question ("Email" as short_text).
@@ -199,11 +205,12 @@ class ResponseMapper:
 
         email = self._valid_email(email) or self._valid_email(hidden.get(cfg.email_field)) or next(
             (e for e in bare_emails if self._valid_email(e)), None)
-        crm_id = _str(hidden.get(cfg.crm_id_field))
+        crm_id = _str(hidden.get(cfg.crm_id_field), MAX_IDENTITY)
         customer_id = _str(hidden.get(cfg.customer_id_field))
         if crm_id is None and cfg.customer_id_is_crm_id:
-            crm_id = customer_id
-        customer = CustomerRef(email=email, name=_str(hidden.get(cfg.name_field)), crm_id=crm_id, phone=phone)
+            crm_id = _str(customer_id, MAX_IDENTITY)
+        name = _str(hidden.get(cfg.name_field))
+        customer = CustomerRef(email=email, name=name[:MAX_NAME] if name else None, crm_id=crm_id, phone=phone)
 
         case_id = self._case_id(token, hidden.get(cfg.case_id_field))
         language = _str(hidden.get(cfg.language_field))
@@ -255,7 +262,7 @@ class ResponseMapper:
     @staticmethod
     def _valid_email(value: Any) -> str | None:
         # Typeform fills hidden fields of test submissions with "xxxxx": not an identity.
-        if isinstance(value, str) and _EMAIL.match(value.strip()):
+        if isinstance(value, str) and len(value.strip()) <= MAX_IDENTITY and _EMAIL.match(value.strip()):
             return value.strip()
         return None
 
@@ -274,8 +281,16 @@ class ResponseMapper:
         return "\n\n".join(blocks) or None
 
 
-def _str(value: Any) -> str | None:
+def _str(value: Any, max_length: int | None = None) -> str | None:
+    """A scalar as stripped text; None when absent, empty, not a scalar or longer than ``max_length``."""
     if value is None or isinstance(value, dict | list):
         return None
     text = str(value).strip()
+    if max_length is not None and len(text) > max_length:
+        return None
     return text or None
+
+
+def _name(value: Any) -> str | None:
+    """A question kind (``long_text``...) as text, None when it is not one."""
+    return value if isinstance(value, str) else None

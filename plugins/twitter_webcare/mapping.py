@@ -46,8 +46,8 @@ NOT_A_LANGUAGE = frozenset({"und", "zxx", "qme", "qht", "qam", "qct", "qst", "qr
 
 #: Twitter snowflake epoch (ms): ids encode their creation time.
 SNOWFLAKE_EPOCH_MS = 1288834974657
-#: Largest follower count taken as reach; more is junk, not an audience.
-MAX_REACH = 10**12
+#: Largest follower count taken as reach (the hub stores a 32-bit integer); more is junk.
+MAX_REACH = 2**31 - 1
 
 
 @dataclass(frozen=True)
