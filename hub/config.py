@@ -192,6 +192,7 @@ class DispatchConfig(_Section):
     backoff_base_seconds: Positive
     backoff_max_seconds: Positive
     claim_timeout_seconds: Positive
+    alert_after_seconds: Positive
 
 
 class PlannerConfig(_Section):
