@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,16 @@ from typing import Any
 import pytest
 import requests
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from hub.engine.accounts import create_token
 from hub.engine.completion import sync_completions
 from hub.engine.dispatch import dispatch
 from hub.sdk import FakeClock, hookimpl
+from hub.sdk.testing import LiveServer, sign_hmac
 from hub.storage import models as m
 from plugins.crm_hubspot.content import PRIORITY, find_marker
 from plugins.crm_hubspot.emulator import HubSpotState, make_emulator_app
-from plugins.crm_hubspot.signatures import v1_signature, v3_signature
+from plugins.crm_hubspot.signatures import v1_signature
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hubspot"
 TOKEN = "pat-na1-test"
@@ -104,12 +103,9 @@ def emulator_server():
     (A server per test costs half a second at shutdown - its poll interval.)
     """
     current: dict[str, Any] = {}
-    server = make_server("127.0.0.1", 0, lambda environ, start: current["app"](environ, start), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield current, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    server = LiveServer(lambda environ, start: current["app"](environ, start))
+    yield current, server.url
+    server.stop()
 
 
 @pytest.fixture
@@ -497,7 +493,8 @@ def test_sync_reads_a_captured_task_object(make_env):
 # -- webhooks ------------------------------------------------------------------------------
 def _signed(env: Env, body: bytes, *, secret="shh", age_ms=0, url="http://localhost/webhooks/hubspot"):
     ts = str(int(env.clock.time() * 1000) - age_ms)
-    return {"X-HubSpot-Signature-v3": v3_signature(secret, "POST", url, body, ts),
+    # v3: base64 HMAC-SHA256 of method + URI + body + timestamp
+    return {"X-HubSpot-Signature-v3": sign_hmac(secret, f"POST{url}".encode() + body + ts.encode(), prefix=""),
             "X-HubSpot-Request-Timestamp": ts, "Content-Type": "application/json"}
 
 

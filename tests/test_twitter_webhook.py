@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 
 import pytest
@@ -12,10 +9,11 @@ from sqlalchemy import func, select
 
 import plugins.twitter_webcare as twitter_plugin
 from hub.sdk import FakeClock, Instance, WebhookRejected, WebhookRequest
+from hub.sdk.testing import post_webhook, sign_hmac
 from hub.storage import models as m
 from plugins.twitter_webcare.connector import TwitterConnector
 from plugins.twitter_webcare.emulator import BRAND_ID, XEmulator
-from plugins.twitter_webcare.webhook import SIGNATURE_HEADER, crc_response_token, sign
+from plugins.twitter_webcare.webhook import SIGNATURE_HEADER, crc_response_token
 
 VECTOR_SECRET = "consumer_secret_example"
 VECTOR_TOKEN = "challenge_string"
@@ -25,8 +23,7 @@ VECTOR_ANSWER = "sha256=jbXKbME72EP4whP7Jiwf8KJkZpedcmIvi6wGXiUuI/w="  # CONTRAC
 def test_crc_matches_the_documented_vector():
     assert crc_response_token(VECTOR_SECRET, VECTOR_TOKEN) == VECTOR_ANSWER
     # ...and is the documented algorithm, not just a memorised string
-    digest = hmac.new(b"another secret", b"another-token", hashlib.sha256).digest()
-    assert crc_response_token("another secret", "another-token") == "sha256=" + base64.b64encode(digest).decode()
+    assert crc_response_token("another secret", "another-token") == sign_hmac("another secret", "another-token")
 
 
 @pytest.fixture
@@ -64,28 +61,26 @@ def emu():
 
 
 @pytest.mark.parametrize("headers", [{}, {SIGNATURE_HEADER: "sha256=AAAA"},
-                                     {SIGNATURE_HEADER: sign("the wrong secret", b"x")}])
+                                     {SIGNATURE_HEADER: sign_hmac("the wrong secret", b"x")}])
 def test_missing_or_bad_signature_is_401_and_stores_nothing(app, emu, headers):
     body = delivery(emu, [emu.post(emu.customer, "@acme storing")])
-    resp = app.test_client().post("/webhooks/webcare", data=body, content_type="application/json", headers=headers)
+    resp = post_webhook(app.test_client(), "webcare", body, headers)
     assert resp.status_code == 401
     assert stored(app) == []
 
 
 def test_signature_is_over_the_exact_bytes(app, emu):
     body = delivery(emu, [emu.post(emu.customer, "@acme storing")])
-    signature = sign(VECTOR_SECRET, body)
+    signature = sign_hmac(VECTOR_SECRET, body)
     reformatted = json.dumps(json.loads(body), indent=2).encode()  # same JSON, other bytes
-    resp = app.test_client().post("/webhooks/webcare", data=reformatted, content_type="application/json",
-                                  headers={SIGNATURE_HEADER: signature})
+    resp = post_webhook(app.test_client(), "webcare", reformatted, {SIGNATURE_HEADER: signature})
     assert resp.status_code == 401
 
 
 def test_signed_delivery_maps_like_a_polled_post(app, emu):
     post = emu.post(emu.customer, "@acme storing sinds vanochtend, zie", link="https://acme.example/storing")
     body = delivery(emu, [post])
-    resp = app.test_client().post("/webhooks/webcare", data=body, content_type="application/json",
-                                  headers={SIGNATURE_HEADER: sign(VECTOR_SECRET, body)})
+    resp = post_webhook(app.test_client(), "webcare", body, {SIGNATURE_HEADER: sign_hmac(VECTOR_SECRET, body)})
     assert resp.status_code == 200
     assert resp.get_json()["stored"] == 1 and resp.get_json()["tweets"] == 1
     with app.extensions["hub"].db.Session() as s:
@@ -101,8 +96,7 @@ def test_own_posts_and_retweets_from_the_webhook_are_skipped(app, emu):
     mine = emu.post(emu.brand, "Excuses voor de storing!")
     rt = emu.post(emu.customer, "", retweet=emu.post(emu.add_user("9", "x", "X", 10), "@acme help"))
     body = delivery(emu, [mine, rt])
-    resp = app.test_client().post("/webhooks/webcare", data=body, content_type="application/json",
-                                  headers={SIGNATURE_HEADER: sign(VECTOR_SECRET, body)})
+    resp = post_webhook(app.test_client(), "webcare", body, {SIGNATURE_HEADER: sign_hmac(VECTOR_SECRET, body)})
     assert resp.status_code == 200
     assert sorted(r.status for r in stored(app)) == ["skipped", "skipped"]
     with app.extensions["hub"].db.Session() as s:
@@ -117,6 +111,6 @@ def test_put_is_refused(tmp_path):
     assert err.value.status == 405
     # plain-dict headers in any case are accepted
     body = b'{"for_user_id": "1", "tweet_create_events": []}'
-    ok = conn.handle_webhook(WebhookRequest("POST", "u", "/webhooks/w", {"X-Twitter-Webhooks-Signature": sign("s", body)},
+    ok = conn.handle_webhook(WebhookRequest("POST", "u", "/webhooks/w", {"X-Twitter-Webhooks-Signature": sign_hmac("s", body)},
                                             {}, body))
     assert ok.status == 200 and ok.raw_events == []

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from hub.engine.pulls import pull
 from hub.sdk import FakeClock, hookimpl
+from hub.sdk.testing import post_webhook, sign_hmac
 from hub.storage import models as m
-from plugins.survey_typeform import TypeformEmulator, sign
+from plugins.survey_typeform import TypeformEmulator
 from tests.conftest import fixture_path
 
 SECRET = "whsec-test"
@@ -45,10 +46,10 @@ def counts(hub) -> tuple[int, int]:
 def post(client, body: bytes, signature: str | None = None, secret: str | None = SECRET):
     headers = {"Content-Type": "application/json"}
     if signature is None and secret is not None:
-        signature = sign(secret, body)
+        signature = sign_hmac(secret, body)
     if signature is not None:
         headers["Typeform-Signature"] = signature
-    return client.post("/webhooks/nps", data=body, headers=headers)
+    return post_webhook(client, "nps", body, headers)
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
@@ -78,23 +79,20 @@ DOCS = fixture_path("typeform/webhook_form_response_docs_example.json").read_byt
 
 
 def _tampered() -> tuple[bytes, str]:
-    signature = sign(SECRET, DOCS)
+    signature = sign_hmac(SECRET, DOCS)
     return DOCS.replace(b"laura@example.com", b"mallory@example.com"), signature
 
 
 def _hex_signature() -> tuple[bytes, str]:
-    import hashlib
-    import hmac
-
-    return DOCS, "sha256=" + hmac.new(SECRET.encode(), DOCS, hashlib.sha256).hexdigest()
+    return DOCS, sign_hmac(SECRET, DOCS, encoding="hex")
 
 
 @pytest.mark.parametrize("case, make_request, status, reason", [
     ("unsigned", lambda: (DOCS, None, None), 401, "missing Typeform-Signature"),
-    ("wrong secret", lambda: (DOCS, sign("not-the-secret", DOCS), None), 401, "does not match"),
+    ("wrong secret", lambda: (DOCS, sign_hmac("not-the-secret", DOCS), None), 401, "does not match"),
     ("tampered body", lambda: (*_tampered(), None), 401, "does not match"),
     ("hex instead of base64", lambda: (*_hex_signature(), None), 401, "does not match"),
-    ("signature without prefix", lambda: (DOCS, sign(SECRET, DOCS)[len("sha256="):], None), 401, "does not match"),
+    ("signature without prefix", lambda: (DOCS, sign_hmac(SECRET, DOCS)[len("sha256="):], None), 401, "does not match"),
     ("invalid JSON", lambda: (DOCS[:-20], None, SECRET), 400, "not valid JSON"),
     ("not UTF-8", lambda: (b"\xff\xfe{}", None, SECRET), 400, "not valid JSON"),
     ("JSON list", lambda: (b"[1, 2]", None, SECRET), 400, "not a JSON object"),
@@ -126,7 +124,7 @@ def test_oversized_body_gets_413_and_stores_nothing(make_app, limit, status, sto
 
 def test_instance_without_webhook_secret_refuses_every_delivery(make_app):
     app, hub = typeform_app(make_app, webhook_secret=None)
-    r = post(app.test_client(), DOCS, signature=sign("anything", DOCS))
+    r = post(app.test_client(), DOCS, signature=sign_hmac("anything", DOCS))
     assert r.status_code == 401 and "no webhook_secret" in r.get_json()["error"]["message"]
     assert app.test_client().get("/webhooks/nps").status_code == 405
     assert counts(hub) == (0, 0)
