@@ -13,8 +13,12 @@ from hub.engine.dispatch import dispatch, sink_outages
 from hub.sdk import FakeClock, FatalError, PushResult, RateLimitedError, RetriableError
 from hub.storage import models as m
 from plugins.crm_hubspot.emulator import HubSpotState
+from tests import test_hubspot_sink as hubspot
 from tests.helpers import recording_app
-from tests.test_hubspot_sink import OWNERS, TOKEN, clock, emulator_server, make_env, one_task_each  # noqa: F401
+from tests.test_hubspot_sink import OWNERS, TOKEN, one_task_each
+
+# The HubSpot sink's end-to-end fixtures: a shared clock, the emulator over HTTP, an env factory.
+clock, emulator_server, make_env = hubspot.clock, hubspot.emulator_server, hubspot.make_env
 
 START = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
 
