@@ -324,16 +324,16 @@ class RunningHub:
         (``pages``, ``records``, ``new_items``, ``duplicates``, ``failed``)."""
         return _core().pull(self.hub, instance, since=since)
 
-    def dispatch(self, *, ignore_schedule: bool = True, rounds: int = 1):
+    def dispatch(self, *, ignore_schedule: bool = True):
         """Push pending follow-ups to their sinks; returns the report (``sent``, ``retried``,
         ``dead``, ``errors``).
 
         By default even follow-ups planned for a later slot go (the planner puts
-        callbacks in business hours), and in one round: each is pushed at most
-        once per call, so a test sees a failed push as ``retried`` and decides
-        when the next attempt happens by calling again.
+        callbacks in business hours).  Each is pushed at most once per call, so a
+        test sees a failed push as ``retried`` and decides when the next attempt
+        happens by calling again.
         """
-        return _core().dispatch(self.hub, ignore_schedule=ignore_schedule, max_rounds=rounds)
+        return _core().dispatch(self.hub, ignore_schedule=ignore_schedule)
 
     def sync_completed(self) -> int:
         """Ask every sink which sent follow-ups are completed; returns how many closed."""
