@@ -244,6 +244,7 @@ def assert_answered(resp) -> None:
     assert resp.status_code < 500, resp.get_data(as_text=True)[:300]
 
 
+@pytest.mark.fuzz
 def test_x_webhook_answers_any_signed_json_without_a_server_error(client):
     @FUZZ
     @given(body=x_bodies)
@@ -253,6 +254,7 @@ def test_x_webhook_answers_any_signed_json_without_a_server_error(client):
     check()
 
 
+@pytest.mark.fuzz
 def test_typeform_webhook_answers_any_signed_json_without_a_server_error(client):
     @FUZZ
     @given(body=typeform_bodies)
@@ -262,6 +264,7 @@ def test_typeform_webhook_answers_any_signed_json_without_a_server_error(client)
     check()
 
 
+@pytest.mark.fuzz
 def test_hubspot_webhook_answers_any_signed_json_without_a_server_error(client):
     @FUZZ
     @given(body=hubspot_bodies)
@@ -271,6 +274,7 @@ def test_hubspot_webhook_answers_any_signed_json_without_a_server_error(client):
     check()
 
 
+@pytest.mark.fuzz
 def test_webhooks_answer_any_signed_bytes_without_a_server_error(client):
     @FUZZ
     @given(body=st.binary(max_size=200), post=st.sampled_from([post_x, post_typeform, post_hubspot]))
