@@ -45,6 +45,7 @@ def _recording(make_app, n: int, **overrides):
 
     clock = FakeClock(START.timestamp())
     app, rec = recording_app(make_app, clock=clock, **overrides)
+    rec.app = app
     hub = app.extensions["hub"]
     with hub.db.session() as s:
         Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn(f"o{i}", "survey", START, nps=1,
@@ -187,6 +188,7 @@ def test_an_expired_token_is_an_outage_but_a_refused_task_is_dead(make_app):
 
 def test_the_admin_is_alerted_once_the_sink_has_failed_for_a_while_and_told_when_it_is_back(make_app):
     hub, rec, clock = _recording(make_app, 2, dispatch={"alert_after_seconds": 900, "max_attempts": 100})
+    app = rec.app
     rec.mode = "retriable"
     dispatch(hub)
     assert _audit(hub) == []  # a blip is no alert
@@ -198,9 +200,26 @@ def test_the_admin_is_alerted_once_the_sink_has_failed_for_a_while_and_told_when
     ((action, detail),) = _audit(hub)
     assert action == "sink.outage" and detail["sink"] == "rec" and "503" in detail["reason"]
     assert detail["since"] == START.isoformat()
+    assert "failing since 2026-11-23 09:00" in _admin_page(app)
     rec.mode = "ok"
     assert dispatch(hub, ignore_schedule=True).sent == 2
     assert [a for a, _ in _audit(hub)] == ["sink.outage", "sink.recovered"]
+    assert "failing since" not in _admin_page(app)
+
+
+def _admin_page(app) -> str:
+    from tests.test_web_ui import add_user, login
+
+    hub = app.extensions["hub"]
+    with hub.db.Session() as s:
+        known = s.scalar(select(m.User).where(m.User.username == "boss"))
+    if known is None:
+        add_user(hub, "boss", "admin")
+    client = app.test_client()
+    login(client, "boss")
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    return page.get_data(as_text=True)
 
 
 def test_outbox_requeue_command(make_app, monkeypatch):

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from hub.engine.accounts import create_token, create_user
 from hub.engine.context import current_hub
+from hub.engine.dispatch import sink_outages
 from hub.engine.pulls import pull, source_status
 from hub.plugin_manager import plugin_infos
 from hub.storage import models as m
@@ -67,9 +68,11 @@ def index():
     }
     errors = dict(session.execute(select(m.Followup.sink, func.max(m.Followup.last_error)).where(
         m.Followup.status.in_(("failed", "dead"))).group_by(m.Followup.sink)).all())
+    outages = sink_outages(hub)  # failing now; "alerted" once it failed long enough to tell the admin
     sinks = [{"name": name, "plugin": inst.plugin, "routed": name == hub.registry.followup_sink,
               "counts": {st: counts.get((name, st), 0) for st in ("pending", "sent", "failed", "dead", "done")},
-              "last_error": errors.get(name)}
+              "last_error": errors.get(name), "outage": outages.get(name) if (outages.get(name) or {}).get(
+                  "alerted") else None}
              for name, inst in sorted(hub.registry.sinks.items())]
     kinds = {**{k: ("source", c) for k, c in hub.registry.source_kinds.items()},
              **{k: ("sink", c) for k, c in hub.registry.sink_kinds.items()}}

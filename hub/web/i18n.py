@@ -314,6 +314,7 @@ NL: dict[str, str] = {
     "paused until {t}": "gepauzeerd tot {t}",
     "none": "geen",
     "follow-up route": "route voor terugbelacties",
+    "failing since {since}; follow-ups wait": "storing sinds {since}; terugbelacties wachten",
     "Role": "Rol",
     "Active": "Actief",
     "Created": "Aangemaakt",
