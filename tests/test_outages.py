@@ -40,18 +40,23 @@ def _audit(hub) -> list[tuple[str, dict]]:
 
 def _recording(make_app, n: int, **overrides):
     """A hub with ``n`` follow-ups routed to the scripted ``rec`` sink."""
-    from hub.engine.pipeline import Entry, Pipeline
-    from hub.sdk import CustomerRef, FeedbackIn
-
     clock = FakeClock(START.timestamp())
     app, rec = recording_app(make_app, clock=clock, **overrides)
     rec.app = app
     hub = app.extensions["hub"]
-    with hub.db.session() as s:
-        Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn(f"o{i}", "survey", START, nps=1,
-                                                       customer=CustomerRef(email=f"c{i}@x.nl"))) for i in range(n)])
+    _ingest(hub, [str(i) for i in range(n)])
     assert len(_followups(hub)) == n
     return hub, rec, clock
+
+
+def _ingest(hub, names: list[str]) -> None:
+    """A detractor per name, each a new customer: a follow-up each."""
+    from hub.engine.pipeline import Entry, Pipeline
+    from hub.sdk import CustomerRef, FeedbackIn
+
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn(f"o{n}", "survey", START, nps=1,
+                                                       customer=CustomerRef(email=f"c{n}@x.nl"))) for n in names])
 
 
 def _script(rec, push):
@@ -158,9 +163,11 @@ def test_retry_after_of_the_sink_is_honoured_and_all_does_not_take_those_rows(ma
     assert dispatch(hub).retried == 4
     assert all(r.next_attempt_at >= _now(clock) + dt.timedelta(seconds=7200) for r in _followups(hub))
     assert dispatch(hub, ignore_schedule=True).claimed == 0 and calls == [4]
+    _ingest(hub, ["late"])  # a new follow-up meanwhile: it waits for the same time
+    assert dispatch(hub).claimed == 0 and calls == [4]
     clock.sleep(7201)
     _script(rec, lambda self, fs: [PushResult(f.id, ok=True, external_id=f"t{f.id}") for f in fs])
-    assert dispatch(hub).sent == 4
+    assert dispatch(hub).sent == 5
 
 
 def test_a_per_followup_retry_after_is_honoured(make_app):

@@ -81,10 +81,11 @@ def sink_outages(hub: Hub) -> dict[str, dict]:
         return {r.instance: dict(r.state) for r in rows if (r.state or {}).get("since")}
 
 
-def _waiting_sinks(hub: Hub, now: dt.datetime) -> set[str]:
-    """Sinks whose CRM asked us to wait (Retry-After, daily reset) until a time still ahead."""
-    return {name for name, o in sink_outages(hub).items()
-            if o.get("retry_at") and dt.datetime.fromisoformat(o["retry_at"]) > now}
+def _waiting_sinks(hub: Hub, now: dt.datetime) -> dict[str, dt.datetime]:
+    """Sinks whose CRM asked us to wait (Retry-After, daily reset) until a time still ahead, and that time."""
+    times = {name: dt.datetime.fromisoformat(o["retry_at"]) for name, o in sink_outages(hub).items()
+             if o.get("retry_at")}
+    return {name: at for name, at in times.items() if at > now}
 
 
 def _record_outage(hub: Hub, s, sink: str, reason: str, retry_at: dt.datetime | None, attempts: int,
@@ -124,11 +125,7 @@ def _claim(hub: Hub, now: dt.datetime, ignore_schedule: bool, limit: int, sink: 
     stale = now - dt.timedelta(seconds=float(cfg.get("claim_timeout_seconds", 300)))
     ready = m.Followup.status.in_(("pending", "failed"))
     if ignore_schedule:
-        # --all: everything not due yet too, except rows of a sink whose CRM
-        # said when to come back; each row once per run (ids ascending).
-        waiting = _waiting_sinks(hub, now)
-        if waiting:
-            ready = and_(ready, or_(m.Followup.next_attempt_at <= now, m.Followup.sink.not_in(sorted(waiting))))
+        # --all: the rows still waiting for their backoff too, each once per run (ids ascending).
         ready = and_(ready, m.Followup.id > after_id)
         order = (m.Followup.id,)
     else:
@@ -156,15 +153,18 @@ def dispatch(hub: Hub, *, ignore_schedule: bool = False, sink: str | None = None
     """Push every follow-up that is due for (re)sending; returns counts.
 
     ``ignore_schedule`` (CLI ``--all``) also takes rows waiting for their
-    backoff, each at most once, but not those of a sink that asked to be left
-    alone until a time (Retry-After, daily reset).  A sink that fails with an
-    outage is not pushed again in the same run: its other rows keep their
-    attempts and wait with the failed ones.
+    backoff, each at most once.  A sink that asked to be left alone until a
+    time (Retry-After, daily reset) is not pushed before then, with or without
+    ``--all``; one that fails during the run is not pushed again in it.  Rows
+    not pushed for either reason keep their attempts.
     """
     cfg = hub.config.get("dispatch", {})
     batch = int(cfg.get("batch_size", 100))
     report = DispatchReport()
-    down: dict[str, dt.datetime] = {}  # sinks that failed in this run -> when to try them again
+    # Sinks not to push in this run -> when to try them again: those whose CRM
+    # said when to come back (Retry-After, daily reset; --all too), and those
+    # that fail during the run.
+    down: dict[str, dt.datetime] = _waiting_sinks(hub, hub.clock.utcnow())
     last_id = 0
     for _ in range(max_rounds):
         now = hub.clock.utcnow()
