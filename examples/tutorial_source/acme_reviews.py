@@ -97,10 +97,15 @@ class AcmeReviews(SourceConnector):
                              prefix="sha256=", encoding="hex", header_name="X-Acme-Signature")
         # Signed, but maybe an old delivery sent again: refuse anything older than five minutes.
         webhooks.check_timestamp(timestamp, self.clock, max_age=300, header_name="X-Acme-Timestamp")
+        # Whatever the body holds, the answer is a 2xx or a 4xx, never an exception: check what is read.
         event = webhooks.json_body(request)
+        if not isinstance(event, dict):
+            raise WebhookRejected(400, "body is not a JSON object")
         if event.get("type") not in ("review.created", "review.updated"):
-            return WebhookResult(body={"ok": True, "ignored": event.get("type")})
-        review = event["review"]
+            return WebhookResult(body={"ok": True, "ignored": str(event.get("type"))})
+        review = event.get("review")
+        if not isinstance(review, dict) or not isinstance(review.get("id"), str | int):
+            raise WebhookRejected(400, "the event has no review with an id")
         return WebhookResult(raw_events=[RawIn(payload=review, dedupe_key=str(review["id"]), kind="review")])
 
 

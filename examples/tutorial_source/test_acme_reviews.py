@@ -134,6 +134,21 @@ def test_a_bad_delivery_is_refused_and_stores_nothing(start, fake_clock, case, b
     assert hub.feedback() == []
 
 
+@pytest.mark.parametrize("body", [b"[1, 2]", b'{"type": "review.created"}',
+                                  b'{"type": "review.created", "review": {"id": [1]}}', b"{not json"])
+def test_a_signed_but_malformed_delivery_gets_400_and_stores_nothing(start, fake_clock, body):
+    hub = start()
+    answer = hub.post_webhook("reviews", body, delivery(body, fake_clock.time()))
+    assert answer.status_code == 400 and hub.feedback() == []
+
+
+def test_other_events_are_acknowledged_and_ignored(start, fake_clock):
+    hub = start()
+    body = json.dumps({"type": "product.renamed", "product": {"id": "p-1"}}).encode()
+    answer = hub.post_webhook("reviews", body, delivery(body, fake_clock.time()))
+    assert answer.get_json() == {"ok": True, "ignored": "product.renamed"} and hub.feedback() == []
+
+
 def test_without_a_webhook_secret_every_delivery_is_refused(start, fake_clock):
     hub = start(webhook_secret=None)
     answer = hub.post_webhook("reviews", event(1), delivery(event(1), fake_clock.time()))
