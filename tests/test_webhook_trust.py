@@ -282,3 +282,71 @@ def test_webhooks_answer_any_signed_bytes_without_a_server_error(client):
         assert_answered(post(client, body))
 
     check()
+
+
+# -- the mapping functions: a FeedbackIn the database can store, or ValueError naming the problem -----
+def assert_storable(item) -> None:
+    assert isinstance(item.external_id, str) and 0 < len(item.external_id) <= 200
+    assert item.text is None or isinstance(item.text, str)
+    assert item.reach is None or (isinstance(item.reach, int) and 0 <= item.reach < 2**31)
+    assert item.language is None or (isinstance(item.language, str) and len(item.language) <= 10)
+    assert item.thread_id is None or len(item.thread_id) <= 200
+    assert item.customer.name is None or (isinstance(item.customer.name, str) and len(item.customer.name) <= 200)
+    for value in (item.customer.email, item.customer.crm_id, item.customer.phone):
+        assert value is None or (isinstance(value, str) and len(value) <= 320)
+    assert 1970 <= item.occurred_at.year < 2100
+
+
+@pytest.mark.fuzz
+@FUZZ
+@given(tweet=x_tweet)
+def test_x_v1_mapping_gives_storable_items_or_value_error(tweet):
+    from plugins.twitter_webcare.mapping import BrandAccounts, from_v1
+
+    try:
+        produced = from_v1({"for_user_id": BRAND_ID, "tweet": tweet}, BrandAccounts(ids=frozenset({BRAND_ID})))
+    except ValueError:
+        return
+    for item in produced:
+        assert_storable(item)
+
+
+@pytest.mark.fuzz
+@FUZZ
+@given(response=typeform_response)
+def test_typeform_mapping_gives_storable_items_or_value_error(response):
+    from plugins.survey_typeform.mapping import MappingConfig, ResponseMapper
+
+    try:
+        item = ResponseMapper(MappingConfig()).map(response, response.get("definition"))
+    except ValueError:
+        return
+    assert_storable(item)
+
+
+@pytest.mark.parametrize("fields", [{"timestamp_ms": "99999999999999"}, {"timestamp_ms": 10**30},
+                                    {"timestamp_ms": ["1"]}, {"created_at": "Mon Jan 01 00:00:00 +0000 9999"},
+                                    {"created_at": "Mon Jan 01 00:00:00 -2359 0001"}, {"created_at": 7},
+                                    {"user": ["x"]}, {"text": {"a": 1}}, {"extended_tweet": "long"}])
+def test_x_v1_mapping_refuses_times_and_types_out_of_range(fields):
+    from plugins.twitter_webcare.mapping import BrandAccounts, from_v1
+
+    with pytest.raises(ValueError):
+        from_v1({"tweet": {"id_str": "1865000000000000003", "text": "storing", **fields}}, BrandAccounts())
+
+
+def test_x_v1_mapping_keeps_only_sane_counts():
+    from plugins.twitter_webcare.mapping import BrandAccounts, from_v1
+
+    tweet = {"id_str": "1865000000000000003", "text": "storing", "lang": ["nl"],
+             "user": {"screen_name": "jan", "followers_count": 2**40},
+             "entities": {"urls": ["not an entity", {"url": 1, "expanded_url": "x"}]}}
+    (item,) = from_v1({"tweet": tweet}, BrandAccounts())
+    assert item.reach is None and item.language is None and item.text == "storing"
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00"])
+def test_typeform_times_outside_what_the_hub_stores_are_no_time(text):
+    from plugins.survey_typeform.mapping import parse_time
+
+    assert parse_time(text) is None

@@ -65,7 +65,8 @@ def parse_time(value: Any) -> dt.datetime | None:
     """Typeform time (``2020-05-17T16:14:40Z``) as aware UTC; None when absent.
 
     Unfinished responses carry ``0001-01-01T00:00:00Z`` as ``submitted_at``;
-    that means "not submitted", not the year 1.
+    that means "not submitted", not the year 1.  A year from 2100 on is no
+    real time either (and outside what the hub stores).
     """
     if not isinstance(value, str) or not value:
         return None
@@ -75,8 +76,11 @@ def parse_time(value: Any) -> dt.datetime | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    when = when.astimezone(dt.UTC)
-    return None if when.year < 1971 else when
+    try:
+        when = when.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00
+        return None
+    return None if not 1971 <= when.year < 2100 else when
 
 
 def format_time(when: dt.datetime) -> str:

@@ -46,6 +46,8 @@ NOT_A_LANGUAGE = frozenset({"und", "zxx", "qme", "qht", "qam", "qct", "qst", "qr
 
 #: Twitter snowflake epoch (ms): ids encode their creation time.
 SNOWFLAKE_EPOCH_MS = 1288834974657
+#: Times at or after 2100 (ms) are junk: the hub stores times of 1970-2099.
+LATEST_MS = 4_102_444_800_000
 #: Largest follower count taken as reach (the hub stores a 32-bit integer); more is junk.
 MAX_REACH = 2**31 - 1
 
@@ -271,13 +273,16 @@ def _v1_time(tweet: Mapping[str, Any], tweet_id: str) -> dt.datetime:
     stamp = tweet.get("timestamp_ms")
     if stamp:
         text = str(stamp) if isinstance(stamp, int | str) and not isinstance(stamp, bool) else ""
-        if not text.isascii() or not text.isdigit() or len(text) > 14:
-            raise ValueError("tweet.timestamp_ms is not a time in milliseconds")
+        if not text.isascii() or not text.isdigit() or not int(text) < LATEST_MS:
+            raise ValueError("tweet.timestamp_ms is not a time in milliseconds before 2100")
         return dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC)
     created = _text(tweet.get("created_at"), "tweet.created_at")
     if created:
         try:
-            return dt.datetime.strptime(created, V1_TIME_FORMAT).astimezone(dt.UTC)
-        except ValueError:
+            when = dt.datetime.strptime(created, V1_TIME_FORMAT).astimezone(dt.UTC)
+        except (ValueError, OverflowError):
             raise ValueError(f"tweet.created_at {created[:40]!r} is not in X's time format") from None
+        if not 1970 <= when.year < 2100:
+            raise ValueError(f"tweet.created_at {created[:40]!r} is not a time between 1970 and 2100")
+        return when
     return snowflake_time(tweet_id)
