@@ -62,6 +62,23 @@ def test_invalid_integer_parameters_are_400(api, path):
     assert resp.get_json()["error"]["field"] == field
 
 
+@pytest.mark.parametrize("path", ["/feedback?source=%00", "/feedback?q=storing%00", "/feedback?q=" + "x" * 501,
+                                  "/feedback?source=" + "s" * 101])
+def test_text_parameters_with_nul_or_too_long_are_400(api, path):
+    # PostgreSQL cannot compare text with a NUL in it: this was a server error there.
+    client, auth = api
+    resp = client.get(f"/api/v1{path}", headers=auth)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["field"] == path.split("?")[1].split("=")[0]
+
+
+def test_text_parameters_still_filter(api):
+    client, auth = api
+    found = client.get("/api/v1/feedback?q=overstappen&source=api", headers=auth).get_json()["items"]
+    assert [i["external_id"] for i in found] == ["nps-1"]
+    assert client.get("/api/v1/feedback?q=nowhere", headers=auth).get_json()["items"] == []
+
+
 @pytest.mark.parametrize("cursor", [
     cursor_of("99999999999999999999999"), cursor_of("²"), cursor_of("-5"), cursor_of("0"), cursor_of("1e3"),
     "%C2%B2", "not base64!", base64.urlsafe_b64encode(b"\xff\xfe").decode(),

@@ -178,6 +178,19 @@ def _limit() -> int:
     return bounded_int("limit", 1, MAX_LIMIT, answers.DEFAULT_LIMIT)
 
 
+def text_param(name: str, max_length: int = 200) -> str | None:
+    """Query parameter ``name`` as text (None when absent or empty), else InputError.
+
+    NUL is refused: PostgreSQL cannot compare text with it (it would be a server error).
+    """
+    value = flask.request.args.get(name)
+    if not value:
+        return None
+    if "\x00" in value or len(value) > max_length:
+        raise InputError(name, f"must be text of at most {max_length} characters, without NUL")
+    return value
+
+
 def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
     value = flask.request.args.get(name)
     if value is not None and value not in allowed:
@@ -196,6 +209,7 @@ def list_feedback():
         category = _choice("category", CATEGORIES)
         status = _choice("status", CASE_STATUSES)
         min_risk = bounded_int("min_risk", 0, 100)
+        source, term = text_param("source", 100), text_param("q", 500)
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
     q = select(m.FeedbackItem, m.Case.status).outerjoin(m.Case, m.Case.id == m.FeedbackItem.case_id)
@@ -207,11 +221,11 @@ def list_feedback():
         q = q.where(m.FeedbackItem.risk >= min_risk)
     if status:
         q = q.where(m.Case.status == status)
-    if args.get("source"):
-        q = q.where(m.FeedbackItem.source == args["source"])
-    if args.get("q"):
-        term = "%" + args["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        q = q.where(m.FeedbackItem.text.ilike(term, escape="\\"))
+    if source:
+        q = q.where(m.FeedbackItem.source == source)
+    if term:
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = q.where(m.FeedbackItem.text.ilike(pattern, escape="\\"))
     if after is not None:
         q = q.where(m.FeedbackItem.id < after)
     rows = db_session().execute(q.order_by(m.FeedbackItem.id.desc()).limit(limit + 1)).all()
