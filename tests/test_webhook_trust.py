@@ -350,3 +350,27 @@ def test_typeform_times_outside_what_the_hub_stores_are_no_time(text):
     from plugins.survey_typeform.mapping import parse_time
 
     assert parse_time(text) is None
+
+
+x_v2_record = fields({"tweet": fields({"id": st.from_regex(r"[0-9]{1,19}", fullmatch=True)},
+                                      text=st.text(max_size=40), created_at=st.sampled_from(
+                                          ["2026-11-20T11:00:00.000Z", "0001-01-01T00:00:00+01:00", "junk"]),
+                                      referenced_tweets=st.lists(fields(type=st.just("replied_to"))),
+                                      entities=fields(urls=st.lists(anything)), conversation_id=st.text(max_size=30),
+                                      lang=st.text(max_size=4))},
+                     author=fields(username=st.text(max_size=15), name=st.text(max_size=20),
+                                   public_metrics=fields(followers_count=st.integers())))
+
+
+@pytest.mark.fuzz
+@FUZZ
+@given(record=x_v2_record)
+def test_x_v2_mapping_gives_storable_items_or_value_error(record):
+    from plugins.twitter_webcare.mapping import BrandAccounts, from_v2
+
+    try:
+        produced = from_v2(record, BrandAccounts(ids=frozenset({BRAND_ID})))
+    except ValueError:
+        return
+    for item in produced:
+        assert_storable(item)

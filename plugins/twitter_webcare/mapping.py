@@ -140,10 +140,10 @@ def author_ref(user: Mapping[str, Any] | None) -> tuple[CustomerRef, int | None]
     """Identity and reach from a v2 user object (``includes.users[]`` or ``/2/users/me``)."""
     if not user:
         return CustomerRef(), None
-    metrics = user.get("public_metrics") or {}
-    followers = metrics.get("followers_count")
-    return customer_ref(user.get("username"), user.get("name")), (
-        int(followers) if followers is not None else None)
+    user = _object(user, "author")
+    metrics = _object(user.get("public_metrics"), "author.public_metrics")
+    return customer_ref(_text(user.get("username"), "author.username"),
+                        _text(user.get("name"), "author.name")), _count(metrics.get("followers_count"))
 
 
 def customer_ref(username: str | None, name: str | None) -> CustomerRef:
@@ -162,17 +162,19 @@ def from_v2(record: Mapping[str, Any], brand: BrandAccounts) -> list[FeedbackIn]
     if not isinstance(tweet, Mapping) or not tweet.get("id"):
         raise ValueError("raw X record has no tweet id")
     tweet_id = str(tweet["id"])
-    author = record.get("author") or None
-    refs = tweet.get("referenced_tweets") or []
-    text = tweet.get("text") or ""
+    if not tweet_id.isascii() or not tweet_id.isdigit() or len(tweet_id) > 19:
+        raise ValueError("X post id is not a numeric post id")
+    author = _object(record.get("author"), "author") or None
+    listed = tweet.get("referenced_tweets")
+    refs = [r for r in listed if isinstance(r, Mapping)] if isinstance(listed, list) else []
+    text = _text(tweet.get("text"), "tweet.text") or ""
     if any(r.get("type") == "retweeted" for r in refs) or (not refs and text.startswith("RT @")):
         return []  # a retweet: the original post is the feedback, not the share
-    handle = author.get("username") if author else None
+    handle = _text(author.get("username"), "author.username") if author else None
     if brand.is_own(tweet.get("author_id") or (author or {}).get("id"), handle):
         return []
     customer, reach = author_ref(author)
-    created = tweet.get("created_at")
-    occurred = dt.datetime.fromisoformat(created) if created else snowflake_time(tweet_id)
+    occurred = _v2_time(_text(tweet.get("created_at"), "tweet.created_at"), tweet_id)
     extra: dict[str, Any] = {
         "api": "v2",
         "author_id": tweet.get("author_id"),
@@ -190,15 +192,29 @@ def from_v2(record: Mapping[str, Any], brand: BrandAccounts) -> list[FeedbackIn]
         external_id=tweet_id,
         channel="social",
         occurred_at=occurred,
-        text=expand_urls(text, ((tweet.get("entities") or {}).get("urls") or [])),
+        text=expand_urls(text, _entity_lists(tweet.get("entities"), "urls")),
         language=language(tweet.get("lang")),
         reach=reach,
         # Replies and quotes keep their conversation: the whole thread shares it.
-        thread_id=str(tweet.get("conversation_id") or tweet_id),
+        thread_id=str(tweet.get("conversation_id") or tweet_id)[:200],
         url=status_url(handle, tweet_id),
         customer=customer,
         extra=extra,
     )]
+
+
+def _v2_time(created: str | None, tweet_id: str) -> dt.datetime:
+    """``created_at`` (ISO-8601) of a v2 post, else the time in its id."""
+    if not created:
+        return snowflake_time(tweet_id)
+    try:
+        when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        when = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"tweet.created_at {created[:40]!r} is not an ISO-8601 time") from None
+    if not 1970 <= when.year < 2100:
+        raise ValueError(f"tweet.created_at {created[:40]!r} is not a time between 1970 and 2100")
+    return when
 
 
 # -- API v1.1 (Account Activity webhook) ----------------------------------------------
