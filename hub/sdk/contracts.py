@@ -191,7 +191,8 @@ DateTimeIn = Annotated[
     dt.datetime | None,
     BeforeValidator(_date_time),
     WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
-                    "description": "ISO-8601 (no offset: UTC) or unix seconds; default: when the hub receives it"}),
+                    "description": "ISO-8601 (no offset: UTC) or unix seconds, from 1970 to 2099; "
+                                   "default: when the hub receives it"}),
 ]
 
 
