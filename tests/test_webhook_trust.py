@@ -156,8 +156,15 @@ def test_typeform_form_id_that_is_not_text_is_refused(app, client):
     assert count(app, m.RawEvent) == 0
 
 
+def test_json_body_takes_nesting_up_to_the_limit():
+    assert webhooks.json_body(deep(webhooks.MAX_JSON_DEPTH)) is not None
+    with pytest.raises(WebhookRejected) as exc:
+        webhooks.json_body(deep(webhooks.MAX_JSON_DEPTH + 1))
+    assert exc.value.status == 400 and "deeper than" in exc.value.reason
+
+
 @pytest.mark.parametrize("post", [post_x, post_typeform, post_hubspot], ids=["x", "typeform", "hubspot"])
-@pytest.mark.parametrize("levels", [100, 100_000])
+@pytest.mark.parametrize("levels", [65, 900, 100_000])
 def test_deeply_nested_bodies_are_refused(app, client, post, levels):
     resp = post(client, deep(levels))
     assert resp.status_code == 400
