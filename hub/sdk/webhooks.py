@@ -322,7 +322,8 @@ def json_body(request: WebhookRequest | bytes, max_depth: int = MAX_JSON_DEPTH) 
 
 
 __all__ = [
-    "ALGORITHMS", "MAX_CHALLENGE_LENGTH", "MAX_JSON_DEPTH", "WebhookRejected", "WebhookRequest", "WebhookResult", "challenge_token",
+    "ALGORITHMS", "MAX_CHALLENGE_LENGTH", "MAX_JSON_DEPTH", "WebhookRejected", "WebhookRequest", "WebhookResult",
+    "challenge_token",
     "check_timestamp", "header", "hmac_b64",
     "hmac_digest", "hmac_hex", "hmac_matches", "json_body", "sign", "subscription_challenge", "verify_hmac",
 ]
