@@ -300,3 +300,18 @@ def test_sinks_see_a_customer_known_only_by_a_handle_as_its_kind_shows_it(make_a
     assert f.customer.handles == (("handle", "kees"), ("pager", "0612"))
     assert f.customer.handle == f.customer.shown_as == "@kees"  # the declared kind's display
     assert (f.customer.email, f.customer.phone) == (None, None)
+
+
+def test_an_enricher_returning_an_unknown_field_does_not_fail_the_batch(make_app, caplog):
+    class Typo:
+        @hookimpl
+        def hub_enrich_feedback(self, item, config):
+            return {"langauge": "nl", "url": "https://example.nl/r/1"}
+
+    hub = make_app(plugins=(Typo(),)).extensions["hub"]
+    with hub.db.session() as s:
+        res = Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("e1", "survey", NOW, nps=9))], NOW)
+    assert res[0].created
+    with hub.db.Session() as s:
+        assert s.get(m.FeedbackItem, res[0].item_id).url == "https://example.nl/r/1"  # known keys still apply
+    assert "'langauge'" in caplog.text

@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from hub.engine.context import Hub
 
 log = logging.getLogger(__name__)
+#: What an enricher may fill in (``extra`` is merged key by key, see ``enrich``).
+ITEM_FIELDS = frozenset(f.name for f in dataclasses.fields(FeedbackIn))
 CHUNK = 500  # keeps IN (...) lists well under every driver's parameter limit
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 CUSTOMER, IDENTITY, CASE, FOLLOWUP, ITEM = (
@@ -233,7 +235,10 @@ def enrich(b: Batch) -> None:
                 if key == "extra" and isinstance(value, dict):
                     # Enrichers add keys to extra (themes...); the source's own keys win.
                     extra.update({k: v for k, v in value.items() if k not in f.item.extra and k not in extra})
-                elif value is not None and getattr(f.item, key, None) is None and key not in updates:
+                elif key not in ITEM_FIELDS:
+                    # A plugin's typo must not fail the whole batch: say so, skip the key.
+                    log.warning("hub_enrich_feedback returned %r, which is not a FeedbackIn field; ignored", key)
+                elif value is not None and getattr(f.item, key) is None and key not in updates:
                     updates[key] = value
         if extra:
             updates["extra"] = {**f.item.extra, **extra}
