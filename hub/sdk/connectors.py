@@ -6,7 +6,7 @@ A source plugin is a small declarative class (in the manner of the Singer SDK):
 
     class MentionsStream(Stream):
         name = "mentions"
-        path = "/2/users/{user_id}/mentions"
+        path = "/v1/accounts/{account_id}/mentions"
         cursor_field = "id"
         cursor_kind = "int"
         is_sorted = False            # newest first: cursor moves when the run completes
@@ -16,9 +16,9 @@ A source plugin is a small declarative class (in the manner of the Singer SDK):
         def request_params(self, cursor, page_token, since): ...
         def parse_records(self, response): ...
 
-    class TwitterConnector(SourceConnector):
-        plugin_name = "twitter_webcare"
-        default_base_url = "https://api.x.com"
+    class MentionsConnector(SourceConnector):
+        plugin_name = "social_mentions"
+        default_base_url = "https://api.example.com"
         settings = [Setting("bearer_token", secret=True, required=True), ...]
         def streams(self): return [MentionsStream(self)]
         def normalize(self, raw): return [FeedbackIn(...)]
