@@ -15,6 +15,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, FOLLOWUP_STATUSES, Channel
+from hub.storage.themes import themes_of_extra
 
 Category = Literal[CATEGORIES]  # type: ignore[valid-type]
 CaseStatus = Literal[CASE_STATUSES]  # type: ignore[valid-type]
@@ -65,11 +66,14 @@ class Feedback(Answer):
     customer_id: int | None
     case_id: int | None
     case_status: CaseStatus | None = None
+    themes: list[str] = Field(default_factory=list,
+                              description="drivers the enricher found in the text ([enrich.themes]), e.g. billing")
 
     @classmethod
     def from_row(cls, row: Any, case_status: str | None = None) -> Feedback:
         item = cls.model_validate(row)
         item.case_status = case_status  # not a column of the item: the caller joined it
+        item.themes = themes_of_extra(row.extra)  # stored in extra by the enricher, not a column
         return item
 
 

@@ -65,6 +65,7 @@ PATHS: dict[str, Any] = {
                 _query("status", {"type": "string", "enum": list(CASE_STATUSES)}, "Status of the item's case"),
                 _query("source", {"type": "string"}, "Source instance"),
                 _query("q", {"type": "string"}, "Text contains"),
+                _query("theme", {"type": "string", "maxLength": 100}, "Tagged with this theme (e.g. billing)"),
                 *PAGING,
             ],
             "responses": {"200": _json("FeedbackPage", "A page"), **ERRORS},

@@ -22,6 +22,7 @@ from hub.engine.raw_events import ingest_inputs
 from hub.sdk.contracts import InputError, JsonTooDeep, loads_bounded, parse_feedback
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 from hub.storage import models as m
+from hub.storage.themes import has_theme
 
 bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = answers.MAX_LIMIT
@@ -210,6 +211,7 @@ def list_feedback():
         status = _choice("status", CASE_STATUSES)
         min_risk = bounded_int("min_risk", 0, 100)
         source, term = text_param("source", 100), text_param("q", 500)
+        theme = text_param("theme", 100)
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
     q = select(m.FeedbackItem, m.Case.status).outerjoin(m.Case, m.Case.id == m.FeedbackItem.case_id)
@@ -226,6 +228,8 @@ def list_feedback():
     if term:
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         q = q.where(m.FeedbackItem.text.ilike(pattern, escape="\\"))
+    if theme:
+        q = q.where(has_theme(theme))
     if after is not None:
         q = q.where(m.FeedbackItem.id < after)
     rows = db_session().execute(q.order_by(m.FeedbackItem.id.desc()).limit(limit + 1)).all()
