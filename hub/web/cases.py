@@ -20,6 +20,7 @@ from hub.engine.completion import complete_followups
 from hub.engine.context import current_hub
 from hub.sdk.schema import Completion
 from hub.storage import models as m
+from hub.storage.themes import themes_of_extra
 from hub.web.common import audit, current_user, db_session, now, requires, ui_blueprint
 from hub.web.filters import localtime, team_tz
 from hub.web.forms import OUTCOMES, AssignForm, CloseForm, ContactForm, NoteForm, PlanForm, ResolveForm
@@ -60,6 +61,8 @@ def show(case_id: int):
                                .order_by(m.FeedbackItem.occurred_at, m.FeedbackItem.id).limit(TIMELINE_LIMIT)).all()
     case_items = [it for it in timeline if it.case_id == case.id]
     worst = max(case_items, key=lambda it: (it.risk, it.id), default=None)
+    item_themes = {it.id: themes_of_extra(it.extra) for it in timeline}
+    case_themes = list(dict.fromkeys(t for it in case_items for t in item_themes[it.id]))  # union, first seen first
     signals = sorted(worst.risk_reasons or [], key=lambda s: -float(s.get("weight", 0))) if worst else []
     followups = session.scalars(select(m.Followup).where(m.Followup.case_id == case.id).order_by(m.Followup.id)).all()
     events = session.scalars(select(m.AuditEvent).where(m.AuditEvent.case_id == case.id)
@@ -76,7 +79,7 @@ def show(case_id: int):
         followups=followups, open_followup=open_followup, events=events, channels=channels,
         users=_assignable_users(), plan_form=plan_form, outcomes=OUTCOMES,
         is_open=lifecycle.is_open(case), can_close="closed" in lifecycle.allowed(case.status),
-        root_causes=root_causes(),
+        root_causes=root_causes(), item_themes=item_themes, case_themes=case_themes,
     )
 
 

@@ -19,11 +19,12 @@ from sqlalchemy import func, select
 from hub.engine.context import current_hub
 from hub.sdk.schema import OPEN_CASE_STATUSES
 from hub.storage import models as m
+from hub.storage.themes import themes_of_extra
 from hub.web import charts
 from hub.web.charts import Bar
 from hub.web.common import db_session, now, ui_blueprint
 from hub.web.filters import duration, team_tz
-from hub.web.i18n import gettext
+from hub.web.i18n import gettext, theme_label
 
 bp = ui_blueprint("dashboard", __name__)
 WINDOWS = (7, 30, 90)
@@ -88,6 +89,17 @@ def _sla_states(session, current: dt.datetime) -> list[tuple[str, str, int]]:
             ("none", gettext("no SLA"), counts.get("none", 0))]
 
 
+def _detractor_themes(session, start: dt.datetime, top: int = 8) -> tuple[list[tuple[str, int]], int]:
+    """The themes detractors named most in the window (theme, items), and how many detractors there were.
+
+    Counted in Python from the window's detractors only: the themes live in a
+    JSON column, and grouping JSON array elements is spelled per database."""
+    extras = session.scalars(select(m.FeedbackItem.extra).where(
+        m.FeedbackItem.category == "detractor", m.FeedbackItem.occurred_at >= start)).all()
+    counts = Counter(theme for extra in extras for theme in set(themes_of_extra(extra)))
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top], len(extras)
+
+
 @bp.get("/dashboard")
 def index():
     raw = flask.request.args.get("days", "30")
@@ -122,6 +134,8 @@ def index():
     closed_total, with_resurvey = closed
     resurvey_share = with_resurvey / closed_total if closed_total else None
 
+    themes, detractors = _detractor_themes(session, start)
+
     nps = nps_of(scores)
     detractor_share = sum(1 for s in scores if s <= 6) / len(scores) if scores else None
     open_total = sum(c for _, _, c in sla)
@@ -149,7 +163,9 @@ def index():
                                label=gettext("Time to first contact")) if hours else None,
         "resurvey": charts.donut(resurvey_share, label=gettext("Share of closed cases with a re-survey"),
                                  caption=f"{with_resurvey} / {closed_total} {gettext('with re-survey')}"),
+        "themes": charts.hbars([Bar(theme_label(t), n, "theme") for t, n in themes],
+                               label=gettext("Top themes among detractors")) if themes else None,
     }
     return flask.render_template("dashboard.html", days=days, windows=WINDOWS, kpis=kpis, charts=charts_out,
-                                 tz=str(tz), median_h=median_h, contacted=len(hours),
+                                 tz=str(tz), median_h=median_h, detractors=detractors, contacted=len(hours),
                                  business=f"{int(open_h):02d}-{int(close_h):02d}")

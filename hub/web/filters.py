@@ -11,7 +11,7 @@ import flask
 
 from hub.engine.context import current_hub
 from hub.web.common import has_role, now
-from hub.web.i18n import current_locale, gettext, signal_label
+from hub.web.i18n import current_locale, gettext, signal_label, theme_label
 
 
 def team_tz() -> ZoneInfo:
@@ -94,6 +94,6 @@ def query_with(**changes: str | int | None) -> str:
 def register_filters(app: flask.Flask) -> None:
     app.jinja_env.filters.update(localtime=localtime, reltime=reltime, risk_level=risk_level, number=number,
                                  safe_url=safe_url, duration=duration, t=gettext,
-                                 signal=signal_label, weight=weight)
+                                 signal=signal_label, theme=theme_label, weight=weight)
     app.jinja_env.tests["overdue"] = is_overdue
     app.jinja_env.globals.update(has_role=has_role, query_with=query_with)

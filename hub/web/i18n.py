@@ -59,6 +59,24 @@ SIGNAL_LABELS = {
 }
 
 
+#: Readable names for the default taxonomy's themes (``[enrich.themes]``, keys in
+#: English); a configured theme of one's own shows as its key with spaces.
+THEME_LABELS = {
+    "billing": "billing",
+    "delivery": "delivery",
+    "outage": "outage",
+    "staff": "staff",
+    "waiting": "waiting time",
+    "product": "product",
+    "price": "price",
+    "app": "app/website",
+}
+
+
+def theme_label(name: str) -> str:
+    return gettext(THEME_LABELS.get(name, name.replace("_", " ")))
+
+
 def signal_label(name: str) -> str:
     return gettext(SIGNAL_LABELS.get(name, name.replace("_", " ")))
 
@@ -81,6 +99,8 @@ NL: dict[str, str] = {
     "Signed in as {name} ({role})": "Ingelogd als {name} ({role})",
     "Wrong username or password.": "Onjuiste gebruikersnaam of wachtwoord.",
     "Enter your username and password.": "Vul je gebruikersnaam en wachtwoord in.",
+    "Too many sign-in attempts. Try again in {seconds} seconds.":
+        "Te veel inlogpogingen. Probeer het over {seconds} seconden opnieuw.",
     "Closed-loop feedback: surveys and social media in one inbox.":
         "Closed-loop feedback: enquêtes en social media in één inbox.",
     "You do not have permission for this.": "Je hebt hiervoor geen rechten.",
@@ -333,4 +353,19 @@ NL: dict[str, str] = {
     "inactive": "inactief",
     "revoked": "ingetrokken",
     "browser default": "taal van de browser",
+    # themes (drivers)
+    "billing": "facturatie",
+    "delivery": "levering",
+    "outage": "storing",
+    "staff": "medewerker",
+    "waiting time": "wachttijd",
+    "product": "product",
+    "price": "prijs",
+    "app/website": "app/website",
+    "Theme": "Thema",
+    "Themes": "Thema's",
+    "Top themes among detractors": "Meest genoemde thema's bij criticasters",
+    "No detractor mentioned a theme in this period.": "Geen criticaster noemde een thema in deze periode.",
+    "{n} detractor": "{n} criticaster",
+    "{n} detractors": "{n} criticasters",
 }

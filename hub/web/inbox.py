@@ -17,7 +17,7 @@ filters, rendered by the same row macro, so escaping is identical.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import flask
@@ -26,6 +26,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from hub.engine.context import current_hub
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
+from hub.storage.themes import has_theme, themes_of_extra
 from hub.web.common import current_user, db_session, ui_blueprint
 
 bp = ui_blueprint("inbox", __name__)
@@ -50,6 +51,7 @@ class InboxFilters:
     status: str = "open"
     owner: str = ""
     language: str = ""
+    theme: str = ""
     q: str = ""
 
     @classmethod
@@ -63,6 +65,8 @@ class InboxFilters:
             f.risk = ""
         if f.status not in STATUS_CHOICES:
             f.status = "open"
+        if "\x00" in f.theme:  # PostgreSQL refuses NUL in text: a broken link, not a server error
+            f.theme = ""
         return f
 
     def as_args(self) -> dict[str, str]:
@@ -83,6 +87,8 @@ class InboxFilters:
             q = q.where(F.category == self.category)
         if self.language:
             q = q.where(F.language == self.language)
+        if self.theme:
+            q = q.where(has_theme(self.theme))
         if self.risk:
             low, high = RISK_BANDS[self.risk]
             if low is not None:
@@ -104,7 +110,7 @@ class InboxFilters:
 def _base() -> Select:
     return (
         select(F.id, F.channel, F.source, F.occurred_at, F.text, F.language, F.nps, F.reach, F.category, F.risk,
-               F.risk_reasons, F.url, F.customer_id, F.case_id, C.status, C.owner, C.sla_due_at, CU.name)
+               F.risk_reasons, F.extra, F.url, F.customer_id, F.case_id, C.status, C.owner, C.sla_due_at, CU.name)
         .outerjoin(C, C.id == F.case_id)
         .outerjoin(CU, CU.id == F.customer_id)
     )
@@ -131,6 +137,7 @@ class Row:
     sla_due_at: Any
     customer: str | None
     handle: str | None = None
+    themes: list[str] = field(default_factory=list)
 
 
 def _rows(result) -> list[Row]:
@@ -138,7 +145,8 @@ def _rows(result) -> list[Row]:
     for r in result:
         reasons = sorted(r.risk_reasons or [], key=lambda s: -float(s.get("weight", 0)))
         rows.append(Row(r.id, r.channel, r.source, r.occurred_at, r.text, r.language, r.nps, r.reach, r.category,
-                        r.risk, reasons, r.url, r.customer_id, r.case_id, r.status, r.owner, r.sla_due_at, r.name))
+                        r.risk, reasons, r.url, r.customer_id, r.case_id, r.status, r.owner, r.sla_due_at, r.name,
+                        themes=themes_of_extra(r.extra)))
     ids = {r.customer_id for r in rows if r.customer_id}
     if ids:
         # One query for the page: the handle (else the address) shown under the
@@ -173,7 +181,9 @@ def _choices() -> dict[str, list[str]]:
     languages = {x for x in session.scalars(select(F.language).distinct()) if x}
     owners = list(session.scalars(select(m.User.username).where(
         m.User.active.is_(True), m.User.role.in_(("agent", "admin"))).order_by(m.User.username)))
-    value = {"sources": sorted(sources), "languages": sorted(languages), "owners": owners}
+    # The configured taxonomy's themes, in its order (an item only carries those).
+    themes = list(hub.config.get("enrich", {}).get("themes", {}))
+    value = {"sources": sorted(sources), "languages": sorted(languages), "owners": owners, "themes": themes}
     cache.update(at=time.monotonic(), value=value)
     return value
 
