@@ -223,8 +223,28 @@ class PlannerConfig(_Section):
         return value
 
 
+def _rate_limit(value: str) -> str:
+    """A Flask-Limiter limit string, e.g. ``10 per minute`` (checked at start-up, not at the first login)."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise PydanticCustomError("limit", "not a rate limit (use e.g. '10 per minute'; got {value})",
+                                  {"value": repr(value)}) from None
+    return value
+
+
+RateLimit = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(_rate_limit)]
+
+
 class WebConfig(_Section):
     poll_seconds: Positive
+    session_hours: Positive = Field(description="a signed-in session ends after this long without a request")
+    secure_cookies: StrictBool = Field(description="send the session cookie only over https (also on when public_url is https)")
+    login_limit_per_ip: RateLimit = Field(description="login attempts per client address")
+    login_failures_per_user: RateLimit = Field(description="failed logins per username")
+    ratelimit_storage_uri: Name = Field(description="where login counters live: memory:// or redis://host:port")
 
 
 class InstanceTable(BaseModel):

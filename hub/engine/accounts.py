@@ -7,6 +7,7 @@ salted hash (scrypt).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -46,11 +47,33 @@ def create_user(session: Session, username: str, password: str, role: str = "age
     if existing:
         existing.password_hash = generate_password_hash(password)
         existing.role = role
+        end_sessions(existing)  # a new password signs out whoever knew the old one
         return existing
     user = m.User(username=username, password_hash=generate_password_hash(password), role=role, created_at=utcnow())
     session.add(user)
     return user
 
 
-def check_password(user: m.User, password: str) -> bool:
-    return user.active and check_password_hash(user.password_hash, password)
+def end_sessions(user: m.User) -> None:
+    """End every signed-in session of ``user`` (see ``User.session_epoch``)."""
+    user.session_epoch = (user.session_epoch or 0) + 1
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Made once, with the same method and cost as real hashes, so checking it
+    # takes as long as checking a real password.
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def check_password(user: m.User | None, password: str) -> bool:
+    """True if ``user`` exists, is active and ``password`` is theirs.
+
+    Unknown (``None``) and inactive users cost one hash check too: answering
+    faster for them would tell an attacker which usernames exist.
+    """
+    if user is None:
+        check_password_hash(_dummy_hash(), password)
+        return False
+    matches = check_password_hash(user.password_hash, password)
+    return bool(user.active) and matches

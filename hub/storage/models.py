@@ -258,6 +258,10 @@ class User(Base):
     locale: Mapped[str | None] = mapped_column(String(10))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Copied into the session cookie at login and compared on every request:
+    # logout and a password change add one, which ends every session of the
+    # user, also cookies copied elsewhere (a signed cookie cannot be recalled).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

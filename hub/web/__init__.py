@@ -19,10 +19,12 @@ check, so a new page cannot forget it.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import flask
 from flask_wtf.csrf import CSRFError
 
-from hub.web import admin, auth, cases, dashboard, inbox
+from hub.web import admin, auth, cases, dashboard, inbox, login_limits
 from hub.web.common import close_session, csrf, render_error
 from hub.web.filters import register_filters
 from hub.web.i18n import current_locale, gettext, ngettext
@@ -35,15 +37,23 @@ def init_app(app: flask.Flask) -> None:
     # An agent keeps the inbox open all day: the token lives as long as the
     # (signed) session instead of Flask-WTF's default hour.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    public_url = str(app.config.get("HUB", {}).get("public_url", ""))
-    if public_url.startswith("https://"):
-        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+    hub_cfg = app.config.get("HUB", {})
+    web_cfg = hub_cfg.get("web", {})
+    # Assigned, not setdefault: Flask pre-defines SESSION_COOKIE_SECURE=False,
+    # so a setdefault would never turn it on.
+    if str(hub_cfg.get("public_url", "")).startswith("https://") or web_cfg.get("secure_cookies") is True:
+        app.config["SESSION_COOKIE_SECURE"] = True
+    # Sliding: Flask re-sends the permanent session cookie on every request, so
+    # the lifetime counts from the last request, not from the login.
+    app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(hours=web_cfg.get("session_hours", 12))
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = True
     csrf.init_app(app)
     for name in ("api", "webhooks"):
         if name in app.blueprints:
             csrf.exempt(app.blueprints[name])
     for bp in UI_BLUEPRINTS:
         app.register_blueprint(bp)
+    login_limits.init_app(app)
 
     app.teardown_appcontext(close_session)
     app.jinja_env.globals.update(_=gettext, ngettext=ngettext, current_locale=current_locale)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import flask
 from sqlalchemy import select
 
-from hub.engine.accounts import check_password
+from hub.engine.accounts import check_password, end_sessions
 from hub.storage import models as m
 from hub.web.common import (
     audit,
@@ -33,10 +33,11 @@ def login():
     if form.validate_on_submit():
         session = db_session()
         user = session.scalars(select(m.User).where(m.User.username == form.username.data.strip())).first()
-        if user is not None and check_password(user, form.password.data):
+        if check_password(user, form.password.data):  # hashes for unknown users too: same answer time
             flask.session.clear()  # a fresh session: no fixation of a planted one
             flask.session["uid"] = user.id
             flask.session["fp"] = session_fingerprint(user)
+            flask.session["epoch"] = user.session_epoch
             flask.session.permanent = True
             flask.g.user = user
             audit(session, "user.login")
@@ -54,6 +55,9 @@ def login():
 def logout():
     session = db_session()
     audit(session, "user.logout")
+    # Ends every session of this user, not just this browser's: a copied
+    # cookie must not outlive the logout.
+    end_sessions(current_user())
     session.commit()
     flask.session.clear()
     return flask.redirect(flask.url_for("auth.login"))

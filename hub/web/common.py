@@ -86,8 +86,10 @@ def _load_user() -> m.User | None:
     if not isinstance(uid, int):
         return None
     user = db_session().get(m.User, uid)
-    # A password change or deactivation ends existing sessions.
-    if user is None or not user.active or flask.session.get("fp") != session_fingerprint(user):
+    # A password change, logout (session_epoch) or deactivation ends existing
+    # sessions, also copies of their cookie.
+    if (user is None or not user.active or flask.session.get("fp") != session_fingerprint(user)
+            or flask.session.get("epoch") != user.session_epoch):
         flask.session.clear()
         return None
     return user
