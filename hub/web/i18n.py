@@ -101,8 +101,6 @@ NL: dict[str, str] = {
     "Enter your username and password.": "Vul je gebruikersnaam en wachtwoord in.",
     "Too many sign-in attempts. Try again in {seconds} seconds.":
         "Te veel inlogpogingen. Probeer het over {seconds} seconden opnieuw.",
-    "Too many sign-in attempts. Try again in {seconds} seconds.":
-        "Te veel inlogpogingen. Probeer het over {seconds} seconden opnieuw.",
     "Closed-loop feedback: surveys and social media in one inbox.":
         "Closed-loop feedback: enquêtes en social media in één inbox.",
     "You do not have permission for this.": "Je hebt hiervoor geen rechten.",
