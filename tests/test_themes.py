@@ -76,6 +76,25 @@ def test_theme_filter_is_bounded(client, items):
     assert listed(client, auth, 'theme="billing"') == []
 
 
+def test_cases_carry_the_union_of_their_items_themes(client, items):
+    auth, by = items
+    cases = {c["id"]: c for c in client.get("/api/v1/cases", headers=auth).get_json()["items"]}
+    assert by["invoice"]["case_id"] in cases
+    for item in by.values():
+        if item["case_id"]:
+            assert cases[item["case_id"]]["themes"] == item["themes"]  # one item per case here
+
+
+def test_a_case_with_two_items_carries_both_themes(client, hub):
+    auth = bearer(hub)
+    who = {"email": "kim@example.nl"}
+    first = post_item(client, auth, "k-1", "Mijn factuur klopt niet", nps=1, customer=who)
+    second = post_item(client, auth, "k-2", "En het pakket is nooit bezorgd", nps=1, customer=who)
+    assert first["case_id"] and first["case_id"] == second["case_id"]
+    (case,) = client.get("/api/v1/cases", headers=auth).get_json()["items"]
+    assert set(case["themes"]) == set(first["themes"]) | set(second["themes"]) >= {"billing", "delivery"}
+
+
 def test_openapi_lists_theme_and_the_field():
     doc = openapi_document()
     params = {p["name"]: p for p in doc["paths"]["/feedback"]["get"]["parameters"]}
@@ -83,6 +102,7 @@ def test_openapi_lists_theme_and_the_field():
     feedback = doc["components"]["schemas"]["Feedback"]
     assert feedback["properties"]["themes"]["type"] == "array"
     assert "themes" in feedback["required"]
+    assert "themes" in doc["components"]["schemas"]["CaseListed"]["properties"]
 
 
 # -- UI ----------------------------------------------------------------------------

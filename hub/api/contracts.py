@@ -110,10 +110,12 @@ class CaseListed(Case):
 
     items: int = Field(0, description="feedback items in the case")
     followup: Followup | None = None
+    themes: list[str] = Field(default_factory=list, description="union of the themes of the case's items")
 
     @classmethod
-    def from_row(cls, row: Any, items: int, followup: Any | None) -> CaseListed:
-        return cls.model_validate({**dict(Case.model_validate(row)), "items": items, "followup": followup})
+    def from_row(cls, row: Any, items: int, followup: Any | None, themes: list[str] | None = None) -> CaseListed:
+        return cls.model_validate({**dict(Case.model_validate(row)), "items": items, "followup": followup,
+                                   "themes": themes or []})
 
 
 class Identity(Answer):

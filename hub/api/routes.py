@@ -22,7 +22,7 @@ from hub.engine.raw_events import ingest_inputs
 from hub.sdk.contracts import InputError, JsonTooDeep, loads_bounded, parse_feedback
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 from hub.storage import models as m
-from hub.storage.themes import has_theme
+from hub.storage.themes import has_theme, themes_of_extra
 
 bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = answers.MAX_LIMIT
@@ -271,8 +271,20 @@ def list_cases():
         m.FeedbackItem.case_id.in_([r.id for r in rows])).group_by(m.FeedbackItem.case_id)).all()) if rows else {}
     followups = {f.case_id: f for f in session.scalars(select(m.Followup).where(
         m.Followup.case_id.in_([r.id for r in rows])))} if rows else {}
-    items = [answers.CaseListed.from_row(r, counts.get(r.id, 0), followups.get(r.id)) for r in rows[:limit]]
+    themes = _case_themes(session, [r.id for r in rows[:limit]])
+    items = [answers.CaseListed.from_row(r, counts.get(r.id, 0), followups.get(r.id), themes.get(r.id))
+             for r in rows[:limit]]
     return answer(answers.CasePage(items=items, next_cursor=_next_cursor(list(rows), limit)))
+
+
+def _case_themes(session: Session, case_ids: list[int]) -> dict[int, list[str]]:
+    """Each case's themes: the union of its items' themes, first seen first (one query for the page)."""
+    found: dict[int, dict[str, None]] = {}
+    if case_ids:
+        for case_id, extra in session.execute(select(m.FeedbackItem.case_id, m.FeedbackItem.extra).where(
+                m.FeedbackItem.case_id.in_(case_ids)).order_by(m.FeedbackItem.id)):
+            found.setdefault(case_id, {}).update(dict.fromkeys(themes_of_extra(extra)))
+    return {case_id: list(themes) for case_id, themes in found.items()}
 
 
 @bp.get("/customers/<int:customer_id>")
