@@ -164,6 +164,24 @@ def test_resetting_a_password_bumps_the_session_epoch(app):
         assert s.query(m.User).filter_by(username="anna").one().session_epoch == 1
 
 
+def test_password_reset_from_the_cli_ends_the_users_sessions(app, database_url, monkeypatch):
+    from click.testing import CliRunner
+
+    from hub.cli import main
+
+    add_user(app, "anna")
+    anna = app.test_client()
+    assert login(anna, "anna").status_code == 302
+    monkeypatch.setenv("HUB_DATABASE_URL", database_url)
+    monkeypatch.setenv("HUB_EXECUTOR", "inline")
+    result = CliRunner().invoke(main, ["user", "create", "anna", "--password", "new-password-2"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert anna.get("/").status_code == 302
+    with app.extensions["hub"].db.session() as s:
+        assert s.query(m.User).filter_by(username="anna").one().session_epoch == 1
+
+
 def test_session_lifetime_is_hours_not_a_month(make_app):
     assert make_app().permanent_session_lifetime == dt.timedelta(hours=12)
     app = make_app(web={"session_hours": 2})
@@ -193,6 +211,15 @@ def assert_too_many(resp, window_seconds: int = 3600) -> str:
     retry = int(resp.headers["Retry-After"])
     assert 1 <= retry <= window_seconds
     return resp.get_data(as_text=True)
+
+
+def test_default_limits_stop_guessing_a_password(app):
+    """With the shipped defaults (5 failures a minute per username) guess 6 is refused."""
+    add_user(app, "anna")
+    client = app.test_client()
+    for _ in range(5):
+        assert login(client, "anna", "wrong-password").status_code == 401
+    assert_too_many(login(client, "anna", "wrong-password"), window_seconds=60)
 
 
 def test_failed_logins_per_username_are_limited(make_app):
