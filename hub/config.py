@@ -238,13 +238,23 @@ def _rate_limit(value: str) -> str:
 RateLimit = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(_rate_limit)]
 
 
+def _limits_storage(value: str) -> str:
+    from limits.storage import SCHEMES
+
+    scheme = value.split("://", 1)[0]
+    if "://" not in value or scheme not in SCHEMES or scheme.startswith("async+"):
+        raise PydanticCustomError("storage", "not a rate-limit storage (use memory:// or redis://host:port; got {value})",
+                                  {"value": repr(value)})
+    return value
+
+
 class WebConfig(_Section):
     poll_seconds: Positive
     session_hours: Positive = Field(description="a signed-in session ends after this long without a request")
     secure_cookies: StrictBool = Field(description="send the session cookie only over https (also on when public_url is https)")
     login_limit_per_ip: RateLimit = Field(description="login attempts per client address")
     login_failures_per_user: RateLimit = Field(description="failed logins per username")
-    ratelimit_storage_uri: Name = Field(description="where login counters live: memory:// or redis://host:port")
+    ratelimit_storage_uri: Annotated[Name, AfterValidator(_limits_storage)] = Field(description="where login counters live: memory:// or redis://host:port")
 
 
 class InstanceTable(BaseModel):

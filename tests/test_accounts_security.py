@@ -282,3 +282,15 @@ def test_the_login_page_itself_is_not_limited(make_app):
 def test_a_bad_limit_is_a_config_error(make_app, key):
     with pytest.raises(ConfigError, match=key):
         make_app(web={key: "lots"})
+
+
+@pytest.mark.parametrize("uri", ["postgresql://db/hub", "redis", "async+redis://127.0.0.1:6379"])
+def test_a_bad_limit_storage_is_a_config_error(make_app, uri):
+    with pytest.raises(ConfigError, match="ratelimit_storage_uri"):
+        make_app(web={"ratelimit_storage_uri": uri})
+
+
+def test_the_limiter_uses_the_configured_storage(app):
+    from limits.storage import MemoryStorage
+
+    assert isinstance(app.extensions["hub_login_limiter"].storage, MemoryStorage)
