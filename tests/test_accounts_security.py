@@ -1,8 +1,9 @@
 """Accounts hardening: Secure cookies, no username oracle by answer time,
 logout and password change end every session, login rate limits.
 
-Rate-limit windows are an hour long, so none can expire while a test runs:
-the limiter counts on its storage's clock, and these tests never wait on it.
+The limiter counts on its storage's clock (the wall clock for memory://), so
+these tests never wait on it: their windows are an hour long (the one test of
+the shipped defaults: a minute, for six requests), so none expires mid-test.
 """
 
 from __future__ import annotations
