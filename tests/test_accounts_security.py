@@ -295,3 +295,19 @@ def test_the_limiter_uses_the_configured_storage(app):
     from limits.storage import MemoryStorage
 
     assert isinstance(app.extensions["hub_login_limiter"].storage, MemoryStorage)
+
+
+def test_the_login_limiter_leaves_no_thread_that_blocks_exit(make_app):
+    """limits' memory storage starts a non-daemon timer thread; under a shifted
+    clock (faketime, as CI runs the suite) it never fires and the process hangs
+    at exit.  The hub's storage sweeps inline instead."""
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    app = make_app()
+    client = app.test_client()
+    for _ in range(3):
+        client.post("/login", data={"username": "nobody", "password": "wrong"})
+    started = [t for t in threading.enumerate() if t.ident not in before and not t.daemon]
+    assert started == []
+    assert type(app.extensions["hub_login_limiter"]._storage).__name__ == "ThreadlessMemoryStorage"

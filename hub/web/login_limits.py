@@ -12,13 +12,50 @@ Flask sees (use werkzeug's ``ProxyFix``).
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import Counter, defaultdict
 
 import flask
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
+from limits.storage import MemoryStorage, Storage
 
 from hub.web.i18n import gettext
+
+
+class ThreadlessMemoryStorage(MemoryStorage):
+    """limits' memory storage without its clean-up timer thread.
+
+    Why: ``MemoryStorage`` starts a non-daemon ``threading.Timer`` when it is
+    made and after each write, only to drop expired keys early.  Every app
+    (every test app too) then holds a thread that interpreter exit waits for,
+    and under a shifted clock (CI runs the suite a year ahead with faketime)
+    that timer never fires: the process hangs at exit.  Fixed windows expire
+    on read anyway (``get`` drops an expired key before counting), so here the
+    sweep runs inline, at most once a minute, on a write.
+    """
+
+    STORAGE_SCHEME = ["hub-memory"]
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options):
+        self.storage = Counter()
+        self.locks = defaultdict(threading.RLock)
+        self.expirations = {}
+        self.events = {}
+        self.timer = threading.Timer(0, lambda: None)  # never started; the base class looks at it
+        self._swept_at = time.time()
+        Storage.__init__(self, uri, wrap_exceptions=wrap_exceptions, **options)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the timer with an inline sweep
+        if time.time() - self._swept_at >= self.SWEEP_SECONDS:
+            self._swept_at = time.time()
+            self._MemoryStorage__expire_events()
+
+
+def _storage_uri(uri: str) -> str:
+    return "hub-memory://" if uri.startswith("memory://") else uri
 
 
 def _username() -> str:
@@ -44,7 +81,7 @@ def _too_many(limit: RequestLimit) -> flask.Response:
 
 def init_app(app: flask.Flask, endpoint: str = "auth.login") -> Limiter:
     web = app.config["HUB"]["web"]
-    limiter = Limiter(key_func=get_remote_address, app=app, storage_uri=web["ratelimit_storage_uri"],
+    limiter = Limiter(key_func=get_remote_address, app=app, storage_uri=_storage_uri(web["ratelimit_storage_uri"]),
                       strategy="fixed-window", headers_enabled=False)
     view = app.view_functions[endpoint]
     view = limiter.limit(web["login_failures_per_user"], key_func=_username, methods=["POST"],
