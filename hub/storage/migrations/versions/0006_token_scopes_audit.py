@@ -1,0 +1,24 @@
+"""Schema for issue 16 (API token scopes and expiry, audit).
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-02 01:00:00
+
+Reserved in the migration chain so that parallel work keeps one linear history;
+a revision that ends up empty changes nothing.
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = '0006'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
