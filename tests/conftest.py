@@ -65,7 +65,8 @@ def pg_database() -> Iterator[str]:
     from sqlalchemy.engine import make_url
 
     base = make_url(PG_URL)
-    name = f"hubtest_{_worker()}"
+    # The process id too: several suites may share one server (parallel checkouts).
+    name = f"hubtest_{os.getpid()}_{_worker()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

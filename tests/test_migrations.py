@@ -8,6 +8,8 @@ database of each backend.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -39,7 +41,7 @@ def test_postgres_migrations_match_models():
 
     base = make_url(PG_URL)
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = "hubtest_drift"
+    name = f"hubtest_drift_{os.getpid()}"
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
