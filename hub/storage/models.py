@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -159,6 +160,11 @@ class Case(Base):
     root_cause: Mapped[str | None] = mapped_column(String(200))
     resolved: Mapped[bool | None] = mapped_column(Boolean)
     resurvey_nps: Mapped[int | None] = mapped_column(Integer)
+    #: Counts the case's changes (see :func:`_count_case_change`): a form carries
+    #: the version it was rendered with, so a write based on a stale page is refused.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: When an agent last answered the customer in public (a reply on the post).
+    answered_publicly_at: Mapped[dt.datetime | None] = mapped_column()
 
     customer: Mapped[Customer | None] = relationship()
 
@@ -191,6 +197,9 @@ class FeedbackItem(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"), index=True)
+    #: An agent decided a case-less item needs nothing (the inbox stops offering it).
+    dismissed_at: Mapped[dt.datetime | None] = mapped_column()
+    dismissed_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class Followup(Base):
@@ -286,3 +295,47 @@ class SchedulerLease(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[dt.datetime] = mapped_column()
+
+
+# -- webcare workspace (inbox views, replies, collision safety) ----------------
+@event.listens_for(Case, "before_update")
+def _count_case_change(_mapper: Any, _connection: Any, target: Case) -> None:
+    # Every ORM change of a case (a person's or a job's) counts, in SQL
+    # (version + 1), so two writers at once still both count.
+    target.version = Case.version + 1
+
+
+class CannedAnswer(Base):
+    """A reply text agents pick in the reply panel; admins edit them."""
+
+    __tablename__ = "canned_answer"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    language: Mapped[str] = mapped_column(String(10))
+    title: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class SavedView(Base):
+    """A named inbox view (view, filters, sort as a query string), shared with the team."""
+
+    __tablename__ = "saved_view"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    query: Mapped[str] = mapped_column(String(1000))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CasePresence(Base):
+    """Who has a case page open (renewed by the page's poll), so a second agent sees it."""
+
+    __tablename__ = "case_presence"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(index=True)
