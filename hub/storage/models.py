@@ -160,6 +160,8 @@ class Case(Base):
     root_cause: Mapped[str | None] = mapped_column(String(200))
     resolved: Mapped[bool | None] = mapped_column(Boolean)
     resurvey_nps: Mapped[int | None] = mapped_column(Integer)
+    #: Held out of callbacks: the randomised control group (hub.engine.loop.control_group).
+    control: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: Counts the case's changes (see :func:`_count_case_change`): a form carries
     #: the version it was rendered with, so a write based on a stale page is refused.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -187,6 +189,9 @@ class FeedbackItem(Base):
     text: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(10))
     nps: Mapped[int | None] = mapped_column(Integer)
+    #: The answer on its own scale (nps 0-10, csat 1-5, ces 1-7); ``nps`` is also set on the nps scale.
+    score: Mapped[int | None] = mapped_column(Integer)
+    scale: Mapped[str | None] = mapped_column(String(4))
     sentiment: Mapped[float | None] = mapped_column(Float)
     category: Mapped[str | None] = mapped_column(String(10), index=True)
     risk: Mapped[int] = mapped_column(Integer, default=0)
@@ -339,3 +344,74 @@ class CasePresence(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"), primary_key=True)
     username: Mapped[str] = mapped_column(String(100), primary_key=True)
     seen_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+# -- closing the loop: invitations, contact rules, customer events (hub.engine.loop) --
+#: pending -> sending -> sent | failed (retried) | dead; skipped: never sent, ``reason`` says why.
+INVITATION_STATUSES = ("pending", "sending", "sent", "failed", "dead", "skipped")
+#: resurvey: after a callback (or the control group's stand-in for one); survey: a
+#: proactive invitation; review: a promoter's review or referral request.
+INVITATION_KINDS = ("resurvey", "survey", "review")
+CUSTOMER_EVENT_TYPES = ("churned", "renewed", "complaint_filed")
+
+
+class Invitation(Base):
+    """The outbox of survey invitations, like ``followup`` for callbacks: claimed
+    row by row, retried, one row per idempotency key so nothing is sent twice."""
+
+    __tablename__ = "invitation"
+    __table_args__ = (
+        Index("ix_invitation_status_next", "status", "next_attempt_at"),
+        Index("ix_invitation_customer_sent", "customer_id", "sent_at"),
+        status_check(INVITATION_STATUSES),
+        status_check(INVITATION_KINDS, "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str | None] = mapped_column(String(100))
+    notifier: Mapped[str | None] = mapped_column(String(100))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    #: What caused it (followup, control, api, csv, promoter...), for the answer rate per trigger.
+    trigger: Mapped[str] = mapped_column(String(50), default="api")
+    due_at: Mapped[dt.datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    #: Why it was not sent (cooldown, opted_out, suppressed, no_address...).
+    reason: Mapped[str | None] = mapped_column(String(50))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Suppression(Base):
+    """Never invite: a customer who unsubscribed, or an address on the suppression list."""
+
+    __tablename__ = "contact_suppression"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), index=True)
+    address: Mapped[str | None] = mapped_column(String(320), index=True)
+    reason: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CustomerEvent(Base):
+    """Something that happened to a customer besides feedback: churned, renewed, a formal complaint."""
+
+    __tablename__ = "customer_event"
+    __table_args__ = (status_check(CUSTOMER_EVENT_TYPES, "type"),
+                      Index("ix_customer_event_customer", "customer_id", "occurred_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(20))
+    occurred_at: Mapped[dt.datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(100), default="api")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
