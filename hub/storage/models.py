@@ -98,6 +98,10 @@ class Customer(Base):
     value: Mapped[float | None] = mapped_column(Float)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The name folded for matching (lower case, no accents, single spaces): see hub.engine.identity_rules.
+    name_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    #: Set while this customer is merged into another (a split of that merge clears it).
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id", ondelete="SET NULL"), index=True)
 
     identities: Mapped[list[Identity]] = relationship(back_populates="customer")
 
@@ -116,6 +120,9 @@ class Identity(Base):
     #: Where we learned it, e.g. "survey answer nps_survey/abc" - shown to agents.
     evidence: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Letters and digits of an e-mail's local part or a handle ("bram.vos16" and
+    #: "@Bram_Vos16" both "bramvos16"), so handles meet addresses in one indexed look-up.
+    match_key: Mapped[str | None] = mapped_column(String(200), index=True)
 
     customer: Mapped[Customer] = relationship(back_populates="identities")
 
@@ -202,6 +209,8 @@ class FeedbackItem(Base):
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"), index=True)
+    #: The normalized [kind, value] identities the item carried: a split moves the items of the identities it moves.
+    identities: Mapped[list[Any] | None] = mapped_column(JSON)
     #: An agent decided a case-less item needs nothing (the inbox stops offering it).
     dismissed_at: Mapped[dt.datetime | None] = mapped_column()
     dismissed_by: Mapped[str | None] = mapped_column(String(100))
@@ -415,3 +424,50 @@ class CustomerEvent(Base):
     occurred_at: Mapped[dt.datetime] = mapped_column()
     source: Mapped[str] = mapped_column(String(100), default="api")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# -- identity graph: suggestions for people to review, and merges that a split undoes --
+SUGGESTION_STATUSES = ("pending", "confirmed", "rejected")
+
+
+class IdentitySuggestion(Base):
+    """"Are these one person?": a match below ``identity.auto_link``, or a conflict
+    (one item carrying two customers' identities), for an agent to confirm or reject.
+
+    ``kind``/``value`` is the identity that matched, held by ``other_customer_id``
+    (None: an identity nobody holds yet, which a confirm gives to ``customer_id``).
+    A rejected pair of customers is never suggested again.
+    """
+
+    __tablename__ = "identity_suggestion"
+    __table_args__ = (status_check(SUGGESTION_STATUSES),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), index=True)
+    other_customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str] = mapped_column(String(320))
+    confidence: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[str] = mapped_column(String(500))
+    rule: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class CustomerMerge(Base):
+    """One merge of ``merged_id`` into ``survivor_id`` with everything it moved
+    (``moved``: row ids and the values it changed), so a split restores exactly that."""
+
+    __tablename__ = "customer_merge"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), index=True)
+    merged_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    split_at: Mapped[dt.datetime | None] = mapped_column()
+    split_by: Mapped[str | None] = mapped_column(String(100))
