@@ -167,6 +167,10 @@ class Case(Base):
     root_cause: Mapped[str | None] = mapped_column(String(200))
     resolved: Mapped[bool | None] = mapped_column(Boolean)
     resurvey_nps: Mapped[int | None] = mapped_column(Integer)
+    #: The team that calls back (hub.engine.teams), in whose hours the SLA counts.
+    team: Mapped[str | None] = mapped_column(String(50))
+    #: When the SLA sweep escalated the breached case (once).
+    escalated_at: Mapped[dt.datetime | None] = mapped_column()
     #: Held out of callbacks: the randomised control group (hub.engine.loop.control_group).
     control: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: Counts the case's changes (see :func:`_count_case_change`): a form carries
@@ -236,6 +240,19 @@ class Followup(Base):
     external_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Two-way CRM sync (hub.engine.crm_sync): what the CRM's task holds, and
+    # whether the hub changed something it must still be told (due time,
+    # completion, cancellation).  State, not commands: a retry sends the
+    # current wish, so an outage delays a change but never repeats one.
+    team: Mapped[str | None] = mapped_column(String(50))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column()
+    crm_due_at: Mapped[dt.datetime | None] = mapped_column()
+    crm_status: Mapped[str | None] = mapped_column(String(20))
+    crm_owner: Mapped[str | None] = mapped_column(String(100))
+    sync_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0", index=True)
+    sync_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sync_next_at: Mapped[dt.datetime | None] = mapped_column()
+    sync_error: Mapped[str | None] = mapped_column(Text)
 
     case: Mapped[Case] = relationship()
 
@@ -471,3 +488,30 @@ class CustomerMerge(Base):
     moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
     split_at: Mapped[dt.datetime | None] = mapped_column()
     split_by: Mapped[str | None] = mapped_column(String(100))
+
+
+# -- business-hours planner (hub.engine.planner, hub.engine.load) ------------------------------
+class PlannerLoad(Base):
+    """Callbacks planned per team and hour slot, kept as they are planned, moved or
+    cancelled, so planning a batch reads the horizon's slots instead of every follow-up."""
+
+    __tablename__ = "planner_load"
+    __table_args__ = (UniqueConstraint("team", "slot"), CheckConstraint("planned >= 0", name="planned"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    team: Mapped[str] = mapped_column(String(50))
+    #: UTC start of the local hour.
+    slot: Mapped[dt.datetime] = mapped_column(index=True)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboundLoad(Base):
+    """An imported call-volume series (``feedback-hub import-load``): inbound calls per hour."""
+
+    __tablename__ = "inbound_load"
+    __table_args__ = (UniqueConstraint("source", "hour"), CheckConstraint("calls >= 0", name="calls"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), default="import")
+    hour: Mapped[dt.datetime] = mapped_column(index=True)
+    calls: Mapped[float] = mapped_column(Float)
