@@ -20,6 +20,9 @@ and runs the steps of :data:`STEPS` over it, in this order:
                    wants a callback, routed to ``routing.followups`` or, for a
                    customer with no reachable identity, ``routing.unreachable``
 ``store_items``    the items themselves
+``apply_changes``  edits and removals (``FeedbackIn.change``) of items
+                   stored before: new text with the old kept in history, or
+                   marked removed (never deleted)
 ``announce``       ``hub_case_opened`` / ``hub_feedback_ingested`` once the
                    transaction committed
 =================  ==========================================================
@@ -190,6 +193,8 @@ class Batch:
         for i, e in enumerate(self.entries):
             ext = e.item.external_id
             f = made.get(ext)
+            if e.item.change == "removed":
+                continue  # a removal makes no item (apply_changes marks the stored one)
             if f is None:
                 iid, cust, case = self.stored[ext]
                 out.append(IngestResult(ext, iid, False, cust, case))
@@ -214,9 +219,11 @@ def _select_in(session: Session, values: Sequence[Any], query: Callable[[Sequenc
 
 # -- the steps, in order ------------------------------------------------------------
 def dedupe(b: Batch) -> None:
-    """Keep the first entry of each external id; drop the ones already stored."""
+    """Keep the first entry of each external id; drop the ones already stored.
+    Removals never make an item (``apply_changes`` marks the stored one)."""
     for i, e in enumerate(b.entries):
-        b.first.setdefault(e.item.external_id, i)
+        if e.item.change != "removed":
+            b.first.setdefault(e.item.external_id, i)
     F = m.FeedbackItem
     for ext, iid, cust, case in _select_in(b.session, list(b.first), lambda chunk: select(
             F.external_id, F.id, F.customer_id, F.case_id).where(F.source == b.source, F.external_id.in_(chunk))):
@@ -471,6 +478,42 @@ def store_items(b: Batch) -> None:
         by_ext[ext].row["id"] = item_id
 
 
+def apply_changes(b: Batch) -> None:
+    """Edits and removals (``FeedbackIn.change``) of items stored before them.
+
+    An edit replaces the item's text and appends the earlier text, with when it
+    was replaced, to ``extra["history"]``; a removal sets ``extra["removed"]``
+    and keeps the item (its case and history stay explainable).  An edit that
+    made the item (first seen in this batch) has nothing to change; a removal of
+    an item the hub never had changes nothing.  Scores stay as they were.
+    """
+    changes = [e.item for i, e in enumerate(b.entries)
+               if e.item.change and (b.first.get(e.item.external_id) != i or e.item.external_id in b.stored)]
+    if not changes:
+        return
+    F = m.FeedbackItem
+    found = {ext: (iid, text, dict(extra or {})) for ext, iid, text, extra in _select_in(
+        b.session, sorted({it.external_id for it in changes}), lambda chunk: select(
+            F.external_id, F.id, F.text, F.extra).where(F.source == b.source, F.external_id.in_(chunk)))}
+    changed: set[str] = set()
+    for item in changes:  # in arrival order: two edits in one batch both enter the history
+        if item.external_id not in found:
+            continue
+        iid, text, extra = found[item.external_id]
+        if item.change == "edited" and item.text is not None and item.text != text:
+            extra["history"] = [*extra.get("history", []), {"text": text, "until": b.now.isoformat()}]
+            text = item.text
+        elif item.change == "removed" and "removed" not in extra:
+            extra["removed"] = {"at": b.now.isoformat()}
+        else:
+            continue
+        found[item.external_id] = (iid, text, extra)
+        changed.add(item.external_id)
+    for ext in sorted(changed):
+        iid, text, extra = found[ext]
+        b.session.execute(update(ITEM).where(ITEM.c.id == iid).values(text=text, extra=extra))
+
+
 def announce(b: Batch) -> None:
     """``hub_case_opened`` and ``hub_feedback_ingested``, once the transaction
     committed (never for data that may still roll back).  Views are built from
@@ -492,7 +535,7 @@ def announce(b: Batch) -> None:
 
 #: The steps of an ingest, in order (see the module docstring).
 STEPS: tuple[Callable[[Batch], None], ...] = (
-    dedupe, enrich, resolve_identity, score, decide, open_cases, plan_outbox, store_items, announce)
+    dedupe, enrich, resolve_identity, score, decide, open_cases, plan_outbox, store_items, apply_changes, announce)
 
 
 class Pipeline:

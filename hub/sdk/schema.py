@@ -20,6 +20,8 @@ CATEGORIES = ("detractor", "passive", "promoter")
 CASE_STATUSES = ("new", "assigned", "scheduled", "contacted", "resolved", "closed")
 OPEN_CASE_STATUSES = ("new", "assigned", "scheduled", "contacted")
 FOLLOWUP_STATUSES = ("pending", "sending", "sent", "failed", "dead", "done")
+#: What :attr:`FeedbackIn.change` may say about an item the source sent before.
+ITEM_CHANGES = ("edited", "removed")
 
 
 def nps_category(nps: int | None) -> str | None:
@@ -123,6 +125,17 @@ class FeedbackIn:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Set when this item answers a re-survey for a case (loop closure).
     resurvey_case_id: int | None = None
+    #: A change to an item the source sent before (same ``external_id``), one of
+    #: :data:`ITEM_CHANGES`: ``"edited"`` (the author changed it: the stored item
+    #: takes the new text and keeps the earlier one in ``extra["history"]``) or
+    #: ``"removed"`` (taken down at the source: the stored item is marked
+    #: ``extra["removed"]``, never deleted).  An edit of an item the hub never had
+    #: is stored as a new item; a removal of one changes nothing.
+    change: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.change is not None and self.change not in ITEM_CHANGES:
+            raise ValueError(f"change must be one of {', '.join(ITEM_CHANGES)}, not {self.change!r}")
 
 
 @dataclass(frozen=True)
