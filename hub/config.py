@@ -257,6 +257,21 @@ class WebConfig(_Section):
     ratelimit_storage_uri: Annotated[Name, AfterValidator(_limits_storage)] = Field(description="where login counters live: memory:// or redis://host:port")
 
 
+def _outbound_entry(value: str) -> str:
+    from hub.sdk.addresses import parse_entry
+
+    try:
+        parse_entry(value)
+    except ValueError as exc:
+        raise PydanticCustomError("host", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+class HttpConfig(_Section):
+    allowed_private_hosts: list[Annotated[str, StringConstraints(strict=True), AfterValidator(_outbound_entry)]] = Field(
+        description="private, loopback or link-local hosts or CIDRs outbound HTTP may reach (e.g. [\"127.0.0.1\"])")
+
+
 class InstanceTable(BaseModel):
     """``[sources.<name>]`` / ``[sinks.<name>]``: the plugin's own keys are checked
     against its declared settings when the registry builds the instance."""
@@ -308,6 +323,7 @@ class CoreConfig(BaseModel):
     dispatch: DispatchConfig
     planner: PlannerConfig
     web: WebConfig
+    http: HttpConfig
     scoring: dict[str, Any]  # loose: the scoring plugin owns its keys
     sources: Annotated[dict[str, InstanceTable], AfterValidator(_instance_names("sources"))] = {}
     sinks: Annotated[dict[str, InstanceTable], AfterValidator(_instance_names("sinks"))] = {}

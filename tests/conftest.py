@@ -43,6 +43,12 @@ def pytest_configure(config):
 
     if not config.pluginmanager.is_registered(kit):
         config.pluginmanager.register(kit, "feedback_hub")
+    # The suite's vendors are local servers on 127.0.0.1, which clients refuse
+    # by default (SSRF): allow exactly that address for clients built without
+    # a policy (hubs get it through start_hub's http.allowed_private_hosts).
+    from hub.sdk.http import default_policy, set_default_policy
+
+    set_default_policy(default_policy().widened(kit.LOOPBACK_TEST_HOSTS))
 
 
 def fixture_path(name: str) -> Path:

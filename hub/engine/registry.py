@@ -6,11 +6,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pluggy
 from pydantic import ValidationError
 
 from hub.config import Config, ConfigError, resolve_secret
+from hub.sdk.addresses import OutboundPolicy
 from hub.sdk.connectors import CrmSink, Instance, SourceConnector, _Plugin
 from hub.sdk.http import Clock
 from hub.sdk.schema import IdentityKind
@@ -38,6 +40,14 @@ def _collect_identity_kinds(results: list[list[IdentityKind] | None]) -> dict[st
                 raise TypeError(f"hub_register_identity_kinds returned {kind!r}, not an IdentityKind")
             kinds[kind.name] = kind
     return kinds
+
+
+def outbound_policy(cfg: Config) -> OutboundPolicy:
+    """``http.allowed_private_hosts``, plus in demo mode the hub's own host (its emulators are mounted there)."""
+    entries = list(cfg.get("http", {}).get("allowed_private_hosts") or [])
+    if cfg.get("demo"):
+        entries.append(urlsplit(str(cfg.get("public_url", ""))).hostname or "127.0.0.1")
+    return OutboundPolicy.allowing(entries)
 
 
 def plugin_kinds(pm: pluggy.PluginManager) -> tuple[dict[str, type[_Plugin]], dict[str, type[_Plugin]]]:
@@ -137,6 +147,13 @@ class Registry:
         fallback = cfg["routing"].get("unreachable")
         if fallback and fallback not in self.sinks:
             raise cfg.error("routing.unreachable", f"sink {fallback!r} is not configured")
+        #: Where instances' HTTP clients may connect (SSRF); base URLs checked now, addresses per connection.
+        self.http_policy = outbound_policy(cfg)
+        for section, table in (("sources", self.sources), ("sinks", self.sinks)):
+            for name, inst in table.items():
+                reason = self.http_policy.url_refusal(str(inst.settings.get("base_url") or ""))
+                if reason:
+                    raise cfg.error(f"{section}.{name}.base_url", reason)
 
     def identity_kind(self, name: str) -> IdentityKind:
         """The declared kind, or a not-reachable stand-in for an undeclared one."""
@@ -156,6 +173,7 @@ class Registry:
                 inst = table[name]
                 cls = (self.source_kinds if kind == "source" else self.sink_kinds)[inst.plugin]
                 obj = cls(inst, clock=self.clock)
+                obj.http_policy = self.http_policy
                 if self.state_backend is not None:  # before any hook, pull or webhook uses it
                     obj.state.bind(self.state_backend(name))
                 self._objects[(kind, name)] = obj

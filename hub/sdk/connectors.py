@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 
+from hub.sdk.addresses import OutboundPolicy
 from hub.sdk.http import Clock, HttpClient, Paginator, RateBudget
 from hub.sdk.schema import Completion, FeedbackIn, FollowupView, PushResult, RawIn
 from hub.sdk.settings import Setting
@@ -105,6 +106,8 @@ class _Plugin:
         self.clock = clock or Clock()
         self._session = session
         self._http: HttpClient | None = None
+        #: Where the instance's client may connect; the core sets the hub's (``http.allowed_private_hosts``).
+        self.http_policy: OutboundPolicy | None = None
         #: The instance's persistent JSON values (:mod:`hub.sdk.state`).  In
         #: memory until the core binds it to the hub's database, which it does
         #: right after building the plugin: read and write it from hooks,
@@ -173,6 +176,7 @@ class _Plugin:
             "validate": self.validate_response,
             # TOML gives a list; requests wants a number or a tuple.
             "timeout": _timeout(self.config.get("timeout")),
+            "policy": self.http_policy,
         }
 
     @property

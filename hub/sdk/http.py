@@ -17,7 +17,13 @@ It gives each connector, without per-plugin code:
   response: the default, :meth:`HttpClient.check_status`, goes by the HTTP
   status; a plugin whose vendor codes errors in the body (Graph answers
   throttling as HTTP 400 with ``error.code`` 4, 17, 32 or 613) overrides
-  ``validate_response`` on its connector or stream instead of the client.
+  ``validate_response`` on its connector or stream instead of the client;
+* no server-side request forgery: every connection goes to a public address
+  or one the :class:`~hub.sdk.addresses.OutboundPolicy` allows
+  (``http.allowed_private_hosts``), checked on the address actually connected
+  to, after DNS (a name that resolves to 10.x at request time is refused, also
+  when it was public a minute earlier); redirects are followed only on the
+  same scheme, host and port.
 
 Time goes through a :class:`Clock` so tests use :class:`FakeClock` and never sleep.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -35,8 +42,14 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import connection as urllib3_connection
 
 from hub import __version__
+from hub.sdk.addresses import STRICT, OutboundPolicy, address_of
 from hub.sdk.clock import Clock, FakeClock  # noqa: F401  (re-exported for plugins)
 from hub.sdk.pagination import Page, Paginator
 
@@ -77,6 +90,166 @@ class FatalError(HttpError):
 
 class PaginationLoopError(FatalError):
     """The API handed back a page token it had already given: stop, don't spin."""
+
+
+class BlockedDestinationError(RetriableError):
+    """The target is a private, loopback or link-local address the policy does not allow.
+
+    Not retried by the client (the same address stays refused), but retriable
+    in kind: the fix is ``http.allowed_private_hosts`` or the ``base_url``, not
+    the request, so a follow-up that met it waits for the fix instead of dying.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.retry_here = False
+
+
+class RedirectRefusedError(FatalError):
+    """A redirect to another scheme, host or port (it would carry our credentials elsewhere)."""
+
+
+# -- where connections may go (SSRF) -------------------------------------------
+_default_policy: OutboundPolicy = STRICT
+
+
+def default_policy() -> OutboundPolicy:
+    """The policy of clients built without one (public hosts only, unless widened)."""
+    return _default_policy
+
+
+def set_default_policy(policy: OutboundPolicy) -> OutboundPolicy:
+    """Replace the default policy (test suites allow their 127.0.0.1 servers); returns the old one.
+
+    The hub itself never relies on it: each instance's client gets the
+    policy of the hub's configuration (see the registry).
+    """
+    global _default_policy
+    previous, _default_policy = _default_policy, policy
+    return previous
+
+
+class _CheckedConnectionMixin:
+    """Resolve, check every address, then connect to a checked address - never resolve twice.
+
+    Checking the name first and letting the socket resolve it again would let
+    a DNS answer that changes in between (rebinding) reach a private address.
+    TLS still verifies the certificate against the host name (``self.host``).
+    """
+
+    policy: OutboundPolicy = STRICT
+
+    def _new_conn(self) -> socket.socket:
+        host, port = self._dns_host, self.port
+        try:
+            infos = socket.getaddrinfo(host, port, urllib3_connection.allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise NameResolutionError(self.host, self, e) from e
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        allowed = [a for a in addresses if self.policy.refusal(self.host, a) is None]
+        if not allowed:
+            raise BlockedDestinationError(self.policy.refusal(self.host, addresses[0]) if addresses
+                                          else f"{self.host}: no address")
+        error: OSError | None = None
+        for address in allowed:
+            try:
+                sock = urllib3_connection.create_connection(
+                    (address, port), self.timeout, source_address=self.source_address,
+                    socket_options=self.socket_options)
+            except TimeoutError as e:
+                raise ConnectTimeoutError(
+                    self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from e
+            except OSError as e:
+                error = e
+                continue
+            return sock
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
+
+
+def _checked_pool_classes(policy: OutboundPolicy) -> dict[str, type]:
+    """urllib3 pool classes whose connections check ``policy`` (a class attribute:
+    urllib3 builds connections itself and keys its pools on known arguments only)."""
+    plain = type("CheckedHTTPConnection", (_CheckedConnectionMixin, HTTPConnection), {"policy": policy})
+    tls = type("CheckedHTTPSConnection", (_CheckedConnectionMixin, HTTPSConnection), {"policy": policy})
+    return {"http": type("CheckedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": plain}),
+            "https": type("CheckedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": tls})}
+
+
+class CheckedAdapter(HTTPAdapter):
+    """A ``requests`` adapter that connects only where ``policy`` allows."""
+
+    __attrs__ = [*HTTPAdapter.__attrs__, "policy"]
+
+    def __init__(self, policy: OutboundPolicy, **kwargs: Any):
+        self.policy = policy
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _checked_pool_classes(self.policy)
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        # A literal address is refused before anything is sent; through a
+        # proxy (which resolves names itself) the name is resolved and checked
+        # here, the best that can be done without seeing the proxy's connection.
+        host = urlsplit(request.url or "").hostname or ""
+        proxied = bool(requests.utils.select_proxy(request.url or "", kwargs.get("proxies") or {}))
+        for address in _addresses(host, resolve=proxied):
+            reason = self.policy.refusal(host, address)
+            if reason:
+                raise BlockedDestinationError(reason)
+        return super().send(request, *args, **kwargs)
+
+
+def _addresses(host: str, *, resolve: bool) -> list[str]:
+    if address_of(host) is not None:
+        return [host]
+    if not resolve or not host:
+        return []
+    try:
+        return [info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)]
+    except socket.gaierror:
+        return []  # the proxy will answer that the name is unknown
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _refuse_cross_origin_redirect(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Response hook (runs for every hop): a redirect off this scheme, host and port is an error."""
+    if not response.is_redirect:
+        return
+    target = requests.compat.urljoin(response.url, response.headers.get("Location", ""))
+    if _origin(target) != _origin(response.url):
+        response.close()
+        raise RedirectRefusedError(f"redirect from {_origin_text(response.url)} to {_origin_text(target)} "
+                                   "not followed (only redirects on the same scheme, host and port are)",
+                                   response.status_code, None, response)
+
+
+def _origin_text(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def guard_session(session: requests.Session, policy: OutboundPolicy) -> requests.Session:
+    """Make ``session`` connect only where ``policy`` allows and refuse cross-origin redirects.
+
+    Mounted over any adapter the session had: a client never talks unchecked.
+    """
+    if getattr(session, "hub_policy", None) is policy:
+        return session  # already guarded (a second client sharing the session keeps its pools)
+    adapter = CheckedAdapter(policy)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if _refuse_cross_origin_redirect not in session.hooks["response"]:
+        session.hooks["response"].append(_refuse_cross_origin_redirect)
+    session.max_redirects = 5
+    session.hub_policy = policy  # type: ignore[attr-defined]  (a client sharing the session keeps it)
+    return session
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -192,6 +365,7 @@ class HttpClient:
         on_response: Callable[[requests.Response], float | None] | None = None,
         max_pages: int = 100_000,
         validate: Callable[[requests.Response], None] | None = None,
+        policy: OutboundPolicy | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.name = name
@@ -202,6 +376,9 @@ class HttpClient:
         self.clock = clock or (budget.clock if budget else Clock())
         self.budget = budget
         self.session = session or requests.Session()
+        #: Where this client may connect; a shared session keeps the policy it was guarded with.
+        self.policy = policy or getattr(self.session, "hub_policy", None) or default_policy()
+        guard_session(self.session, self.policy)
         self.session.headers.update({"User-Agent": f"feedback-hub/{__version__}", "Accept": "application/json"})
         if headers:
             self.session.headers.update(headers)

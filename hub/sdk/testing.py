@@ -57,12 +57,15 @@ from werkzeug.wrappers import Request, Response
 from hub.sdk.clock import FakeClock
 
 __all__ = [
-    "FAKE_NOW", "FakeVendor", "LiveServer", "RecordedRequest", "Reply", "RunningHub", "migrated_sqlite",
+    "FAKE_NOW", "LOOPBACK_TEST_HOSTS", "FakeVendor", "LiveServer", "RecordedRequest", "Reply", "RunningHub", "migrated_sqlite",
     "post_webhook", "sign_hmac", "start_hub",
 ]
 
 #: "Now" of the ``fake_clock`` fixture, so a kit-built hub never reads the wall clock.
 FAKE_NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+#: Where the kit's servers listen; hubs and clients the kit builds may reach them
+#: (``http.allowed_private_hosts``), everything else private stays refused.
+LOOPBACK_TEST_HOSTS = ("127.0.0.1",)
 
 
 # -- signed webhooks ---------------------------------------------------------------
@@ -405,7 +408,10 @@ def start_hub(*, database_url: str, plugins: Iterable[Any] = (), clock: FakeCloc
     true: a test says which plugins it runs.  Call :meth:`RunningHub.close`.
     """
     clock = clock or FakeClock(FAKE_NOW.timestamp())
-    settings = {"database_url": database_url, "executor": "inline", **config}
+    # Test vendors listen on loopback, which the hub refuses by default (SSRF):
+    # allowed here unless the test passes an ``http`` table of its own.
+    settings = {"database_url": database_url, "executor": "inline",
+                "http": {"allowed_private_hosts": list(LOOPBACK_TEST_HOSTS)}, **config}
     app = _core().create_app(settings, plugins=tuple(plugins), clock=clock, load_entry_points=load_entry_points)
     app.testing = True
     return RunningHub(app=app, hub=app.extensions["hub"], client=app.test_client(), clock=clock)
@@ -420,7 +426,14 @@ def fake_clock() -> FakeClock:
 
 @pytest.fixture
 def live_server() -> Iterator[Callable[[Any], str]]:
-    """``live_server(wsgi_app) -> base URL``; every server stops after the test."""
+    """``live_server(wsgi_app) -> base URL``; every server stops after the test.
+
+    While it runs, clients built without a policy may reach ``127.0.0.1``
+    (:func:`hub.sdk.http.set_default_policy`): the servers listen there.
+    """
+    from hub.sdk.http import default_policy, set_default_policy
+
+    previous = set_default_policy(default_policy().widened(LOOPBACK_TEST_HOSTS))
     servers: list[LiveServer] = []
 
     def start(wsgi_app) -> str:
@@ -431,6 +444,7 @@ def live_server() -> Iterator[Callable[[Any], str]]:
     yield start
     for srv in servers:
         srv.stop()
+    set_default_policy(previous)
 
 
 @pytest.fixture
