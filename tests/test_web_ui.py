@@ -170,7 +170,7 @@ def test_agent_cannot_open_admin(hub, agent):
 # -- inbox -------------------------------------------------------------------------
 def test_inbox_merges_channels_worst_first(agent, client, auth):
     items = seed(client, auth)
-    page = agent.get("/").get_data(as_text=True)
+    page = agent.get("/?view=feedback").get_data(as_text=True)
     ids = row_ids(page)
     assert {items["survey"]["id"], items["social"]["id"], items["happy"]["id"]} <= set(ids)
     risks = row_risks(page)
@@ -184,41 +184,41 @@ def test_inbox_merges_channels_worst_first(agent, client, auth):
 
 def test_inbox_filters_narrow_and_live_in_the_url(hub, agent, client, auth):
     items = seed(client, auth)
-    social = row_ids(agent.get("/?channel=social").get_data(as_text=True))
+    social = row_ids(agent.get("/?view=feedback&channel=social").get_data(as_text=True))
     assert social == [items["social"]["id"]]
-    assert row_ids(agent.get("/?source=x_account").get_data(as_text=True)) == [items["social"]["id"]]
-    assert row_ids(agent.get("/?category=promoter").get_data(as_text=True)) == [items["happy"]["id"]]
-    assert row_ids(agent.get("/?language=en").get_data(as_text=True)) == [items["happy"]["id"]]
-    assert row_ids(agent.get("/?q=zeg+op").get_data(as_text=True)) == [items["social"]["id"]]
-    assert row_ids(agent.get("/?status=none").get_data(as_text=True)) == [items["happy"]["id"]]
-    high = row_ids(agent.get("/?risk=high").get_data(as_text=True))
+    assert row_ids(agent.get("/?view=feedback&source=x_account").get_data(as_text=True)) == [items["social"]["id"]]
+    assert row_ids(agent.get("/?view=feedback&category=promoter").get_data(as_text=True)) == [items["happy"]["id"]]
+    assert row_ids(agent.get("/?view=feedback&language=en").get_data(as_text=True)) == [items["happy"]["id"]]
+    assert row_ids(agent.get("/?view=feedback&q=zeg+op").get_data(as_text=True)) == [items["social"]["id"]]
+    assert row_ids(agent.get("/?view=feedback&status=none").get_data(as_text=True)) == [items["happy"]["id"]]
+    high = row_ids(agent.get("/?view=feedback&risk=high").get_data(as_text=True))
     assert items["happy"]["id"] not in high
-    assert row_ids(agent.get("/?owner=me").get_data(as_text=True)) == []
+    assert row_ids(agent.get("/?view=feedback&owner=me").get_data(as_text=True)) == []
     case_id = items["survey"]["case_id"]
     post(agent, f"/cases/{case_id}/assign", {"owner": "me"})
-    mine = row_ids(agent.get("/?owner=me").get_data(as_text=True))
+    mine = row_ids(agent.get("/?view=feedback&owner=me").get_data(as_text=True))
     assert sorted(mine) == sorted([items["survey"]["id"], items["social"]["id"]])
     # A resolved case leaves the default view but stays findable.
     post(agent, f"/cases/{case_id}/resolve", {"outcome": "explained", "root_cause": "outage", "resolved": "yes"})
-    assert row_ids(agent.get("/").get_data(as_text=True)) == [items["happy"]["id"]]
-    assert len(row_ids(agent.get("/?status=resolved").get_data(as_text=True))) == 2
+    assert row_ids(agent.get("/?view=feedback").get_data(as_text=True)) == [items["happy"]["id"]]
+    assert len(row_ids(agent.get("/?view=feedback&status=resolved").get_data(as_text=True))) == 2
     # Unknown values are ignored, not errors: old shared links still open.
-    assert agent.get("/?channel=fax&risk=extreme&page=x").status_code == 200
+    assert agent.get("/?view=feedback&channel=fax&risk=extreme&page=x").status_code == 200
 
 
 def test_updates_endpoint_sends_new_rows_that_pass_the_filters(agent, client, auth):
     seed(client, auth)
-    page = agent.get("/?channel=social").get_data(as_text=True)
+    page = agent.get("/?view=feedback&channel=social").get_data(as_text=True)
     latest = int(re.search(r'data-after="(\d+)"', page).group(1))
-    assert agent.get(f"/inbox/updates.json?after={latest}&channel=social").get_json()["rows"] == []
+    assert agent.get(f"/inbox/updates.json?after={latest}&view=feedback&channel=social").get_json()["rows"] == []
     new_survey = feedback(client, auth, external_id="s-9", channel="survey", nps=1, text="Slecht")
     new_post = feedback(client, auth, source="x_account", external_id="t-9", channel="social", text="@acme help",
                         customer={"x_handle": "carl"})
-    body = agent.get(f"/inbox/updates.json?after={latest}&channel=social").get_json()
+    body = agent.get(f"/inbox/updates.json?after={latest}&view=feedback&channel=social").get_json()
     assert [r["id"] for r in body["rows"]] == [new_post["id"]]
     assert body["latest"] == new_post["id"]
     assert 'class="item risk-row-' in body["rows"][0]["html"] and "is-new" in body["rows"][0]["html"]
-    everything = agent.get(f"/inbox/updates.json?after={latest}").get_json()
+    everything = agent.get(f"/inbox/updates.json?after={latest}&view=feedback").get_json()
     assert [r["id"] for r in everything["rows"]] == [new_survey["id"], new_post["id"]]
     assert agent.get("/inbox/updates.json?after=abc").status_code == 400
 
@@ -227,8 +227,8 @@ def test_inbox_pages(hub, agent, client, auth):
     for i in range(53):
         feedback(client, auth, external_id=f"p-{i}", channel="survey", nps=9, text=f"fine {i}",
                  customer={"email": f"p{i}@example.nl"})
-    first = agent.get("/").get_data(as_text=True)
-    second = agent.get("/?page=2").get_data(as_text=True)
+    first = agent.get("/?view=feedback").get_data(as_text=True)
+    second = agent.get("/?view=feedback&page=2").get_data(as_text=True)
     assert len(row_ids(first)) == 50 and len(row_ids(second)) == 3
     assert not set(row_ids(first)) & set(row_ids(second))
     assert "53 items" in first
@@ -342,8 +342,9 @@ def test_customer_text_is_escaped_everywhere(hub, agent, client, auth):
     item = feedback(client, auth, source="x_account", external_id="xss", channel="social", reach=50000,
                     text=EVIL + " ik zeg op", url="javascript:alert(1)",
                     customer={"x_handle": "<b>h4x</b>", "name": "<i>Mallory</i>"})
-    pages = [agent.get("/").get_data(as_text=True), agent.get(f"/cases/{item['case_id']}").get_data(as_text=True),
-             agent.get("/inbox/updates.json?after=0").get_json()["rows"][0]["html"]]
+    pages = [agent.get("/").get_data(as_text=True), agent.get("/?view=feedback").get_data(as_text=True),
+             agent.get(f"/cases/{item['case_id']}").get_data(as_text=True),
+             agent.get("/inbox/updates.json?after=0&view=feedback").get_json()["rows"][0]["html"]]
     for page in pages:
         assert "<script>window" not in page and "<img src=x" not in page and "<i>Mallory" not in page
         assert html.escape("<script>window.pwned=1</script>", quote=False) in page

@@ -1,42 +1,96 @@
-"""The webcare inbox: every channel in one list, worst first.
+"""The webcare inbox: a to-do list of cases, worst and soonest first.
 
-One row per feedback item (a survey answer, a post...), joined to its case
-for status, owner and SLA due time.  Sorted by the item's escalation risk,
-then by the case's SLA due time (soonest first), newest first within that.
+Views (``?view=``), each a shareable URL together with its filters and sort:
 
-Fast on large tables because it pages (50 rows) and the risk ordering walks
-the ``(risk, id)`` index from the top: the first page is read from the
-index's first few hundred entries, not by sorting 100k rows.  The total is
-counted only up to :data:`COUNT_CAP` for the same reason.
+``todo`` (default)
+    One row per case that needs an action (new, assigned, scheduled): its
+    latest item, how many items it holds and on which channels.  Ordered by
+    what needs action first: the SLA due time (soonest, overdue on top), then
+    the risk.  Contacted cases wait on the customer and are not in the way.
+``callbacks``
+    My callbacks today: open cases I own with a callback due today in the
+    team's time zone (the hub's clock says what "today" is).
+``waiting``
+    Contacted cases: the ball is with the customer.
+``done``
+    Resolved and closed cases, most recently closed first.
+``feedback``
+    All feedback, one row per item (the raw stream), with the case it joined;
+    an item without a case says why and offers "open case" and "dismiss".
+    New items reach an open page through ``/inbox/updates.json?after=<id>``
+    (polled by ``static/app.js``), rendered by the same row macro.
 
-New items reach an open page through ``/inbox/updates.json?after=<id>``
-(polled by ``static/app.js``): items with a higher id that pass the same
-filters, rendered by the same row macro, so escaping is identical.
+Case views page by case (50 rows) and read their items' counts and channels
+for that page only, so the list stays fast on large tables.  Columns sort
+with ``?sort=<key>&dir=asc|desc``.  Saved views store the query string under
+a name for the whole team; bulk assign and close act on the ticked cases
+through the case lifecycle, each with its audit record.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import flask
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select
 
+from hub.engine import audit as audit_trail
+from hub.engine import cases as lifecycle
 from hub.engine.context import current_hub
+from hub.engine.planner import SlotPlanner
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
 from hub.storage.themes import has_theme, themes_of_extra
-from hub.web.common import current_user, db_session, ui_blueprint
+from hub.web.common import current_user, db_session, now, requires, safe_next, ui_blueprint
+from hub.web.filters import team_tz
+from hub.web.i18n import gettext
 
 bp = ui_blueprint("inbox", __name__)
 
 PAGE_SIZE = 50
 COUNT_CAP = 1000
 MAX_PAGE = 200
+BULK_MAX = 200
 RISK_BANDS = {"high": (70, None), "medium": (40, None), "low": (None, 40)}
 STATUS_CHOICES = ("open", "all", "none", *CASE_STATUSES)
-F, C, CU = m.FeedbackItem, m.Case, m.Customer
+VIEWS = ("todo", "callbacks", "waiting", "done", "feedback")
+#: The statuses each case view lists.
+VIEW_STATUSES = {
+    "todo": ("new", "assigned", "scheduled"),
+    "callbacks": OPEN_CASE_STATUSES,
+    "waiting": ("contacted",),
+    "done": ("resolved", "closed"),
+}
+#: Follow-up states in which the callback is still to happen.
+OPEN_FOLLOWUP = ("pending", "sending", "sent", "failed", "dead")
+F, C, CU, FU = m.FeedbackItem, m.Case, m.Customer, m.Followup
+
+
+def _callback_due():
+    """The case's next open callback time (a correlated subquery)."""
+    return (select(func.min(FU.due_at)).where(FU.case_id == C.id, FU.status.in_(OPEN_FOLLOWUP))
+            .correlate(C).scalar_subquery())
+
+
+#: Sortable columns of the case views: key -> the SQL it sorts on.
+CASE_SORTS: dict[str, Any] = {
+    "due": lambda: C.sla_due_at,
+    "risk": lambda: C.risk,
+    "opened": lambda: C.opened_at,
+    "updated": lambda: C.updated_at,
+    "owner": lambda: C.owner,
+    "status": lambda: C.status,
+    "customer": lambda: CU.name,
+    "callback": _callback_due,
+}
+#: What each view sorts by when the URL names no column.
+DEFAULT_SORT = {"todo": ("action", "asc"), "callbacks": ("callback", "asc"), "waiting": ("updated", "desc"),
+                "done": ("closed", "desc"), "feedback": ("risk", "desc")}
+ITEM_SORTS = {"risk": lambda: F.risk, "occurred": lambda: F.occurred_at, "due": lambda: C.sla_due_at}
 
 
 @dataclass
@@ -44,6 +98,7 @@ class InboxFilters:
     """The inbox's URL parameters; unknown values are ignored, not errors,
     so an old shared link still opens."""
 
+    view: str = ""
     channel: str = ""
     source: str = ""
     category: str = ""
@@ -53,6 +108,8 @@ class InboxFilters:
     language: str = ""
     theme: str = ""
     q: str = ""
+    sort: str = ""
+    dir: str = ""
 
     @classmethod
     def from_args(cls, args) -> InboxFilters:
@@ -65,52 +122,120 @@ class InboxFilters:
             f.risk = ""
         if f.status not in STATUS_CHOICES:
             f.status = "open"
+        if f.view not in VIEWS:
+            # Links from before the case views named a status: they meant the item list.
+            f.view = "feedback" if f.status != "open" else "todo"
         if "\x00" in f.theme:  # PostgreSQL refuses NUL in text: a broken link, not a server error
             f.theme = ""
+        sorts = ITEM_SORTS if f.view == "feedback" else CASE_SORTS
+        if f.sort not in sorts:
+            f.sort = ""
+        if f.dir not in ("asc", "desc"):
+            f.dir = ""
         return f
 
+    @property
+    def is_case_view(self) -> bool:
+        return self.view != "feedback"
+
     def as_args(self) -> dict[str, str]:
-        return {k: v for k, v in vars(self).items() if v and not (k == "status" and v == "open")}
+        return {k: v for k, v in vars(self).items()
+                if v and not (k == "status" and v == "open") and not (k == "view" and v == "todo")}
+
+    def item_conditions(self) -> list[Any]:
+        """Conditions on a feedback item (``F``) from the item filters."""
+        conds: list[Any] = []
+        if self.channel:
+            conds.append(F.channel == self.channel)
+        if self.source:
+            conds.append(F.source == self.source)
+        if self.category:
+            conds.append(F.category == self.category)
+        if self.language:
+            conds.append(F.language == self.language)
+        if self.theme:
+            conds.append(has_theme(self.theme))
+        if self.q:
+            term = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conds.append(F.text.ilike(term, escape="\\"))
+        return conds
+
+    def _risk(self, q: Select, column) -> Select:
+        if self.risk:
+            low, high = RISK_BANDS[self.risk]
+            if low is not None:
+                q = q.where(column >= low)
+            if high is not None:
+                q = q.where(column < high)
+        return q
+
+    def _owner(self, q: Select, username: str, case_only: bool) -> Select:
+        if self.owner == "me":
+            q = q.where(C.owner == username)
+        elif self.owner == "none":
+            q = q.where(C.owner.is_(None) if case_only else and_(F.case_id.is_not(None), C.owner.is_(None)))
+        elif self.owner:
+            q = q.where(C.owner == self.owner)
+        return q
 
     def apply(self, q: Select, username: str) -> Select:
+        """Filter an item query (``F`` outer-joined to ``C``): the All feedback view."""
         if self.status == "open":
-            q = q.where(or_(C.status.in_(OPEN_CASE_STATUSES), F.case_id.is_(None)))
+            q = q.where(or_(C.status.in_(OPEN_CASE_STATUSES), and_(F.case_id.is_(None), F.dismissed_at.is_(None))))
         elif self.status == "none":
             q = q.where(F.case_id.is_(None))
         elif self.status != "all":
             q = q.where(C.status == self.status)
-        if self.channel:
-            q = q.where(F.channel == self.channel)
-        if self.source:
-            q = q.where(F.source == self.source)
-        if self.category:
-            q = q.where(F.category == self.category)
-        if self.language:
-            q = q.where(F.language == self.language)
-        if self.theme:
-            q = q.where(has_theme(self.theme))
-        if self.risk:
-            low, high = RISK_BANDS[self.risk]
-            if low is not None:
-                q = q.where(F.risk >= low)
-            if high is not None:
-                q = q.where(F.risk < high)
-        if self.owner == "me":
-            q = q.where(C.owner == username)
-        elif self.owner == "none":
-            q = q.where(and_(F.case_id.is_not(None), C.owner.is_(None)))
-        elif self.owner:
-            q = q.where(C.owner == self.owner)
-        if self.q:
-            term = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            q = q.where(F.text.ilike(term, escape="\\"))
-        return q
+        for cond in self.item_conditions():
+            q = q.where(cond)
+        q = self._risk(q, F.risk)
+        return self._owner(q, username, case_only=False)
+
+    def apply_cases(self, q: Select, username: str, today: tuple[dt.datetime, dt.datetime]) -> Select:
+        """Filter a case query (``C``) for a case view."""
+        q = q.where(C.status.in_(VIEW_STATUSES[self.view]))
+        if self.view == "callbacks":
+            start, end = today
+            q = q.where(C.owner == username, exists().where(
+                FU.case_id == C.id, FU.status.in_(OPEN_FOLLOWUP), FU.due_at >= start, FU.due_at < end))
+        conds = self.item_conditions()
+        if conds:
+            q = q.where(exists().where(F.case_id == C.id, *conds))
+        q = self._risk(q, C.risk)
+        return self._owner(q, username, case_only=True)
+
+    def case_order(self) -> list[Any]:
+        key, direction = (self.sort, self.dir or "asc") if self.sort else DEFAULT_SORT[self.view]
+        if key == "action":
+            # What needs action first: the soonest SLA (overdue first), then the risk.
+            return [C.sla_due_at.asc().nulls_last(), C.risk.desc(), C.id]
+        if key == "closed":
+            return [C.closed_at.desc().nulls_last(), C.id.desc()]
+        column = CASE_SORTS[key]()
+        ordered = column.desc().nulls_last() if direction == "desc" else column.asc().nulls_last()
+        return [ordered, C.risk.desc(), C.id]
+
+    def item_order(self) -> list[Any]:
+        if not self.sort:
+            return [F.risk.desc(), C.sla_due_at.asc().nulls_last(), F.id.desc()]
+        column = ITEM_SORTS[self.sort]()
+        ordered = column.desc().nulls_last() if (self.dir or "desc") == "desc" else column.asc().nulls_last()
+        return [ordered, F.id.desc()]
+
+
+def today_bounds() -> tuple[dt.datetime, dt.datetime]:
+    """Today in the team's time zone, by the hub's clock, as UTC bounds."""
+    local = now().astimezone(team_tz())
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=1, hours=2)).replace(hour=0)  # a DST day is 23 or 25 h
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 def _base() -> Select:
     return (
-        select(F.id, F.channel, F.source, F.occurred_at, F.text, F.language, F.nps, F.reach, F.category, F.risk,
-               F.risk_reasons, F.extra, F.url, F.customer_id, F.case_id, C.status, C.owner, C.sla_due_at, CU.name)
+        select(F.id, F.channel, F.source, F.occurred_at, F.received_at, F.text, F.language, F.nps, F.reach,
+               F.category, F.risk, F.risk_reasons, F.extra, F.url, F.customer_id, F.case_id, F.dismissed_at,
+               F.dismissed_by, C.status, C.owner, C.sla_due_at, CU.name)
         .outerjoin(C, C.id == F.case_id)
         .outerjoin(CU, CU.id == F.customer_id)
     )
@@ -138,6 +263,69 @@ class Row:
     customer: str | None
     handle: str | None = None
     themes: list[str] = field(default_factory=list)
+    #: Why an item has no case (shown with "open case" and "dismiss").
+    no_case_why: str | None = None
+    dismissed: bool = False
+
+
+@dataclass
+class CaseRow:
+    """One case in a case view, with its latest item."""
+
+    id: int
+    status: str
+    owner: str | None
+    risk: int
+    priority: str
+    sla_due_at: Any
+    callback_due: Any
+    customer_id: int | None
+    customer: str | None
+    version: int
+    answered_publicly_at: Any
+    item_count: int = 0
+    channels: list[str] = field(default_factory=list)
+    latest: Row | None = None
+    handle: str | None = None
+
+
+def why_no_case(r: Any) -> str:
+    """A sentence for an item that opened no case, from what the item says and
+    the escalation settings (the decision's reason is not stored)."""
+    if r.dismissed_at is not None:
+        return gettext("Dismissed by {name}.", name=r.dismissed_by or "-")
+    cfg = current_hub().config
+    max_age = float(cfg.get("planner", {}).get("max_callback_age_days", 30))
+    if r.received_at and r.occurred_at and r.received_at - r.occurred_at > dt.timedelta(days=max_age):
+        return gettext("Older than {n} days when it arrived: too late for a callback.", n=f"{max_age:g}")
+    threshold = int(cfg.get("scoring", {}).get("risk_threshold", 40))
+    if r.risk < threshold and r.category != "detractor":
+        return gettext("Risk {risk} is below the threshold of {n} and it is no detractor.", risk=r.risk, n=threshold)
+    return gettext("No case was opened for it.")
+
+
+def _handles(customer_ids: set[int]) -> dict[int, str]:
+    """The handle (else the address) shown under each customer's name, one
+    query for the page.  A handle is an identity of a kind that makes nobody
+    reachable (a social network's username), shown as its kind displays it."""
+    if not customer_ids:
+        return {}
+    registry = current_hub().registry
+    skip = sorted(registry.reachable_kinds - {"email"})
+    found: dict[int, dict[str, str]] = {}
+    for cid, kind, value in db_session().execute(
+        select(m.Identity.customer_id, m.Identity.kind, m.Identity.value)
+        .where(m.Identity.customer_id.in_(customer_ids), m.Identity.kind.notin_(skip))
+        .order_by(m.Identity.id)
+    ):
+        found.setdefault(cid, {}).setdefault(kind, value)
+    out = {}
+    for cid, known in found.items():
+        handle = next(((k, v) for k, v in known.items() if k != "email"), None)
+        shown = registry.identity_kind(handle[0]).show(handle[1]) if handle else known.get("email")
+        if shown:
+            out[cid] = shown
+    return out
 
 
 def _rows(result) -> list[Row]:
@@ -146,26 +334,34 @@ def _rows(result) -> list[Row]:
         reasons = sorted(r.risk_reasons or [], key=lambda s: -float(s.get("weight", 0)))
         rows.append(Row(r.id, r.channel, r.source, r.occurred_at, r.text, r.language, r.nps, r.reach, r.category,
                         r.risk, reasons, r.url, r.customer_id, r.case_id, r.status, r.owner, r.sla_due_at, r.name,
-                        themes=themes_of_extra(r.extra)))
-    ids = {r.customer_id for r in rows if r.customer_id}
-    if ids:
-        # One query for the page: the handle (else the address) shown under the
-        # name.  A handle is an identity of a kind that makes nobody reachable
-        # (a social network's username), shown as its kind displays it ("@janb").
-        registry = current_hub().registry
-        skip = sorted(registry.reachable_kinds - {"email"})
-        found: dict[int, dict[str, str]] = {}
-        for cid, kind, value in db_session().execute(
-            select(m.Identity.customer_id, m.Identity.kind, m.Identity.value)
-            .where(m.Identity.customer_id.in_(ids), m.Identity.kind.notin_(skip))
-            .order_by(m.Identity.id)
-        ):
-            found.setdefault(cid, {}).setdefault(kind, value)
-        for r in rows:
-            known = found.get(r.customer_id or 0, {})
-            handle = next(((k, v) for k, v in known.items() if k != "email"), None)
-            r.handle = registry.identity_kind(handle[0]).show(handle[1]) if handle else known.get("email")
+                        themes=themes_of_extra(r.extra), dismissed=r.dismissed_at is not None,
+                        no_case_why=why_no_case(r) if r.case_id is None else None))
+    handles = _handles({r.customer_id for r in rows if r.customer_id})
+    for row in rows:
+        row.handle = handles.get(row.customer_id or 0)
     return rows
+
+
+def _case_rows(result) -> list[CaseRow]:
+    cases = [CaseRow(r.id, r.status, r.owner, r.risk, r.priority, r.sla_due_at, r.callback_due, r.customer_id,
+                     r.name, r.version, r.answered_publicly_at) for r in result]
+    if not cases:
+        return cases
+    session = db_session()
+    ids = [c.id for c in cases]
+    stats = {cid: (n, latest) for cid, n, latest in session.execute(
+        select(F.case_id, func.count(), func.max(F.id)).where(F.case_id.in_(ids)).group_by(F.case_id))}
+    channels: dict[int, set[str]] = {}
+    for cid, channel in session.execute(select(F.case_id, F.channel).where(F.case_id.in_(ids)).distinct()):
+        channels.setdefault(cid, set()).add(channel)
+    latest_ids = [latest for _n, latest in stats.values()]
+    latest = {r.id: r for r in _rows(session.execute(_base().where(F.id.in_(latest_ids))))} if latest_ids else {}
+    handles = _handles({c.customer_id for c in cases if c.customer_id})
+    for c in cases:
+        n, latest_id = stats.get(c.id, (0, None))
+        c.item_count, c.channels, c.latest = n, sorted(channels.get(c.id, ())), latest.get(latest_id)
+        c.handle = handles.get(c.customer_id or 0)
+    return cases
 
 
 def _choices() -> dict[str, list[str]]:
@@ -179,48 +375,247 @@ def _choices() -> dict[str, list[str]]:
     hub = current_hub()
     sources = set(hub.registry.sources) | set(session.scalars(select(F.source).distinct()))
     languages = {x for x in session.scalars(select(F.language).distinct()) if x}
-    owners = list(session.scalars(select(m.User.username).where(
-        m.User.active.is_(True), m.User.role.in_(("agent", "admin"))).order_by(m.User.username)))
     # The configured taxonomy's themes, in its order (an item only carries those).
     themes = list(hub.config.get("enrich", {}).get("themes", {}))
-    value = {"sources": sorted(sources), "languages": sorted(languages), "owners": owners, "themes": themes}
+    value = {"sources": sorted(sources), "languages": sorted(languages), "themes": themes}
     cache.update(at=time.monotonic(), value=value)
     return value
+
+
+def _owners() -> list[str]:
+    # Not cached: a user created a moment ago is assignable at once.
+    return list(db_session().scalars(select(m.User.username).where(
+        m.User.active.is_(True), m.User.role.in_(("agent", "admin"))).order_by(m.User.username)))
+
+
+def _page_no() -> int:
+    page = flask.request.args.get("page", "1")
+    return min(MAX_PAGE, int(page)) if page.isdigit() and int(page) > 0 else 1
+
+
+def _view_counts(username: str, today: tuple[dt.datetime, dt.datetime]) -> dict[str, int]:
+    """How many cases each case view holds (capped), for the view tabs."""
+    session = db_session()
+    out = {}
+    for view in VIEW_STATUSES:
+        if view == "done":
+            continue  # grows for ever: no count worth a query
+        q = InboxFilters(view=view).apply_cases(select(C.id), username, today).limit(COUNT_CAP + 1)
+        out[view] = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    return out
 
 
 @bp.get("/")
 def index():
     filters = InboxFilters.from_args(flask.request.args)
-    page = flask.request.args.get("page", "1")
-    page_no = min(MAX_PAGE, int(page)) if page.isdigit() and int(page) > 0 else 1
+    page_no = _page_no()
     user = current_user()
     session = db_session()
-    q = filters.apply(_base(), user.username)
-    ordered = q.order_by(F.risk.desc(), C.sla_due_at.asc().nulls_last(), F.id.desc())
-    rows = _rows(session.execute(ordered.limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
-    capped = filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), user.username).limit(COUNT_CAP + 1)
+    today = today_bounds()
+    rows: list[Any]
+    if filters.is_case_view:
+        q = filters.apply_cases(
+            select(C.id, C.status, C.owner, C.risk, C.priority, C.sla_due_at, C.customer_id, C.version,
+                   C.answered_publicly_at, CU.name, _callback_due().label("callback_due"))
+            .outerjoin(CU, CU.id == C.customer_id), user.username, today)
+        rows = _case_rows(session.execute(q.order_by(*filters.case_order())
+                                          .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
+        capped = filters.apply_cases(select(C.id), user.username, today).limit(COUNT_CAP + 1)
+    else:
+        q = filters.apply(_base(), user.username)
+        rows = _rows(session.execute(q.order_by(*filters.item_order())
+                                     .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
+        capped = filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), user.username).limit(COUNT_CAP + 1)
     total = session.scalar(select(func.count()).select_from(capped.subquery()))
     latest = session.scalar(select(func.max(F.id))) or 0
     hub = current_hub()
+    saved = session.scalars(select(m.SavedView).order_by(m.SavedView.name)).all()
     return flask.render_template(
         "inbox.html", rows=rows, filters=filters, total=total, count_cap=COUNT_CAP, page=page_no,
         has_next=len(rows) == PAGE_SIZE and page_no < MAX_PAGE, latest=latest, choices=_choices(),
-        channels=CHANNELS, categories=CATEGORIES, statuses=CASE_STATUSES,
+        owners=_owners(), channels=CHANNELS, categories=CATEGORIES, statuses=CASE_STATUSES, views=VIEWS,
+        view_counts=_view_counts(user.username, today), saved_views=saved, current_query=_query_of(filters),
         poll_ms=int(float(hub.config.get("web", {}).get("poll_seconds", 5)) * 1000),
     )
 
 
+def _query_of(filters: InboxFilters) -> str:
+    return urlencode(filters.as_args())
+
+
 @bp.get("/inbox/updates.json")
 def updates():
-    """Items newer than ``after`` that pass the page's filters, as row HTML."""
+    """Items newer than ``after`` that pass the page's filters, as row HTML
+    (All feedback), or only how many arrived (case views: the page offers a reload)."""
     filters = InboxFilters.from_args(flask.request.args)
     after = flask.request.args.get("after", "")
     if not after.isdigit():
         return flask.jsonify(error={"code": "invalid", "message": "after must be an item id"}), 400
+    if filters.is_case_view:
+        newer = select(F.id).where(F.id > int(after), *filters.item_conditions()).limit(COUNT_CAP)
+        ids = list(db_session().scalars(newer))
+        return flask.jsonify(latest=max([int(after), *ids]), rows=[], new=len(ids))
     q = filters.apply(_base(), current_user().username).where(F.id > int(after))
     rows = _rows(db_session().execute(q.order_by(F.id).limit(PAGE_SIZE)))
     macro = flask.get_template_attribute("_rows.html", "row")
     return flask.jsonify(
         latest=max([int(after)] + [r.id for r in rows]),
         rows=[{"id": r.id, "risk": r.risk, "html": str(macro(r, True))} for r in rows],
+        new=len(rows),
     )
+
+
+# -- actions ----------------------------------------------------------------------
+def _back():
+    return flask.redirect(safe_next(flask.request.form.get("next"), flask.url_for("inbox.index")))
+
+
+def _actor() -> str:
+    return f"user:{current_user().username}"
+
+
+def _case_ids() -> list[int]:
+    raw = flask.request.form.getlist("case_id")
+    return sorted({int(x) for x in raw if x.isdigit()})[:BULK_MAX]
+
+
+@bp.post("/inbox/bulk")
+@requires("agent")
+def bulk():
+    """Assign or close the ticked cases; each change goes through the lifecycle
+    and is audited.  Cases that cannot take the action are counted, not failed."""
+    ids = _case_ids()
+    action = flask.request.form.get("action", "")
+    if not ids or action not in ("assign", "close"):
+        flask.flash(gettext("Tick one or more cases and choose an action."), "error")
+        return _back()
+    session = db_session()
+    owner = flask.request.form.get("owner", "")
+    if action == "assign":
+        owner = current_user().username if owner == "me" else owner
+        if owner not in _owners():
+            flask.flash(gettext("No such user."), "error")
+            return _back()
+    done, skipped = 0, 0
+    current = now()
+    for case in session.scalars(select(C).where(C.id.in_(ids)).order_by(C.id)):
+        if not lifecycle.is_open(case):
+            skipped += 1
+            continue
+        if action == "assign":
+            previous, case.owner = case.owner, owner
+            lifecycle.advance(case, "assigned", actor=_actor(), now=current, action="case.assigned", owner=owner,
+                              previous_owner=previous, bulk=True)
+        else:
+            for f in session.scalars(select(FU).where(FU.case_id == case.id, FU.status.in_(("pending", "failed")))):
+                f.status, f.last_error = "dead", "cancelled: case closed without callback"
+            lifecycle.transition(case, "closed", actor=_actor(), now=current, reason="bulk close", bulk=True)
+        done += 1
+    session.commit()
+    message = (gettext("{n} cases assigned to {name}.", n=done, name=owner) if action == "assign"
+               else gettext("{n} cases closed.", n=done))
+    if skipped:
+        message += " " + gettext("{n} already closed, left as they were.", n=skipped)
+    flask.flash(message, "ok")
+    return _back()
+
+
+def _caseless_item(item_id: int) -> m.FeedbackItem:
+    item = db_session().get(F, item_id)
+    if item is None:
+        flask.abort(404)
+    return item
+
+
+def _priority(risk: int) -> str:
+    return "urgent" if risk >= 80 else "high" if risk >= 60 else "normal" if risk >= 30 else "low"
+
+
+@bp.post("/inbox/items/<int:item_id>/open-case")
+@requires("agent")
+def open_case(item_id: int):
+    """Open a case for an item that did not escalate (or join the customer's open case)."""
+    session = db_session()
+    item = _caseless_item(item_id)
+    if item.case_id is not None:
+        return flask.redirect(flask.url_for("cases.show", case_id=item.case_id))
+    current = now()
+    case = None
+    if item.customer_id is not None:
+        case = session.scalars(select(C).where(C.customer_id == item.customer_id,
+                                               C.status.in_(OPEN_CASE_STATUSES)).order_by(C.id.desc())).first()
+    if case is None:
+        priority = _priority(item.risk)
+        planner = SlotPlanner(current_hub().config.get("planner", {}))
+        case = C(customer_id=item.customer_id, status="new", priority=priority, risk=item.risk,
+                 sla_due_at=planner.sla_due(priority, current), opened_at=current, updated_at=current)
+        session.add(case)
+        session.flush()
+        action = "case.opened"
+    else:
+        case.risk, case.updated_at = max(case.risk, item.risk), current
+        action = "case.item_joined"
+    item.case_id, item.dismissed_at, item.dismissed_by = case.id, None, None
+    audit_trail.record(session, actor=_actor(), action=action, at=current, case_id=case.id, item_id=item.id)
+    session.commit()
+    flask.flash(gettext("Case {id} opened for this feedback.", id=case.id) if action == "case.opened"
+                else gettext("Added to the customer's open case {id}.", id=case.id), "ok")
+    return flask.redirect(flask.url_for("cases.show", case_id=case.id))
+
+
+@bp.post("/inbox/items/<int:item_id>/dismiss")
+@requires("agent")
+def dismiss(item_id: int):
+    session = db_session()
+    item = _caseless_item(item_id)
+    if item.case_id is not None:
+        flask.flash(gettext("This feedback belongs to a case: close the case instead."), "error")
+        return _back()
+    item.dismissed_at, item.dismissed_by = now(), current_user().username
+    audit_trail.record(session, actor=_actor(), action="item.dismissed", at=item.dismissed_at, item_id=item.id)
+    session.commit()
+    flask.flash(gettext("Dismissed: it no longer waits in the inbox."), "ok")
+    return _back()
+
+
+# -- saved views --------------------------------------------------------------------
+def _clean_query(raw: str) -> str:
+    """Only the inbox's own parameters survive, re-encoded (no page number)."""
+    args = dict(parse_qsl(raw.lstrip("?"), keep_blank_values=False))
+    return urlencode(InboxFilters.from_args(args).as_args())
+
+
+@bp.post("/inbox/views")
+def save_view():
+    session = db_session()
+    name = " ".join((flask.request.form.get("name") or "").split())[:80]
+    query = _clean_query(flask.request.form.get("query") or "")
+    if not name:
+        flask.flash(gettext("Give the view a name."), "error")
+        return flask.redirect(flask.url_for("inbox.index") + ("?" + query if query else ""))
+    if session.scalar(select(m.SavedView.id).where(m.SavedView.name == name)) is not None:
+        flask.flash(gettext("A view named {name} exists already: pick another name.", name=name), "error")
+        return flask.redirect(flask.url_for("inbox.index") + ("?" + query if query else ""))
+    view = m.SavedView(name=name, query=query, created_by=current_user().username, created_at=now())
+    session.add(view)
+    session.flush()
+    audit_trail.record(session, actor=_actor(), action="view.saved", at=view.created_at, view_id=view.id)
+    session.commit()
+    flask.flash(gettext("View {name} saved for the team.", name=name), "ok")
+    return flask.redirect(flask.url_for("inbox.index") + ("?" + query if query else ""))
+
+
+@bp.post("/inbox/views/<int:view_id>/delete")
+def delete_view(view_id: int):
+    session = db_session()
+    view = session.get(m.SavedView, view_id)
+    if view is None:
+        flask.abort(404)
+    user = current_user()
+    if view.created_by != user.username and user.role != "admin":
+        flask.abort(403)
+    audit_trail.record(session, actor=_actor(), action="view.deleted", at=now(), view_id=view.id)
+    session.delete(view)
+    session.commit()
+    flask.flash(gettext("View {name} deleted.", name=view.name), "ok")
+    return flask.redirect(flask.url_for("inbox.index"))

@@ -2,6 +2,10 @@
  * - filter menus submit on change, and empty filters stay out of the URL
  * - inbox rows open their case on click
  * - the inbox polls /inbox/updates.json and inserts new rows by risk, highlighted
+ *   (All feedback), or says how many arrived with a reload link (case views)
+ * - bulk selection in the case views; the header collapses behind a button on phones
+ * - the case page polls its presence endpoint: who else has it open, and
+ *   whether it changed since it loaded; the reply panel fills its links
  * Row HTML comes from the server's own template (escaped there); nothing here
  * builds markup from customer text. */
 (function () {
@@ -50,7 +54,8 @@
   function setupLive(table) {
     var tbody = table.querySelector("tbody");
     setupRowLinks(tbody);
-    if (table.getAttribute("data-live") !== "on") return;
+    var mode = table.getAttribute("data-live");
+    if (mode !== "on" && mode !== "notice") return;
     var after = table.getAttribute("data-after") || "0";
     var every = parseInt(table.getAttribute("data-poll-ms") || "5000", 10);
     var base = table.getAttribute("data-updates");
@@ -70,6 +75,14 @@
         .then(function (data) {
           if (!data) return;
           after = String(data.latest);
+          if (mode === "notice") {
+            fresh += data["new"] || 0;
+            if (live && fresh) {
+              live.hidden = false;
+              liveCount.textContent = label.replace("#", String(fresh));
+            }
+            return;
+          }
           if (!data.rows.length) return;
           var empty = document.getElementById("empty");
           if (empty) empty.remove();
@@ -95,8 +108,98 @@
     window.setInterval(poll, every);
   }
 
+  function setupBulk() {
+    var form = document.getElementById("bulk");
+    if (!form) return;
+    var all = document.getElementById("pick-all");
+    var count = document.getElementById("bulk-count");
+    var label = count.getAttribute("data-label") || "# selected";
+    var idle = count.textContent;
+    function boxes() { return document.querySelectorAll('input[name="case_id"][form="bulk"]'); }
+    function update() {
+      var n = Array.prototype.filter.call(boxes(), function (b) { return b.checked; }).length;
+      count.textContent = n ? label.replace("#", String(n)) : idle;
+    }
+    document.addEventListener("change", function (ev) {
+      if (ev.target === all) boxes().forEach(function (b) { b.checked = all.checked; });
+      if (ev.target === all || ev.target.getAttribute("form") === "bulk") update();
+    });
+  }
+
+  function setupMenu() {
+    var button = document.getElementById("menu-toggle");
+    var header = document.querySelector(".topbar");
+    if (!button || !header) return;
+    button.addEventListener("click", function () {
+      var open = header.classList.toggle("open");
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
+  function csrfToken() {
+    var el = document.querySelector('input[name="csrf_token"]');
+    return el ? el.value : "";
+  }
+
+  function setupPresence() {
+    // Who else has this case open, and did it change since this page loaded?
+    var box = document.getElementById("presence");
+    if (!box) return;
+    var url = box.getAttribute("data-url");
+    var version = box.getAttribute("data-version");
+    var every = parseInt(box.getAttribute("data-poll-ms") || "15000", 10);
+    var others = document.getElementById("presence-others");
+    var changed = document.getElementById("presence-changed");
+    var othersLabel = others.getAttribute("data-label") || "#";
+    function poll() {
+      if (document.visibilityState === "hidden") return;
+      fetch(url, { method: "POST", credentials: "same-origin",
+                   headers: { "Accept": "application/json", "X-CSRFToken": csrfToken() } })
+        .then(function (resp) { return resp.ok ? resp.json() : null; })
+        .then(function (data) {
+          if (!data) return;
+          if (data.others.length) {
+            others.textContent = othersLabel.replace("#", data.others.join(", "));
+            others.hidden = false;
+          } else {
+            others.hidden = true;
+          }
+          if (String(data.version) !== version) changed.hidden = false;
+        })
+        .catch(function () { /* try again next round */ });
+    }
+    poll();
+    window.setInterval(poll, every);
+  }
+
+  function setupReply() {
+    // The reply panel: a canned answer fills the text; the links carry the text.
+    var panel = document.getElementById("reply-panel");
+    if (!panel) return;
+    var text = document.getElementById("reply-text");
+    var links = panel.querySelectorAll("a[data-reply-template]");
+    function refresh() {
+      links.forEach(function (a) {
+        a.href = a.getAttribute("data-reply-template").replace("__TEXT__", encodeURIComponent(text.value));
+      });
+    }
+    panel.querySelectorAll("button[data-canned]").forEach(function (b) {
+      b.addEventListener("click", function () {
+        text.value = b.getAttribute("data-canned");
+        refresh();
+        text.focus();
+      });
+    });
+    text.addEventListener("input", refresh);
+    refresh();
+  }
+
   onReady(function () {
     setupFilters();
+    setupMenu();
+    setupBulk();
+    setupPresence();
+    setupReply();
     var table = document.getElementById("inbox");
     if (table) setupLive(table);
   });
