@@ -14,6 +14,7 @@ stops with a message an admin can act on.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import difflib
 import json
 import logging
@@ -195,32 +196,107 @@ class DispatchConfig(_Section):
     alert_after_seconds: Positive
 
 
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError("zone", "unknown time zone {zone} (use an IANA name, e.g. Europe/Amsterdam)",
+                                  {"zone": repr(value)}) from None
+    return value
+
+
+def _start_before_end(value: list[int]) -> list[int]:
+    if value and value[0] >= value[1]:
+        raise PydanticCustomError("hours", "must be [start, end] with start before end (got {value})",
+                                  {"value": value})
+    return value
+
+
+def _known_country(value: str | None) -> str | None:
+    if not value:
+        return value
+    import holidays
+
+    if value.upper() not in holidays.list_supported_countries():
+        raise PydanticCustomError("country", "no public holidays known for {country} (use an ISO code, e.g. NL)",
+                                  {"country": repr(value)})
+    return value.upper()
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+#: [open, close] local hours, or [] for closed.
+HourSpan = Annotated[list[Hour], Field(max_length=2), AfterValidator(_start_before_end)]
+
+
 class PlannerConfig(_Section):
     timezone: Name
     business_hours: Annotated[list[Hour], Field(min_length=2, max_length=2)]
     peak_hours: list[Annotated[int, Field(strict=True, ge=0, le=23)]]
     slot_capacity: Count
     # The priorities of hub.sdk.schema.Escalation.
-    sla_hours: dict[Literal["urgent", "high", "normal", "low"], Positive]
+    sla_hours: dict[Literal["urgent", "high", "normal", "low"], Positive] = Field(
+        description="business hours from opening to the first contact, per priority")
     max_callback_age_days: Positive
+    business_days: list[Weekday] | None = None
+    weekday_hours: dict[Weekday, HourSpan] | None = None
+    holidays_country: Annotated[str, StringConstraints(strict=True, max_length=3)] | None = Field(
+        None, description="ISO country whose public holidays are closed (the holidays package); empty for none")
+    holidays_subdivision: Annotated[str, StringConstraints(strict=True, max_length=10)] | None = None
+    closed_dates: list[dt.date] | None = None
+    peak_factor: Positive | None = None
+    load_weeks: Count | None = None
+    horizon_days: Annotated[int, Field(strict=True, ge=1, le=90)] | None = None
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise PydanticCustomError("zone", "unknown time zone {zone} (use an IANA name, e.g. Europe/Amsterdam)",
-                                      {"zone": repr(value)}) from None
-        return value
+        return _known_zone(value)
 
     @field_validator("business_hours")
     @classmethod
     def _start_before_end(cls, value: list[int]) -> list[int]:
-        if value[0] >= value[1]:
-            raise PydanticCustomError("hours", "must be [start, end] with start before end (got {value})",
-                                      {"value": value})
-        return value
+        return _start_before_end(value)
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        return _known_country(value)
+
+
+class TeamConfig(_Section):
+    """``[teams.<name>]``: who calls back; calendar keys override ``[planner]``'s."""
+
+    default: StrictBool = False
+    capacity: Count | None = Field(None, description="callbacks per hour (default planner.slot_capacity)")
+    crm_owner: Name | None = Field(None, description="CRM owner id the team's callback tasks get")
+    lead: Name | None = Field(None, description="hub user who takes over the team's breached cases")
+    lead_crm_owner: Name | None = Field(None, description="CRM owner id of the team lead")
+    themes: list[Name] = []
+    channels: list[Name] = []
+    peak_hours: list[Annotated[int, Field(strict=True, ge=0, le=23)]] | None = None
+    timezone: Name | None = None
+    business_hours: HourSpan | None = None
+    business_days: list[Weekday] | None = None
+    weekday_hours: dict[Weekday, HourSpan] | None = None
+    holidays_country: Annotated[str, StringConstraints(strict=True, max_length=3)] | None = None
+    holidays_subdivision: Annotated[str, StringConstraints(strict=True, max_length=10)] | None = None
+    closed_dates: list[dt.date] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return value if value is None else _known_zone(value)
+
+    @field_validator("holidays_country")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        return _known_country(value)
+
+
+class SlaConfig(_Section):
+    at_risk_share: Annotated[float, Field(strict=False, gt=0, lt=1)] = Field(
+        description="a case is at risk when less than this share of its SLA's business hours is left")
+    escalate: StrictBool = Field(description="escalate breached cases (priority up, owner the team lead)")
 
 
 def _rate_limit(value: str) -> str:
@@ -270,6 +346,70 @@ def _outbound_entry(value: str) -> str:
 class HttpConfig(_Section):
     allowed_private_hosts: list[Annotated[str, StringConstraints(strict=True), AfterValidator(_outbound_entry)]] = Field(
         description="private, loopback or link-local hosts or CIDRs outbound HTTP may reach (e.g. [\"127.0.0.1\"])")
+
+
+Confidence = Annotated[float, Field(strict=False, ge=0, le=1)]
+
+
+class IdentityConfig(_Section):
+    auto_link: Confidence = Field(description="from this confidence on an identity joins a customer by itself")
+    suggest: Confidence = Field(description="from this confidence up to auto_link an agent is asked")
+    phone_region: Annotated[str, StringConstraints(strict=True, min_length=2, max_length=2)] = Field(
+        description="region of phone numbers written without a country code (ISO 3166, e.g. NL)")
+    crm_lookup: StrictBool = Field(description="look contacts up in the follow-up sink by e-mail or phone")
+    crm_merge: StrictBool = Field(description="merge the CRM contacts of merged customers too")
+    free_mail_domains: list[str] = Field(description="shared mail providers: the same name there is no evidence")
+    weights: dict[Literal["crm_lookup", "crm_handle", "handle_email_name", "handle_email", "name_email_domain",
+                          "mention_hidden", "mention_text", "conflict"], Confidence]
+
+    @model_validator(mode="after")
+    def _suggest_below_auto_link(self) -> IdentityConfig:
+        if self.suggest > self.auto_link:
+            raise PydanticCustomError("order", "suggest ({suggest}) must not exceed auto_link ({auto_link})",
+                                      {"suggest": self.suggest, "auto_link": self.auto_link})
+        return self
+
+
+# -- closing the loop (hub.engine.loop) --
+Share = Annotated[float, Field(strict=False, ge=0, le=1)]
+NonNegative = Annotated[float, Field(strict=False, ge=0)]
+
+
+class ResurveyConfig(_Section):
+    delay_hours: NonNegative = Field(description="hours after the follow-up is completed before the re-survey")
+    notifier: Name | None = Field(None, description="notifier instance that sends invitations")
+    source: Name | None = Field(None, description="survey source whose re-survey link is sent")
+
+
+class ContactRulesConfig(_Section):
+    survey_cooldown_days: NonNegative = Field(description="at most one invitation per customer in this many days")
+    quiet_hours: Annotated[list[Hour], Field(min_length=2, max_length=2)] = Field(
+        description="[from, until] local hours without invitations; [0, 0] for none")
+
+
+class LoopConfig(_Section):
+    company_name: Name = Field(description="signs every message to customers")
+    control_share: Share = Field(description="share of eligible detractors held out of callbacks")
+    control_salt: Name = Field(description="seed of the control group's hash")
+    control_contact_hours: NonNegative = Field(description="a control case's stand-in for the time to a callback")
+    repeat_window_days: Positive = Field(description="inbound contacts this soon after closure are repeats")
+    answer_window_days: Positive = Field(description="an invitation is answered by an answer within this many days")
+    invitation_source: Name | None = Field(None, description="default source of proactive invitations")
+
+
+class RevenueConfig(_Section):
+    currency: Name
+    default_yearly_value: NonNegative = Field(description="yearly value of a customer the CRM has no revenue for")
+    silent_per_complaining: NonNegative = Field(description="silent unhappy customers per complaining one")
+    complainer_churn: Share = Field(description="churn of complaining customers whose complaint is handled")
+    silent_churn: Share = Field(description="churn of silent unhappy customers")
+
+
+class PromotersConfig(_Section):
+    enabled: StrictBool
+    review_url: Name | None = Field(None, description="the review or referral page promoters are sent to")
+    notifier: Name | None = Field(None, description="default: resurvey.notifier")
+    delay_hours: NonNegative
 
 
 class InstanceTable(BaseModel):
@@ -322,7 +462,10 @@ class CoreConfig(BaseModel):
     scheduler: SchedulerConfig
     dispatch: DispatchConfig
     planner: PlannerConfig
+    teams: dict[Name, TeamConfig] = {}
+    sla: SlaConfig
     web: WebConfig
+    identity: IdentityConfig
     http: HttpConfig
     scoring: dict[str, Any]  # loose: the scoring plugin owns its keys
     sources: Annotated[dict[str, InstanceTable], AfterValidator(_instance_names("sources"))] = {}

@@ -142,10 +142,12 @@ def test_planner_avoids_peaks_and_spreads_within_sla():
     due = [planner.plan(now, planner.sla_due("normal", now)).astimezone(ZoneInfo("Europe/Amsterdam"))
            for _ in range(5)]
     assert [(d.hour, d.minute) for d in due] == [(11, 0), (11, 30), (12, 0), (12, 30), (14, 0)]
-    # An SLA too short for any off-peak business slot still wins over the peak rule.
+    # A deadline with no business hour before it: never a callback at night, the first
+    # business slot after it (Monday 09:00), flagged as a risk to the SLA.
     friday_night = dt.datetime(2026, 11, 27, 22, 0, tzinfo=dt.UTC)
     urgent = friday_night + dt.timedelta(hours=4)
-    assert planner.plan(friday_night, urgent) == urgent
+    monday = planner.plan(friday_night, urgent).astimezone(ZoneInfo("Europe/Amsterdam"))
+    assert (monday.date(), monday.hour, planner.last.sla_at_risk) == (dt.date(2026, 11, 30), 9, True)
 
 
 def test_case_priority_rises_with_a_worse_item(hub):

@@ -57,12 +57,14 @@ from sqlalchemy import Row, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.engine.planner import SlotPlanner
+from hub.engine.load import add_many as add_planned_load
+from hub.engine.planner import SlotPlanner, planner_for
 from hub.engine.poison import storable
 from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, nps_category
 from hub.storage import models as m
 from hub.storage.database import after_commit
 from hub.storage.rows import case_view, feedback_view
+from hub.storage.themes import themes_of_extra
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -119,6 +121,7 @@ class OpenCase:
     dirty: bool = False  # risk or priority rose: written back by open_cases
     followup: bool = False  # the decision asked for a callback
     followup_id: int | None = None
+    team: str | None = None  # who calls back (hub.engine.teams): a new case's SLA counts in its hours
 
 
 @dataclass(slots=True)
@@ -178,12 +181,7 @@ class Batch:
     def slot_planner(self) -> SlotPlanner:
         """The planner with the due slots already taken, loaded on first use."""
         if self.planner is None:
-            cfg = self.hub.config.get("planner", {})
-            horizon = self.now + dt.timedelta(hours=max([48.0, *map(float, cfg.get("sla_hours", {}).values())]))
-            due = self.session.scalars(select(m.Followup.due_at).where(
-                m.Followup.due_at >= self.now, m.Followup.due_at <= horizon,
-                m.Followup.status.in_(("pending", "sending", "sent", "failed"))))
-            self.planner = SlotPlanner(cfg, due)
+            self.planner = planner_for(self.hub, self.session, self.now)
         return self.planner
 
     def results(self) -> list[IngestResult]:
@@ -254,44 +252,16 @@ def enrich(b: Batch) -> None:
 
 
 def resolve_identity(b: Batch) -> None:
-    """Exact match on (kind, normalized value): an item belongs to the customer
-    any of its identities belongs to (the strongest first), else to a new one.
-    Later items of the batch see the identities earlier ones brought."""
-    clean = {name: kind.clean for name, kind in b.hub.registry.identity_kinds.items()}
-    for f in b.fresh:  # each value normalized by its kind; undeclared kinds as given
-        f.identities = list(dict.fromkeys((k, clean.get(k, str.strip)(v)) for k, v in f.item.customer.identities()))
-    wanted = {kv for f in b.fresh for kv in f.identities}
-    I = m.Identity  # noqa: E741
-    for k, v, cid in _select_in(b.session, sorted({v for _, v in wanted}), lambda chunk: select(
-            I.kind, I.value, I.customer_id).where(I.value.in_(chunk))):
-        if (k, v) in wanted:
-            b.identities[(k, v)] = b.customer(cid)
-    new_customers: list[Customer] = []
-    new_identities: list[tuple[Customer, tuple[str, str], str]] = []
-    for f in b.fresh:
-        f.customer = next((b.identities[kv] for kv in f.identities if kv in b.identities), None)  # type: ignore[assignment]
-        if f.customer is None:
-            f.customer = Customer(None, f.item.customer.name, new=True, ref=uuid.uuid4().hex)
-            new_customers.append(f.customer)
-        for kv in f.identities:
-            if kv not in b.identities:
-                b.identities[kv] = f.customer
-                new_identities.append((f.customer, kv, f"{f.item.channel} {b.source}/{f.item.external_id}"))
-    _insert_customers(b, new_customers)
-    if new_identities:
-        b.session.execute(insert(IDENTITY), [
-            {"customer_id": c.id, "kind": k, "value": v, "confidence": 1.0, "evidence": ev, "created_at": b.now}
-            for c, (k, v), ev in new_identities])
+    """Link each item to the customer one of its identities (normalized by its
+    kind) belongs to; else to the customer the matching rules find at or above
+    ``identity.auto_link``; else to a new customer, with a suggestion queued
+    from ``identity.suggest`` on.  Two customers' identities in one item queue
+    a suggestion, never a silent merge.  Later items of the batch see the
+    identities earlier ones brought.  Rules and evidence:
+    :mod:`hub.engine.identity_rules`."""
+    from hub.engine.identity_rules import resolve
 
-
-def _insert_customers(b: Batch, new: list[Customer]) -> None:
-    if not new:
-        return
-    by_ref = {c.ref: c for c in new}
-    stmt = insert(CUSTOMER).returning(CUSTOMER.c.id, CUSTOMER.c.ref)
-    for cid, ref in b.session.execute(stmt, [{"ref": c.ref, "name": c.name, "attributes": {}, "created_at": b.now}
-                                             for c in new]):
-        by_ref[ref].id = cid
+    resolve(b)
 
 
 def score(b: Batch) -> None:
@@ -385,8 +355,11 @@ def _raise(case: OpenCase, risk: int, decision: Escalation | None) -> None:
 
 def _new_case(b: Batch, f: Fresh) -> OpenCase:
     assert f.decision is not None
-    sla = b.slot_planner().sla_due(f.decision.priority, b.now, f.decision.sla_hours)
-    case = OpenCase(None, f.customer, f.risk, f.decision.priority, sla, new=True, followup=f.decision.followup)
+    planner = b.slot_planner()
+    team = planner.team_for(themes_of_extra(f.item.extra), f.item.channel).name
+    sla = planner.sla_due(f.decision.priority, b.now, f.decision.sla_hours, team)
+    case = OpenCase(None, f.customer, f.risk, f.decision.priority, sla, new=True, followup=f.decision.followup,
+                    team=team)
     b.new_cases.append(case)
     return case
 
@@ -397,7 +370,8 @@ def _insert_cases(b: Batch) -> None:
     if not b.new_cases:
         return
     b.case_rows = [{"customer_id": c.customer.id, "status": "new", "priority": c.priority, "risk": c.risk,
-                    "sla_due_at": c.sla_due, "opened_at": b.now, "updated_at": b.now} for c in b.new_cases]
+                    "sla_due_at": c.sla_due, "opened_at": b.now, "updated_at": b.now, "team": c.team}
+                   for c in b.new_cases]
     # One new case per customer in a batch, so customer_id maps ids back.
     by_customer = {c.customer.id: (c, row) for c, row in zip(b.new_cases, b.case_rows, strict=True)}
     for case_id, customer_id in b.session.execute(insert(CASE).returning(CASE.c.id, CASE.c.customer_id), b.case_rows):
@@ -433,11 +407,13 @@ def plan_outbox(b: Batch) -> None:
     stmt = insert(FOLLOWUP).returning(FOLLOWUP.c.id, FOLLOWUP.c.case_id)
     for followup_id, case_id in b.session.execute(stmt, [
         {"case_id": c.id, "sink": sinks[c.id], "idempotency_key": f"hub-case-{c.id}-callback",
-         "due_at": planner.plan(b.now, c.sla_due), "status": "pending", "attempts": 0,
+         "due_at": planner.plan(b.now, c.sla_due, c.team), "team": c.team, "status": "pending", "attempts": 0,
          "next_attempt_at": b.now, "created_at": b.now}
         for c in wants
     ]):
         by_case[case_id].followup_id = followup_id
+    add_planned_load(b.session, planner.taken)  # the slots' counts, kept as callbacks are planned
+    planner.taken.clear()
 
 
 def _route(b: Batch, cases: list[OpenCase]) -> dict[int, str]:
@@ -468,7 +444,7 @@ def store_items(b: Batch) -> None:
             "language": it.language, "nps": it.nps, "sentiment": it.sentiment, "category": f.category,
             "risk": f.risk, "risk_reasons": [s.as_dict() for s in f.signals], "reach": it.reach,
             "thread_id": it.thread_id, "url": it.url, "extra": it.extra or {},
-            "customer_id": f.customer.id, "case_id": f.case_id,
+            "customer_id": f.customer.id, "case_id": f.case_id, "identities": [list(kv) for kv in f.identities],
         }
     # (source, external_id) is unique and deduplicated: it maps the returned
     # ids back to rows without a per-row round trip.
