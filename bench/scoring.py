@@ -80,6 +80,8 @@ def main() -> None:
     run_hub(batch[:200], config)  # warm-up: lingua loads its models, the lexicons their files
     language.detect_language.cache_clear()
     phrases.clear_caches()
+    enrich.clear_caches()
+    scoring.clear_caches()
     sentiment.model_for(config["enrich"]["sentiment"]).of.cache_clear()
     hub_s = run_hub(batch, config)
     base_s = run_baseline(batch)

@@ -12,6 +12,7 @@ the scorer reads them and the item keeps them.
 
 from __future__ import annotations
 
+from functools import lru_cache, partial
 from typing import Any
 
 from hub.defaults.text.language import detect_language
@@ -31,19 +32,49 @@ def hub_enrich_feedback(item: FeedbackIn, config: dict[str, Any]) -> dict[str, A
     if not item.text:
         return None
     cfg = config.get("enrich", {})
+    found = _enrichment_of(cfg)(item.text, item.language, item.sentiment is None)
+    if found is None:
+        return None
+    out, extra = dict(found[0]), found[1]
+    if extra:  # fresh lists: an item's extra is its own
+        out["extra"] = {key: list(value) for key, value in extra}
+    return out
+
+
+def _enrichment(cfg: dict[str, Any], text: str, language: str | None, wants_sentiment: bool):
+    """(fields, extra as (key, values) pairs) for one text; immutable, so it can be remembered."""
     out: dict[str, Any] = {}
-    language = item.language or language_of(item.text, cfg)
-    if item.language is None:
-        out["language"] = language
-    extra: dict[str, Any] = {}
-    if item.sentiment is None:
-        sentiment = model_for(cfg.get("sentiment", {})).of(item.text, language)
+    if language is None:
+        language = out["language"] = language_of(text, cfg)
+    extra: list[tuple[str, tuple[str, ...]]] = []
+    if wants_sentiment:
+        sentiment = model_for(cfg.get("sentiment", {})).of(text, language)
         out["sentiment"] = sentiment.score
         if sentiment.words:
-            extra["sentiment_words"] = list(sentiment.words)
-    themes = themes_of(item.text, cfg.get("themes", {}))
+            extra.append(("sentiment_words", tuple(sentiment.words)))
+    themes = themes_of(text, cfg.get("themes", {}))
     if themes:
-        extra["themes"] = themes
-    if extra:
-        out["extra"] = extra
-    return out
+        extra.append(("themes", tuple(themes)))
+    return tuple(out.items()), tuple(extra)
+
+
+# One cache per configuration dict (a hub's configuration is one dict for its
+# lifetime): stock answers repeat ("Prima", "Geen opmerkingen"), and a remembered
+# enrichment is one look-up instead of detector, lexicon and taxonomy passes.
+_memos: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _enrichment_of(cfg: dict[str, Any]):
+    entry = _memos.get(id(cfg))
+    if entry is None or entry[0] is not cfg:
+        if len(_memos) > 32:  # test suites build many apps; keep the newest
+            _memos.pop(next(iter(_memos)))
+        entry = (cfg, lru_cache(maxsize=16384)(partial(_enrichment, cfg)))
+        _memos[id(cfg)] = entry
+    return entry[1]
+
+
+def clear_caches() -> None:
+    """Forget remembered results (benchmarks measure every text afresh)."""
+    for _, fn in _memos.values():
+        fn.cache_clear()

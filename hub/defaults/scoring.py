@@ -19,6 +19,7 @@ exact for one logistic): signal *i* gets ``w_i x_i / sum(w x)`` of the rise
 from __future__ import annotations
 
 import math
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 from hub.defaults.text.phrases import emoji_in, index_of, shouting
@@ -53,17 +54,26 @@ def _tiered(value: float | None, tiers: list[list[float]]) -> float:
 
 def text_evidence(item: FeedbackIn, cfg: dict[str, Any]) -> list[Evidence]:
     """What the words say: sentiment, complaint cues, tone, churn, legal threats, themes."""
+    return list(_text_evidence_of(cfg)(*_text_key(item)))
+
+
+def _text_key(item: FeedbackIn) -> tuple:
+    extra = item.extra or {}
+    return (item.text or "", item.sentiment, tuple(extra.get("sentiment_words", ())[:6]),
+            tuple(extra.get("themes", ())))
+
+
+def _text_evidence(cfg: dict[str, Any], text: str, sentiment: float | None, words: tuple[str, ...],
+                   themes: tuple[str, ...]) -> tuple[Evidence, ...]:
     w = cfg.get("weights", {})
-    text = item.text or ""
     out: list[Evidence] = []
-    words = ", ".join(item.extra.get("sentiment_words", [])[:6]) if item.extra else ""
-    if item.sentiment is not None and item.sentiment < -0.05:
-        out.append(Evidence("negative_sentiment", float(w.get("negative_sentiment", 0)), -item.sentiment,
-                            f"sentiment {item.sentiment:+.2f}" + (f": {words}" if words else "")))
-    elif item.sentiment is not None and item.sentiment > 0.05:
-        out.append(Evidence("positive_sentiment", float(w.get("positive_sentiment", 0)), item.sentiment,
-                            f"sentiment {item.sentiment:+.2f}" + (f": {words}" if words else "")))
-    # "werkt weer prima" is no complaint: known harmless uses of a cue are cut out first
+    shown = ", ".join(words)
+    if sentiment is not None and sentiment < -0.05:
+        out.append(Evidence("negative_sentiment", float(w.get("negative_sentiment", 0)), -sentiment,
+                            f"sentiment {sentiment:+.2f}" + (f": {shown}" if shown else "")))
+    elif sentiment is not None and sentiment > 0.05:
+        out.append(Evidence("positive_sentiment", float(w.get("positive_sentiment", 0)), sentiment,
+                            f"sentiment {sentiment:+.2f}" + (f": {shown}" if shown else "")))
     found = index_of(cfg, PHRASE_LISTS).find(text)
     # "werkt weer prima" is no complaint: a cue inside a known harmless phrase does not count
     harmless = found.get("cue_exceptions", ())
@@ -82,11 +92,10 @@ def text_evidence(item: FeedbackIn, cfg: dict[str, Any]) -> list[Evidence]:
         if hits:
             out.append(Evidence(name, float(w.get(name, 0)), 1.0, f"{label}: " + " ".join(hits[:6])
                                 if name in ("shouting", "angry_emoji") else f"{label}: " + ", ".join(hits)))
-    themes = list(item.extra.get("themes", [])) if item.extra else []
     if themes:
         tw = cfg.get("theme_weights", {})
         out.append(Evidence("themes", sum(float(tw.get(t, 0)) for t in themes), 1.0, "themes: " + ", ".join(themes)))
-    return out
+    return tuple(out)
 
 
 def context_evidence(item: FeedbackIn, context: ScoringContext) -> list[Evidence]:
@@ -133,10 +142,59 @@ def contributions(evidence: list[Evidence], intercept: float) -> list[Signal]:
 
 def score(item: FeedbackIn, context: ScoringContext) -> tuple[float, list[Signal]]:
     """(callback chance, reasons) of one item."""
-    cfg = context.config
+    key = (_text_key(item), item.nps, item.channel, item.reach, context.prior_contacts, context.customer_value)
+    chance, signals = _score_of(context.config)(key)
+    return chance, list(signals)
+
+
+def _score(cfg: dict[str, Any], key: tuple) -> tuple[float, tuple[Signal, ...]]:
+    text_key, nps, channel, reach, prior_contacts, customer_value = key
+    probe = _Facts(nps, channel, reach)
+    context = ScoringContext(config=cfg, prior_contacts=prior_contacts, customer_value=customer_value)
     intercept = float(cfg.get("intercept", -3.5))
-    evidence = context_evidence(item, context) + text_evidence(item, cfg)
-    return callback_chance(evidence, intercept), contributions(evidence, intercept)
+    evidence = context_evidence(probe, context) + list(_text_evidence_of(cfg)(*text_key))
+    return callback_chance(evidence, intercept), tuple(contributions(evidence, intercept))
+
+
+class _Facts(NamedTuple):
+    """The fields of an item that :func:`context_evidence` reads."""
+
+    nps: int | None
+    channel: str | None
+    reach: int | None
+
+
+# Both caches are per configuration dict (a hub's configuration is one dict for its
+# lifetime).  Customers send the same short answers again and again ("Prima",
+# "Nog steeds geen internet"), and an import scores thousands of them: a remembered
+# result costs one dictionary look-up instead of a pass over the words.  Signals are
+# frozen, so handing out the same ones twice is safe.
+_memos: dict[tuple[str, int], tuple[dict[str, Any], Any]] = {}
+
+
+def _memo(kind: str, fn, cfg: dict[str, Any]):
+    key = (kind, id(cfg))
+    entry = _memos.get(key)
+    if entry is None or entry[0] is not cfg:
+        if len(_memos) > 64:  # test suites build many apps; keep the newest
+            _memos.pop(next(iter(_memos)))
+        entry = (cfg, lru_cache(maxsize=16384)(partial(fn, cfg)))
+        _memos[key] = entry
+    return entry[1]
+
+
+def _text_evidence_of(cfg: dict[str, Any]):
+    return _memo("text", _text_evidence, cfg)
+
+
+def _score_of(cfg: dict[str, Any]):
+    return _memo("score", _score, cfg)
+
+
+def clear_caches() -> None:
+    """Forget remembered results (benchmarks measure every item afresh)."""
+    for _, fn in _memos.values():
+        fn.cache_clear()
 
 
 @hookimpl
