@@ -84,10 +84,12 @@ def create_app(
     )
     app.extensions["hub"] = hub
 
+    from hub.api import reports_api
     from hub.api import routes as api
     from hub.api import webhooks
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(reports_api.bp)
     app.register_blueprint(webhooks.bp)
     try:
         from hub import web

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from hub.sdk.contracts import CustomerInput, DateTimeIn
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, FOLLOWUP_STATUSES, Channel
 from hub.storage.themes import themes_of_extra
 
@@ -173,8 +174,143 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
+# -- closing the loop: reports, events, invitations (hub/api/reports_api.py) --
+class GroupOutcome(Answer):
+    """Detractor cases of one group (treated: called back; control: held out)."""
+
+    cases: int
+    resurveyed: int = Field(description="cases whose re-survey was answered")
+    converted: int = Field(description="re-surveyed detractors who answered as passive or promoter")
+    conversion_rate: float | None = Field(description="converted / resurveyed")
+    conversion_ci95: list[float] | None = Field(description="95 % Wilson interval of conversion_rate")
+    churned: int = Field(description="customers who churned after the case opened")
+    churn_rate: float
+    churn_ci95: list[float] | None
+    renewed: int
+    repeat_contacts: int = Field(description="inbound contacts within loop.repeat_window_days after the loop closed")
+    repeat_rate: float | None = Field(description="share of cases with a repeat contact")
+    repeat_ci95: list[float] | None
+    median_hours_to_first_contact: float | None
+
+
+class Difference(Answer):
+    """treated - control, with a two-sided two-proportion z-test."""
+
+    difference: float | None
+    ci95: list[float] | None
+    z: float | None
+    p_value: float | None
+    significant: bool = Field(description="p_value < 0.05")
+
+
+class InvitationStats(Answer):
+    source: str | None
+    kind: Literal["resurvey", "survey", "review"]
+    queued: int
+    sent: int
+    answered: int
+    answer_rate: float | None = Field(description="answered / sent")
+    skipped: int
+    skip_reasons: dict[str, int] = Field(description="why invitations were not sent (cooldown, opted_out...)")
+
+
+class PromoterStats(Answer):
+    requested: int
+    sent: int
+    skipped: int
+    referrals: int = Field(description="requests the promoter followed up on")
+
+
+class OutcomeReport(Answer):
+    """``GET /api/v1/reports/outcomes``: what callbacks achieve, treated vs control."""
+
+    control_share: float = Field(description="loop.control_share")
+    treated: GroupOutcome
+    control: GroupOutcome
+    conversion_difference: Difference
+    churn_difference: Difference
+    repeat_difference: Difference
+    invitations: list[InvitationStats]
+    promoters: PromoterStats
+
+
+class RevenueInputs(Answer):
+    customers: int
+    yearly_value: float
+    unhappy_complaining: int
+    unhappy_silent: int
+    complainer_churn: float
+    silent_churn: float
+
+
+class RevenueReport(Answer):
+    """``GET /api/v1/reports/revenue-at-risk``: the complaints-and-revenue model (docs/closing_the_loop.md)."""
+
+    currency: str
+    revenue: float
+    at_risk: float = Field(description="(unhappy_complaining + unhappy_silent) x yearly_value")
+    kept: float = Field(description="complaining customers who stay: unhappy_complaining x (1 - complainer_churn) x value")
+    kept_silent: float
+    lost: float = Field(description="lost_complaining + lost_silent")
+    lost_share: float = Field(description="lost / revenue (0-1)")
+    lost_complaining: float
+    lost_silent: float
+    recovered: float = Field(description="what closed loops kept, against the control group (or the model)")
+    recovered_basis: Literal["control", "model"]
+    treated_customers: int
+    inputs: RevenueInputs
+    input_basis: dict[str, Literal["data", "config", "query"]]
+
+
+class EventInput(BaseModel):
+    """``POST /api/v1/events``: something that happened to a customer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer: CustomerInput  # type: ignore[valid-type]
+    type: Literal["churned", "renewed", "complaint_filed"]
+    occurred_at: DateTimeIn = None
+
+
+class EventStored(Answer):
+    id: int
+    customer_id: int
+    type: str
+    occurred_at: Time
+
+
+class InvitationRequest(BaseModel):
+    """``POST /api/v1/invitations``: invite customers to a source's survey after a moment that matters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        None, description="survey source instance (default: loop.invitation_source)")
+    customers: list[CustomerInput] = Field(min_length=1, max_length=1000)  # type: ignore[valid-type]
+    trigger: str = Field("api", pattern=r"^[a-z][a-z0-9_]{0,49}$", description="what happened, e.g. deal_closed")
+
+
+class InvitationQueued(Answer):
+    id: int
+    customer_id: int
+    status: str
+    created: bool = Field(description="false: this invitation was already queued (same customer, source, trigger, day)")
+
+
+class InvitationBatch(Answer):
+    queued: int
+    existing: int
+    invitations: list[InvitationQueued]
+
+
+LOOP_CONTRACTS: tuple[type[BaseModel], ...] = (OutcomeReport, RevenueReport, EventInput, EventStored,
+                                               InvitationRequest, InvitationBatch)
+
+
 #: Every answer model, for the OpenAPI document (nested models come along).
 ANSWERS: tuple[type[BaseModel], ...] = (Feedback, FeedbackPage, CasePage, Customer, Health, Error)
+#: The loop's reports and request bodies (hub/api/reports_api.py).
+ANSWERS += LOOP_CONTRACTS
 
 
 def body(answer: BaseModel) -> dict[str, Any]:

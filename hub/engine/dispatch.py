@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
 
@@ -47,6 +47,8 @@ class DispatchReport:
     #: Rows claimed but not pushed because their sink was down earlier in this run.
     deferred: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Survey invitations sent in the same run (hub.engine.loop), when the run is not limited to one sink.
+    invitations: Any = None
 
     @property
     def claimed(self) -> int:
@@ -175,6 +177,10 @@ def dispatch(hub: Hub, *, ignore_schedule: bool = False, sink: str | None = None
         _push_claimed(hub, ids, now, report, down)
         if progress:
             progress(len(ids))
+    if sink is None:  # invitations (re-surveys, surveys, review requests) go out with the follow-ups
+        from hub.engine.loop.run import run_invitations
+
+        report.invitations = run_invitations(hub)
     return report
 
 

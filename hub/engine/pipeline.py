@@ -58,6 +58,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.engine.load import add_many as add_planned_load
+from hub.engine.loop.control_group import hold_out
 from hub.engine.planner import SlotPlanner, planner_for
 from hub.engine.poison import storable
 from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, nps_category
@@ -399,6 +400,12 @@ def plan_outbox(b: Batch) -> None:
     """An outbox row per new case that wants a callback: a due slot from the
     planner, the sink from the routing.  The dispatcher pushes it later."""
     wants = [c for c in b.new_cases if c.followup]
+    if not wants:
+        return
+    # The randomised control group: some detractors get no callback (proof of what callbacks do).
+    detractors = {f.customer for f in b.fresh if f.category == "detractor"}
+    held = hold_out(b.session, b.hub.config, wants, detractors, b.now)
+    wants = [c for c in wants if c.id not in held]
     if not wants:
         return
     sinks = _route(b, wants)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import flask
 
     from hub.sdk.connectors import CrmSink, Emulator, SourceConnector
+    from hub.sdk.notifiers import Notifier
     from hub.sdk.schema import (
         CaseView,
         Escalation,
@@ -81,6 +82,18 @@ def hub_register_commands(cli: click.Group) -> None:
     """Called when the ``feedback-hub`` CLI is assembled.
 
     Add commands to ``cli`` (``@cli.command()``).  Returns nothing.
+    """
+
+
+@hookspec
+def hub_register_notifiers() -> list[type[Notifier]]:
+    """Called when the app builds its notifiers (the ``[notifiers.*]`` instances).
+
+    Return a list of :class:`hub.sdk.notifiers.Notifier` subclasses; ``plugin_name``
+    is what ``[notifiers.<name>] plugin = "..."`` refers to.  All results are
+    collected.  The core calls a notifier's ``send`` from the invitation outbox
+    (re-surveys, proactive invitations, promoter requests), after the contact
+    rules allowed the message.
     """
 
 

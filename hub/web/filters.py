@@ -11,7 +11,7 @@ import flask
 
 from hub.engine.context import current_hub
 from hub.web.common import has_role, now
-from hub.web.i18n import current_locale, gettext, signal_label, theme_label
+from hub.web.i18n import current_locale, gettext, outcome_label, signal_label, theme_label
 
 
 def team_tz() -> ZoneInfo:
@@ -23,6 +23,16 @@ def localtime(value: dt.datetime | None, fmt: str = "%d-%m-%Y %H:%M") -> str:
     if value is None:
         return "-"
     return value.astimezone(team_tz()).strftime(fmt)
+
+
+def localdate(value: dt.datetime | None) -> str:
+    """A date as the user's language writes it: '20-11-2026' (nl), '20 Nov 2026' (en)."""
+    if value is None:
+        return "-"
+    local = value.astimezone(team_tz())
+    if current_locale() == "nl":
+        return local.strftime("%d-%m-%Y")
+    return f"{local.day} {local.strftime('%b %Y')}"
 
 
 def duration(seconds: float) -> str:
@@ -94,6 +104,7 @@ def query_with(**changes: str | int | None) -> str:
 def register_filters(app: flask.Flask) -> None:
     app.jinja_env.filters.update(localtime=localtime, reltime=reltime, risk_level=risk_level, number=number,
                                  safe_url=safe_url, duration=duration, t=gettext,
-                                 signal=signal_label, theme=theme_label, weight=weight)
+                                 signal=signal_label, theme=theme_label, weight=weight,
+                                 outcome=outcome_label, localdate=localdate)
     app.jinja_env.tests["overdue"] = is_overdue
     app.jinja_env.globals.update(has_role=has_role, query_with=query_with)

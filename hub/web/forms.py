@@ -11,15 +11,16 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateTimeLocalField,
+    IntegerField,
     PasswordField,
     RadioField,
     SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, Regexp
 
-from hub.engine.accounts import ROLES
+from hub.engine.accounts import DEFAULT_SCOPE, MAX_EXPIRY_DAYS, ROLES, SCOPES
 from hub.web.i18n import LOCALES
 
 OUTCOMES = ("callback_done", "solved_remotely", "compensated", "explained", "not_reachable", "no_action_needed")
@@ -47,9 +48,14 @@ class NoteForm(_Form):
     text = TextAreaField("Note", validators=[DataRequired(), Length(max=5000)])
 
 
+#: How the callback time is typed: day first, as Dutch and European English write it
+#: (a browser's own date picker follows the browser's language, often US order).
+#: ISO is accepted too, for scripts and older pages.
+DUE_FORMATS = ["%d-%m-%Y %H:%M", "%d-%m-%Y %H.%M", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+
+
 class PlanForm(_Form):
-    due = DateTimeLocalField("Callback at", format=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-                             validators=[DataRequired()])
+    due = DateTimeLocalField("Callback at", format=DUE_FORMATS, validators=[DataRequired()])
 
 
 class ContactForm(_Form):
@@ -82,3 +88,5 @@ class UserEditForm(_Form):
 
 class TokenForm(_Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=100), Regexp(r"^[A-Za-z0-9_.:-]+$")])
+    scope = SelectField("Scope", choices=list(SCOPES), default=DEFAULT_SCOPE)
+    expires_days = IntegerField("Expires after (days)", validators=[Optional(), NumberRange(1, MAX_EXPIRY_DAYS)])

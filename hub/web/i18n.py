@@ -73,6 +73,22 @@ THEME_LABELS = {
 }
 
 
+#: Readable names for case outcomes (stored as codes): English shows these, not ``callback_done``.
+OUTCOME_LABELS = {
+    "callback_done": "called back",
+    "solved_remotely": "solved remotely",
+    "compensated": "compensated",
+    "explained": "explained",
+    "not_reachable": "not reachable",
+    "no_action_needed": "no action needed",
+    "contacted": "contacted",
+}
+
+
+def outcome_label(code: str) -> str:
+    return gettext(OUTCOME_LABELS.get(code, code.replace("_", " ")))
+
+
 def theme_label(name: str) -> str:
     return gettext(THEME_LABELS.get(name, name.replace("_", " ")))
 
@@ -344,6 +360,14 @@ NL: dict[str, str] = {
     "You cannot remove your own admin role.": "Je kunt je eigen beheerdersrol niet afnemen.",
     "Prefix": "Begin",
     "Last used": "Laatst gebruikt",
+    # tokens and audit: start
+    "Scope": "Bereik",
+    "Expires": "Verloopt",
+    "Expires after (days)": "Verloopt na (dagen)",
+    "expired": "verlopen",
+    "read: only GET; write: also post feedback and change cases; admin: also delete and erase.":
+        "read: alleen GET; write: ook feedback insturen en cases wijzigen; admin: ook verwijderen en wissen.",
+    # tokens and audit: end
     "Revoked": "Ingetrokken",
     "Create token": "Token aanmaken",
     "Revoke": "Intrekken",
@@ -416,5 +440,38 @@ NL: dict[str, str] = {
     "This feedback belongs to a case: close the case instead.": "Deze feedback hoort bij een case: sluit de case.",
     "Case {id} opened for this feedback.": "Case {id} geopend voor deze feedback.",
     "Added to the customer's open case {id}.": "Toegevoegd aan de open case {id} van de klant.",
+    # webcare workspace: case page, collisions, replies, activity log
+    "Not saved: {who} changed this case since you opened it ({what}). Check it and try again.": "Niet opgeslagen: {who} heeft deze case gewijzigd sinds je hem opende ({what}). Bekijk de case en probeer het opnieuw.",
+    "A change from an outdated page was refused.": "Een wijziging vanaf een verouderde pagina is geweigerd.",
+    "API ({name})": "API ({name})",
+    "CRM ({name})": "CRM ({name})",
+    "system": "systeem",
+    "someone": "iemand",
+    "Answered publicly.": "Publiek beantwoord.",
+    "Callback completed in the CRM ({outcome}).": "Terugbelactie afgerond in het CRM ({outcome}).",
+    "Callback completed in the CRM.": "Terugbelactie afgerond in het CRM.",
+    "Callback created for {when}.": "Terugbelactie aangemaakt voor {when}.",
+    "Callback pushed to the CRM.": "Terugbelactie naar het CRM gestuurd.",
+    "Callback pushed to {sink} ({ref}).": "Terugbelactie naar {sink} gestuurd ({ref}).",
+    "Case opened.": "Case geopend.",
+    "Closed: {reason}.": "Gesloten: {reason}.",
+    "Resolved: {outcome}.": "Opgelost: {outcome}.",
+    "Feedback added to this case.": "Feedback aan deze case toegevoegd.",
+    "SLA breached: no contact by {when}.": "SLA overschreden: geen contact voor {when}.",
+    "This case changed since you opened it.": "Deze case is gewijzigd sinds je hem opende.",
+    "Reload to see the changes": "Vernieuw om de wijzigingen te zien",
+    "{names} also has this case open.": "{names} heeft deze case ook open.",
+    "Reply in public": "Publiek reageren",
+    "Canned answers": "Standaardantwoorden",
+    "Reply text": "Tekst van de reactie",
+    "Reply on {source}": "Reageren op {source}",
+    "Mark answered publicly": "Markeren als publiek beantwoord",
+    "Pick the public post you answered.": "Kies het openbare bericht dat je hebt beantwoord.",
+    "Recorded: answered publicly.": "Vastgelegd: publiek beantwoord.",
+    "dd-mm-yyyy hh:mm": "dd-mm-jjjj uu:mm",
+    "called back": "teruggebeld",
+    "solved remotely": "op afstand opgelost",
+    "not reachable": "niet bereikbaar",
+    "no action needed": "geen actie nodig",
     # webcare workspace: end
 }
