@@ -276,3 +276,22 @@ def test_event_hook_errors_never_undo_the_ingest(make_app):
 
 def test_stream_base_defaults():
     assert Stream.is_sorted and Stream.page_size == 100
+
+
+def test_hook_hub_register_notifiers(make_app):
+    from hub.engine.loop.notifiers import notifiers_of
+    from hub.sdk import Setting
+    from hub.sdk.notifiers import Notifier
+
+    class PigeonNotifier(Notifier):
+        plugin_name = "notify_pigeon"
+        settings = [Setting("loft", required=True)]
+
+    class Plugin:
+        @hookimpl
+        def hub_register_notifiers(self):
+            return [PigeonNotifier]
+
+    app = make_app(plugins=(Plugin(),), notifiers={"birds": {"plugin": "notify_pigeon", "loft": "roof"}})
+    built = notifiers_of(app.extensions["hub"]).get("birds")
+    assert isinstance(built, PigeonNotifier) and built.config["loft"] == "roof"
