@@ -569,3 +569,6 @@ from hub.cli.replay import replay as _replay_command  # noqa: E402, I001  (impor
 main.add_command(_replay_command)
 from hub.cli.outbox import outbox as _outbox_commands  # noqa: E402, I001  (import-light: click only)
 main.add_command(_outbox_commands)
+from hub.cli.gdpr import gdpr as _gdpr_commands, retention as _retention_commands  # noqa: E402, I001
+main.add_command(_gdpr_commands)
+main.add_command(_retention_commands)

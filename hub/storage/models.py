@@ -515,3 +515,36 @@ class InboundLoad(Base):
     source: Mapped[str] = mapped_column(String(100), default="import")
     hour: Mapped[dt.datetime] = mapped_column(index=True)
     calls: Mapped[float] = mapped_column(Float)
+
+
+# -- privacy: erasures propagated to the CRMs (hub.engine.privacy) ---------------------
+#: pending -> sending -> sent | failed (retried, never dead for an outage) | dead (the CRM refused it)
+PRIVACY_REQUEST_STATUSES = ("pending", "sending", "sent", "failed", "dead")
+
+
+class PrivacyRequest(Base):
+    """The outbox of erasures a CRM sink must carry out after a GDPR erase.
+
+    ``subject`` holds the few identifiers the CRM needs to find the person
+    (its own contact id when the hub knows it, else the e-mail address) and is
+    emptied as soon as the CRM confirmed: the one copy the hub keeps, and only
+    while the CRM cannot be reached.  ``customer_id`` is the erased customer's
+    former id (no foreign key: the row is gone).
+    """
+
+    __tablename__ = "privacy_request"
+    __table_args__ = (Index("ix_privacy_request_status_next", "status", "next_attempt_at"),
+                      status_check(PRIVACY_REQUEST_STATUSES))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    action: Mapped[str] = mapped_column(String(20), default="erase")
+    sink: Mapped[str] = mapped_column(String(100))
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    subject: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
