@@ -41,12 +41,14 @@ PAGING = [
 ]
 ERRORS = {
     "400": _json("Error", "Invalid input; `error.field` names the field"),
-    "401": _json("Error", "Missing or invalid bearer token"),
+    "401": _json("Error", "Missing, invalid, revoked or expired bearer token"),
+    "403": _json("Error", "The token's scope does not cover this request (read < write < admin)"),
 }
 
 PATHS: dict[str, Any] = {
     "/health": {"get": {
-        "security": [], "summary": "Liveness and database check",
+        # Optional: without a token the answer leaves the instance names out.
+        "security": [{}, {"bearer": []}], "summary": "Liveness and database check (instances with a token)",
         "responses": {"200": _json("Health", "Healthy"), "503": _json("Health", "Database unreachable")}}},
     "/feedback": {
         "post": {
@@ -81,11 +83,7 @@ PATHS: dict[str, Any] = {
         "responses": {"200": _json("CasePage", "A page"), **ERRORS}}},
     "/customers/{id}": {"get": {
         "summary": "A customer with identities and the timeline across channels", "parameters": ID,
-        "responses": {"200": _json("Customer", "The customer"), "404": _json("Error", "Unknown"), **ERRORS}},
-        "delete": {
-            "summary": "GDPR erase: the customer, identities, items, payloads, cases and notes; the CRM contact too",
-            "parameters": ID,
-            "responses": {"200": _json("Erasure", "Erased"), "404": _json("Error", "Unknown"), **ERRORS}}},
+        "responses": {"200": _json("Customer", "The customer"), "404": _json("Error", "Unknown"), **ERRORS}}},
 }
 
 

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from hub.api import contracts as answers
 from hub.api.openapi import openapi_document
-from hub.engine.accounts import verify_token
+from hub.engine import audit
+from hub.engine.accounts import check_token, scope_allows
 from hub.engine.context import current_hub
 from hub.engine.pipeline import Pipeline
 from hub.engine.raw_events import ingest_inputs
@@ -56,17 +57,63 @@ def _close_session(_exc):
         session.close()
 
 
-def token_required(view):
+#: The scope a request needs when its view names none: reading is ``read``,
+#: changing is ``write``, deleting is ``admin`` (admin actions name it).
+METHOD_SCOPES = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "POST": "write", "PUT": "write",
+                 "PATCH": "write", "DELETE": "admin"}
+_UNAUTHORIZED = {"unknown": "invalid token", "revoked": "this token was revoked",
+                 "expired": "this token has expired (create a new one: feedback-hub token create NAME --expires-days N)"}
+
+
+def token_actor() -> str:
+    """The audit actor of the request's token (``token:<name>``)."""
+    return f"token:{flask.g.get('api_token') or '?'}"
+
+
+def _deny(actor: str, reason: str, needed: str | None = None) -> None:
+    """Record a refused API request in the audit (its own transaction: the request's may be read-only)."""
+    hub = current_hub()
+    request = flask.request
+    pending = flask.g.get("hub_session")
+    if pending is not None:
+        pending.rollback()  # nothing written yet; on SQLite it may hold the write lock the record needs
+    detail = {"method": request.method, "path": request.path, "reason": reason, "denied": True}
+    if needed:
+        detail["needed"] = needed
+    with hub.db.session() as s:
+        audit.record(s, actor=actor, action="api.denied", at=hub.clock.utcnow(), **detail)
+
+
+def token_required(view=None, *, scope: str | None = None):
+    """Demand a bearer token whose scope covers the request (403 otherwise, 401 without a usable token).
+
+    ``@token_required`` derives the scope from the HTTP method
+    (:data:`METHOD_SCOPES`); ``@token_required(scope="admin")`` names it, for
+    admin actions that are not DELETEs.  Every refusal is audited.
+    """
+    if view is None:
+        return functools.partial(token_required, scope=scope)
+
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         header = flask.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            _deny("anonymous", "no_token")
             return error(401, "unauthorized", "send Authorization: Bearer <token> (feedback-hub token create NAME)")
-        row = verify_token(db_session(), token.strip())
-        if row is None:
-            return error(401, "unauthorized", "invalid or revoked token")
+        checked = check_token(db_session(), token.strip(), current_hub().clock.utcnow())
+        if not checked.ok:
+            _deny(f"token:{checked.row.name}" if checked.row else "anonymous", checked.problem)
+            return error(401, "unauthorized", _UNAUTHORIZED[checked.problem])
+        row = checked.row
         flask.g.api_token = row.name
+        needed = scope or METHOD_SCOPES.get(flask.request.method, "admin")
+        if not scope_allows(row.scope, needed):
+            _deny(token_actor(), "scope", needed)
+            return error(403, "forbidden", f"this token's scope is {row.scope!r}; {flask.request.method} "
+                                           f"{flask.request.path} needs {needed!r} (feedback-hub token create "
+                                           f"NAME --scope {needed})")
+        flask.g.api_scope = row.scope
         return view(*args, **kwargs)
 
     return wrapped
@@ -80,9 +127,20 @@ def health():
         db_ok = True
     except Exception:  # health must answer, not raise
         db_ok = False
+    # Open for liveness probes; which instances exist is for token holders only
+    # (names like "crm-eu-prod" tell an attacker what to aim at).
+    detailed = db_ok and _valid_token_sent()
     health = answers.Health(status="ok" if db_ok else "degraded", database="ok" if db_ok else "unreachable",
-                            sources=sorted(hub.registry.sources), sinks=sorted(hub.registry.sinks))
+                            sources=sorted(hub.registry.sources) if detailed else None,
+                            sinks=sorted(hub.registry.sinks) if detailed else None)
     return answer(health, 200 if db_ok else 503)
+
+
+def _valid_token_sent() -> bool:
+    scheme, _, token = flask.request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    return check_token(db_session(), token.strip(), current_hub().clock.utcnow()).ok
 
 
 @bp.get("/openapi.json")
@@ -126,6 +184,8 @@ def post_feedback():
             created, item_id = result.created, result.item_id
         else:
             created, item_id = False, existing
+        audit.record(session, actor=token_actor(), action="api.feedback.posted", at=now, source=source,
+                     item_id=item_id, created=created)
         session.commit()
     except Exception:
         session.rollback()

@@ -216,17 +216,37 @@ def token() -> None:
     """API tokens."""
 
 
+def _audit(hub, session, action: str, **detail: Any) -> None:
+    """Record a CLI action (actor ``cli``) in ``session``'s transaction."""
+    from hub.engine import audit
+
+    audit.record(session, actor="cli", action=action, at=hub.clock.utcnow(), **detail)
+
+
+def _audit_now(hub, action: str, **detail: Any) -> None:
+    with hub.db.session() as s:
+        _audit(hub, s, action, **detail)
+
+
 @token.command("create")
 @click.argument("name")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True,
+              help="read: GET only; write: also POST/PATCH; admin: also DELETE and admin actions.")
+@click.option("--expires-days", type=click.IntRange(1, 3650), default=None,
+              help="Expire after N days (default: never; revoke it when done).")
 @pass_ctx
-def token_create(c: Ctx, name: str) -> None:
+def token_create(c: Ctx, name: str, scope: str, expires_days: int | None) -> None:
     """Create an API token; it is printed once, as the last line."""
-    from hub.engine.accounts import create_token
+    from hub.engine.accounts import create_token, expiry_after
 
     hub = c.hub()
+    expires_at = expiry_after(hub.clock.utcnow(), expires_days)
     with hub.db.session() as s:
-        value = create_token(s, name)
-    click.echo(f"token {name!r} created; store it now, it is not shown again:", err=True)
+        value = create_token(s, name, scope=scope, expires_at=expires_at)
+        _audit(hub, s, "token.created", name=name, prefix=value[:10], scope=scope,
+               expires_at=expires_at.isoformat() if expires_at else None)
+    until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+    click.echo(f"token {name!r} ({scope}{until}) created; store it now, it is not shown again:", err=True)
     click.echo(value)
 
 
@@ -239,9 +259,12 @@ def token_list(c: Ctx) -> None:
     from hub.storage import models as m
 
     with c.hub().db.Session() as s:
+        now = c.hub().clock.utcnow()
         for t in s.scalars(select(m.ApiToken).order_by(m.ApiToken.id)):
-            state = "revoked" if t.revoked_at else "active"
-            click.echo(f"{t.id}  {t.name}  {t.prefix}...  {state}")
+            expired = t.expires_at is not None and t.expires_at <= now
+            state = "revoked" if t.revoked_at else "expired" if expired else "active"
+            until = f"expires {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else "no expiry"
+            click.echo(f"{t.id}  {t.name}  {t.prefix}...  {t.scope}  {until}  {state}")
 
 
 @token.command("revoke")
@@ -258,6 +281,7 @@ def token_revoke(c: Ctx, name: str) -> None:
         rows = s.scalars(select(m.ApiToken).where(m.ApiToken.name == name, m.ApiToken.revoked_at.is_(None))).all()
         for t in rows:
             t.revoked_at = hub.clock.utcnow()
+            _audit(hub, s, "token.revoked", name=t.name, prefix=t.prefix)
     if not rows:
         raise click.ClickException(f"no active token named {name!r}")
     click.echo(f"revoked {len(rows)} token(s)")
@@ -278,9 +302,11 @@ def user_create(c: Ctx, username: str, role: str, password: str) -> None:
     """Create (or reset) a dashboard user."""
     from hub.engine.accounts import create_user
 
+    hub = c.hub()
     try:
-        with c.hub().db.session() as s:
+        with hub.db.session() as s:
             create_user(s, username, password, role)
+            _audit(hub, s, "user.created", username=username, role=role)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {username!r} ({role}) ready")
@@ -334,6 +360,8 @@ def _run_pull(c: Ctx, name: str, since: dt.datetime | None) -> None:
         bar.update(records)
         bar.set_postfix(new=new)
 
+    _audit_now(hub, "source.backfill" if since else "source.pull", instance=name,
+               since=since.isoformat() if since else None)
     try:
         report = pull(hub, name, since=since, progress=progress)
     except HttpError as exc:
@@ -369,7 +397,9 @@ def dispatch(c: Ctx, everything: bool) -> None:
     """Push due follow-ups to their sinks now, then exit."""
     from hub.engine.dispatch import dispatch as run_dispatch
 
-    report = run_dispatch(c.hub(), ignore_schedule=everything)
+    hub = c.hub()
+    _audit_now(hub, "outbox.dispatch", all=everything)
+    report = run_dispatch(hub, ignore_schedule=everything)
     click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
     for err in report.errors[:20]:
         click.echo(f"  {err}", err=True)
@@ -398,6 +428,7 @@ def import_cmd(c: Ctx, file: str, source: str) -> None:
     if source in hub.registry.sinks:
         raise click.ClickException(f"{source!r} is a sink, not a source")
     path = Path(file)
+    _audit_now(hub, "feedback.import", source=source, file=path.name)
     with tqdm(total=count_lines(path), unit=" lines", desc=path.name, disable=None) as bar:
         try:
             report = import_file(hub, path, source, progress=bar.update)
@@ -507,12 +538,9 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
     _upgrade(hub)
     extra_jobs = []
     if demo:
+        _demo_database(hub, demo_mod)
         emus = demo_mod.emulators(hub.pm)
         demo_mod.mount_emulators(app, emus)
-        from hub.engine.accounts import create_user
-
-        with hub.db.session() as s:
-            create_user(s, demo_mod.DEMO_USER, demo_mod.DEMO_PASSWORD, "admin")
         rng = random.Random()
         with hub.db.Session() as s:
             from sqlalchemy import func, select
@@ -547,6 +575,39 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
         server.server_close()
 
 
+DEMO_MARK = "demo.database"
+
+
+def _demo_database(hub, demo_mod) -> None:
+    """Refuse a database ``run --demo`` did not start; add the demo login only when it is absent.
+
+    A demo writes generated feedback, emulator instances and an admin with a
+    published password: pointed at a real database by mistake, it must stop
+    before it changes anything, and it never resets a ``demo`` user's password.
+    A database is a demo's when it was empty at its first demo run (which marks
+    it in the audit) or carries that mark.
+    """
+    from sqlalchemy import func, select
+
+    from hub.engine.accounts import create_user
+    from hub.storage import models as m
+
+    with hub.db.session() as s:
+        marked = s.scalar(select(m.AuditEvent.id).where(m.AuditEvent.action == DEMO_MARK).limit(1))
+        if marked is None:
+            users = s.scalar(select(func.count()).select_from(m.User)) or 0
+            items = s.scalar(select(func.count()).select_from(m.FeedbackItem)) or 0
+            if users or items:
+                raise click.ClickException(
+                    f"{hub.db.engine.url.render_as_string(hide_password=True)} is not a demo database "
+                    f"({users} user(s), {items} feedback item(s) that run --demo did not make); run --demo "
+                    "on a new database (HUB_DATABASE_URL or another HUB_INSTANCE_PATH), or run without --demo")
+            _audit(hub, s, DEMO_MARK)
+        if s.scalars(select(m.User).where(m.User.username == demo_mod.DEMO_USER)).first() is None:
+            create_user(s, demo_mod.DEMO_USER, demo_mod.DEMO_PASSWORD, "admin")
+            _audit(hub, s, "user.created", username=demo_mod.DEMO_USER, role="admin")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5050, show_default=True, type=int)
@@ -569,6 +630,3 @@ from hub.cli.replay import replay as _replay_command  # noqa: E402, I001  (impor
 main.add_command(_replay_command)
 from hub.cli.outbox import outbox as _outbox_commands  # noqa: E402, I001  (import-light: click only)
 main.add_command(_outbox_commands)
-from hub.cli.gdpr import gdpr as _gdpr_commands, retention as _retention_commands  # noqa: E402, I001
-main.add_command(_gdpr_commands)
-main.add_command(_retention_commands)

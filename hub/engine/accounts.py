@@ -3,13 +3,21 @@
 Tokens are random (``secrets``), shown once, and stored only as SHA-256: a
 leaked database does not leak usable tokens.  Passwords use Werkzeug's
 salted hash (scrypt).
+
+Each token has a scope - ``read`` (GET), ``write`` (also POST/PATCH: feedback
+in, case updates) or ``admin`` (also DELETE and admin actions such as erasing a
+customer) - and optionally an expiry, after which it answers 401 like a
+revoked one.  New tokens default to ``write``, what every token could do
+before scopes existed (migration 0006 gives existing tokens the same).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,23 +27,69 @@ from hub.sdk.schema import utcnow
 from hub.storage import models as m
 
 ROLES = ("admin", "agent", "viewer")
+#: Token scopes, weakest first: each includes the ones before it.
+SCOPES = m.TOKEN_SCOPES
+DEFAULT_SCOPE = "write"
+#: Longest expiry a token may be given (ten years; longer is "never", i.e. None).
+MAX_EXPIRY_DAYS = 3650
 
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str) -> str:
+def scope_allows(scope: str, needed: str) -> bool:
+    """Whether a token of ``scope`` may do what needs ``needed``."""
+    return scope in SCOPES and SCOPES.index(scope) >= SCOPES.index(needed)
+
+
+def create_token(session: Session, name: str, scope: str = DEFAULT_SCOPE,
+                 expires_at: dt.datetime | None = None) -> str:
+    """Add a token and return its value (shown once; only its SHA-256 is stored)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
     token = "fh_" + secrets.token_urlsafe(32)
-    session.add(m.ApiToken(name=name, token_hash=_digest(token), prefix=token[:10]))
+    session.add(m.ApiToken(name=name, token_hash=_digest(token), prefix=token[:10], scope=scope,
+                           expires_at=expires_at))
     return token
 
 
-def verify_token(session: Session, token: str) -> m.ApiToken | None:
-    row = session.scalars(select(m.ApiToken).where(m.ApiToken.token_hash == _digest(token))).first()
-    if row is None or row.revoked_at is not None:
+def expiry_after(now: dt.datetime, days: int | None) -> dt.datetime | None:
+    """The expiry ``days`` after ``now`` (None: never); ValueError outside 1..MAX_EXPIRY_DAYS."""
+    if days is None:
         return None
-    return row
+    if not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise ValueError(f"expiry must be 1-{MAX_EXPIRY_DAYS} days")
+    return now + dt.timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """What a presented token is: ``row`` when usable, else ``problem`` (and the row when known)."""
+
+    row: m.ApiToken | None
+    problem: str | None  # None, "unknown", "revoked" or "expired"
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def check_token(session: Session, token: str, now: dt.datetime) -> TokenCheck:
+    row = session.scalars(select(m.ApiToken).where(m.ApiToken.token_hash == _digest(token))).first()
+    if row is None:
+        return TokenCheck(None, "unknown")
+    if row.revoked_at is not None:
+        return TokenCheck(row, "revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        return TokenCheck(row, "expired")
+    return TokenCheck(row, None)
+
+
+def verify_token(session: Session, token: str, now: dt.datetime | None = None) -> m.ApiToken | None:
+    """The token's row when it is usable at ``now`` (default: the wall clock), else None."""
+    checked = check_token(session, token, now or utcnow())
+    return checked.row if checked.ok else None
 
 
 def create_user(session: Session, username: str, password: str, role: str = "agent") -> m.User:
