@@ -89,6 +89,9 @@ def create_app(
     from hub.api import webhooks
 
     app.register_blueprint(api.bp)
+    from hub.api import privacy_api
+
+    app.register_blueprint(privacy_api.bp)
     app.register_blueprint(reports_api.bp)
     app.register_blueprint(webhooks.bp)
     try:
@@ -108,13 +111,7 @@ def create_app(
             from hub.api.contracts import Error, ErrorDetail, body
 
             code = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code or 500, "error")
-            resp = flask.jsonify(body(Error(error=ErrorDetail(code=code, message=exc.description or ""))))
-            resp.status_code = exc.code or 500
-            # The exception's own headers (405's Allow, 429's Retry-After) belong to the answer.
-            for name, value in exc.get_headers():
-                if name.lower() != "content-type":
-                    resp.headers[name] = value
-            return resp
+            return flask.jsonify(body(Error(error=ErrorDetail(code=code, message=exc.description or "")))), exc.code
         return exc
 
     @app.after_request

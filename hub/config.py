@@ -324,6 +324,21 @@ def _limits_storage(value: str) -> str:
     return value
 
 
+Days = Annotated[int, Field(strict=True, ge=0, le=36_500)]
+
+
+class RetentionPolicy(_Section):
+    raw_payload_days: Days | None = Field(None, description="empty raw payloads after this many days (0: never)")
+    item_months: Days | None = Field(None, description="empty items after this many months (0: never)")
+
+
+class RetentionConfig(_Section):
+    raw_payload_days: Days = Field(description="empty raw events' payloads after this many days (0: never)")
+    item_months: Days = Field(description="empty items' text and customer link after this many months (0: never)")
+    interval_hours: Positive = Field(description="how often the scheduler applies the policy")
+    sources: dict[Name, RetentionPolicy] = Field({}, description="per-source overrides")
+
+
 class WebConfig(_Section):
     poll_seconds: Positive
     session_hours: Positive = Field(description="a signed-in session ends after this long without a request")
@@ -507,6 +522,7 @@ class CoreConfig(BaseModel):
     teams: dict[Name, TeamConfig] = {}
     sla: SlaConfig
     web: WebConfig
+    retention: RetentionConfig
     identity: IdentityConfig
     http: HttpConfig
     scoring: dict[str, Any]  # loose: the scoring plugin owns its keys

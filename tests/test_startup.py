@@ -100,5 +100,5 @@ def test_emulators_load_only_when_asked_for():
     """)
     assert result["before"] == []
     assert set(result["names"]) >= {"typeform", "x"} and len(result["names"]) >= 3
-    assert result["after"] == ["plugins.crm_hubspot.emulator", "plugins.survey_typeform.emulator",
-                               "plugins.twitter_webcare.emulator"]
+    assert result["after"] == ["plugins.crm_hubspot.emulator", "plugins.social_facebook.emulator",
+                               "plugins.survey_typeform.emulator", "plugins.twitter_webcare.emulator"]

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from hub.engine.pipeline import Entry, IngestResult, Pipeline, _chunks
 from hub.engine.poison import safe_reason, storable_raw
+from hub.engine.privacy import honour_erase_request
 from hub.engine.state_store import joined
-from hub.sdk.connectors import SourceConnector
+from hub.sdk.connectors import ERASE_REQUEST, SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
 from hub.storage import models as m
 from hub.storage.database import insert_ignore
@@ -108,6 +109,15 @@ def normalize_and_mark(session: Session, connector: SourceConnector, source: str
     out = Normalized()
     with joined(session):  # state the plugin writes while normalizing commits with the page
         for row in rows:
+            if row.kind == ERASE_REQUEST:  # the source asks to erase what it sent before: the core's job
+                try:
+                    honour_erase_request(session, source, row.payload)
+                    row.status = "processed"
+                    out.processed += 1
+                except ValueError as exc:
+                    row.status, row.error = "failed", f"erase request: {safe_reason(exc)}"
+                    out.failed += 1
+                continue
             try:
                 produced = connector.normalize(raw_in(row))
             except Exception as exc:  # any plugin error marks the event, keeps it for replay

@@ -20,8 +20,10 @@ from sqlalchemy import select
 
 from hub.engine.completion import sync_completions
 from hub.engine.dispatch import dispatch
+from hub.engine.privacy import deliver_requests
 from hub.engine.pulls import pull
 from hub.engine.raw_events import process_raw_events
+from hub.engine.retention import run_retention
 from hub.storage import models as m
 
 if TYPE_CHECKING:
@@ -114,6 +116,12 @@ class HubScheduler:
         sch.add_job(self._guard(sync_completions, self.hub), "interval",
                     seconds=float(self.cfg.get("sync_interval_seconds", 120)), id="sync", name="sync")
         sch.add_job(self._guard(replay_pending, self.hub), "interval", seconds=60, id="replay", name="replay")
+        # CRM erasures after a GDPR erase wait out outages like follow-ups do.
+        sch.add_job(self._guard(deliver_requests, self.hub), "interval",
+                    seconds=float(self.cfg.get("dispatch_interval_seconds", 15)), id="privacy", name="privacy")
+        retention_hours = float((self.hub.config.get("retention") or {}).get("interval_hours", 24))
+        sch.add_job(self._guard(run_retention, self.hub), "interval", seconds=retention_hours * 3600,
+                    id="retention", name="retention")
         for job_id, fn, seconds in self.extra_jobs:
             sch.add_job(self._guard(fn), "interval", seconds=seconds, id=job_id, name=job_id, next_run_time=dt.datetime.now(dt.UTC))
         sch.start()

@@ -338,6 +338,14 @@ class SourceConnector(_Plugin):
         return {}
 
 
+#: ``RawIn.kind`` of a source's request to erase items it delivered before (the
+#: author deleted a post, or revoked the app's access).  The core, not the
+#: connector's ``normalize``, handles these: payload ``{"external_ids": [...]}``
+#: (those items of this source) and/or ``{"author_ids": [...]}`` (every item of
+#: this source whose ``extra["author_id"]`` is one of them), ``"reason"`` optional.
+ERASE_REQUEST = "erase_request"
+
+
 class CrmSink(_Plugin):
     """Base class of follow-up sinks (CRMs, ticketing, the built-in local sink)."""
 
@@ -357,6 +365,24 @@ class CrmSink(_Plugin):
     def sync_completed(self, followups: list[FollowupView]) -> list[Completion]:
         """Report which sent follow-ups are completed in the CRM (default: none)."""
         return []
+
+    def erases_people(self) -> bool:
+        """Whether :meth:`erase_person` does anything for this instance (default: no).
+
+        The core queues a CRM erasure after a GDPR erase only for sinks that say yes.
+        """
+        return False
+
+    def erase_person(self, identities: list[tuple[str, str]]) -> None:
+        """Delete a person the hub erased (GDPR) from the CRM as well (default: nothing).
+
+        ``identities`` are ``(kind, value)`` pairs such as ``("crm_id", "5101")``
+        or ``("email", "a@b.nl")``.  Must be idempotent (it is called again
+        after a timeout).  Raise ``RetriableError`` for an outage or a 429:
+        the core's privacy outbox waits and retries, it never gives up on an
+        outage; raise ``FatalError`` when the CRM refuses the request itself.
+        """
+        return None
 
 
 @dataclass

@@ -34,8 +34,6 @@ from sqlalchemy.types import TypeDecorator
 
 from hub.sdk.schema import CASE_STATUSES, FOLLOWUP_STATUSES, utcnow
 
-#: API token scopes, each including the ones before it.
-TOKEN_SCOPES = ("read", "write", "admin")
 #: pending -> processed | skipped | failed
 RAW_EVENT_STATUSES = ("pending", "processed", "skipped", "failed")
 
@@ -284,8 +282,8 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(100), index=True)  # the audit page filters by actor and action
-    action: Mapped[str] = mapped_column(String(100), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
@@ -310,7 +308,6 @@ class ApiToken(Base):
     """API bearer tokens; only a SHA-256 of the token is stored."""
 
     __tablename__ = "api_token"
-    __table_args__ = (status_check(TOKEN_SCOPES, "scope"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -319,9 +316,6 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
-    # read < write < admin; tokens made before scopes existed became "write" (migration 0006).
-    scope: Mapped[str] = mapped_column(String(10), default="write", server_default="write")
-    expires_at: Mapped[dt.datetime | None] = mapped_column()  # None: until revoked
 
 
 class SchedulerLease(Base):
@@ -521,3 +515,36 @@ class InboundLoad(Base):
     source: Mapped[str] = mapped_column(String(100), default="import")
     hour: Mapped[dt.datetime] = mapped_column(index=True)
     calls: Mapped[float] = mapped_column(Float)
+
+
+# -- privacy: erasures propagated to the CRMs (hub.engine.privacy) ---------------------
+#: pending -> sending -> sent | failed (retried, never dead for an outage) | dead (the CRM refused it)
+PRIVACY_REQUEST_STATUSES = ("pending", "sending", "sent", "failed", "dead")
+
+
+class PrivacyRequest(Base):
+    """The outbox of erasures a CRM sink must carry out after a GDPR erase.
+
+    ``subject`` holds the few identifiers the CRM needs to find the person
+    (its own contact id when the hub knows it, else the e-mail address) and is
+    emptied as soon as the CRM confirmed: the one copy the hub keeps, and only
+    while the CRM cannot be reached.  ``customer_id`` is the erased customer's
+    former id (no foreign key: the row is gone).
+    """
+
+    __tablename__ = "privacy_request"
+    __table_args__ = (Index("ix_privacy_request_status_next", "status", "next_attempt_at"),
+                      status_check(PRIVACY_REQUEST_STATUSES))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    action: Mapped[str] = mapped_column(String(20), default="erase")
+    sink: Mapped[str] = mapped_column(String(100))
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    subject: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

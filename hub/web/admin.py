@@ -14,7 +14,7 @@ from typing import Any
 import flask
 from sqlalchemy import func, select
 
-from hub.engine.accounts import create_token, create_user, expiry_after
+from hub.engine.accounts import create_token, create_user
 from hub.engine.context import current_hub
 from hub.engine.dispatch import sink_outages
 from hub.engine.pulls import pull, source_status
@@ -149,7 +149,7 @@ def user_edit(user_id: int):
 def _tokens_page(form: TokenForm, new_token: str | None = None, status: int = 200):
     tokens = db_session().scalars(select(m.ApiToken).order_by(m.ApiToken.revoked_at.is_not(None), m.ApiToken.id.desc())).all()
     resp = flask.make_response(flask.render_template("admin_tokens.html", tokens=tokens, form=form,
-                                                     new_token=new_token, tab="tokens", now=now()), status)
+                                                     new_token=new_token, tab="tokens"), status)
     if new_token:
         resp.headers["Cache-Control"] = "no-store"  # the one page that shows a secret: never cache it
     return resp
@@ -166,10 +166,8 @@ def token_create():
     if not form.validate_on_submit():
         return _tokens_page(form, status=400)
     session = db_session()
-    expires_at = expiry_after(now(), form.expires_days.data)
-    value = create_token(session, form.name.data, scope=form.scope.data, expires_at=expires_at)
-    audit(session, "token.created", name=form.name.data, prefix=value[:10], scope=form.scope.data,
-          expires_at=expires_at.isoformat() if expires_at else None)
+    value = create_token(session, form.name.data)
+    audit(session, "token.created", name=form.name.data, prefix=value[:10])
     session.commit()
     # Shown in this response only (never flashed: the session cookie is
     # signed, not encrypted).

@@ -12,7 +12,6 @@ from wtforms import (
     BooleanField,
     DateTimeLocalField,
     IntegerField,
-    IntegerField,
     PasswordField,
     RadioField,
     SelectField,
@@ -89,7 +88,5 @@ class UserEditForm(_Form):
 
 class TokenForm(_Form):
     name = StringField("Name", validators=[DataRequired(), Length(max=100), Regexp(r"^[A-Za-z0-9_.:-]+$")])
-    scope = SelectField("Scope", choices=list(SCOPES), default=DEFAULT_SCOPE)
-    expires_days = IntegerField("Expires after (days)", validators=[Optional(), NumberRange(1, MAX_EXPIRY_DAYS)])
     scope = SelectField("Scope", choices=list(SCOPES), default=DEFAULT_SCOPE)
     expires_days = IntegerField("Expires after (days)", validators=[Optional(), NumberRange(1, MAX_EXPIRY_DAYS)])

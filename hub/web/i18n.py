@@ -368,14 +368,6 @@ NL: dict[str, str] = {
     "read: only GET; write: also post feedback and change cases; admin: also delete and erase.":
         "read: alleen GET; write: ook feedback insturen en cases wijzigen; admin: ook verwijderen en wissen.",
     # tokens and audit: end
-    # tokens and audit: start
-    "Scope": "Bereik",
-    "Expires": "Verloopt",
-    "Expires after (days)": "Verloopt na (dagen)",
-    "expired": "verlopen",
-    "read: only GET; write: also post feedback and change cases; admin: also delete and erase.":
-        "read: alleen GET; write: ook feedback insturen en cases wijzigen; admin: ook verwijderen en wissen.",
-    # tokens and audit: end
     "Revoked": "Ingetrokken",
     "Create token": "Token aanmaken",
     "Revoke": "Intrekken",
@@ -482,4 +474,24 @@ NL: dict[str, str] = {
     "not reachable": "niet bereikbaar",
     "no action needed": "geen actie nodig",
     # webcare workspace: end
+    # closing the loop: start
+    "Unsubscribe": "Afmelden",
+    "This unsubscribe link is not valid.": "Deze afmeldlink is niet geldig.",
+    "Do you want to stop receiving surveys from {company}?": "Wilt u geen enquêtes meer ontvangen van {company}?",
+    "Done: you will receive no more surveys from {company}.": "Gelukt: u ontvangt geen enquêtes meer van {company}.",
+    "control": "controle",
+    "Held out of callbacks (control group): no callback, re-surveyed to measure what callbacks achieve.":
+        "Buiten de terugbelacties gehouden (controlegroep): geen terugbelactie, wel een nieuwe enquête om te meten wat terugbellen oplevert.",
+    "Revenue at risk": "Omzet in gevaar",
+    "told us": "lieten het ons weten",
+    "stayed silent": "zwegen",
+    "stayed": "bleven",
+    "left": "vertrokken",
+    "Of {unhappy} unhappy customers, {told} told us and {silent} stayed silent.":
+        "Van {unhappy} ontevreden klanten lieten {told} het ons weten en zwegen er {silent}.",
+    "Lost: {lost} of {revenue} yearly revenue ({share}).": "Verloren: {lost} van {revenue} jaaromzet ({share}).",
+    "Recovered by closed loops: {recovered}.": "Teruggewonnen door gesloten lussen: {recovered}.",
+    "Detractors converted, treated vs control": "Criticasters omgezet, behandeld tegenover controle",
+    "treated": "behandeld",
+    # closing the loop: end
 }

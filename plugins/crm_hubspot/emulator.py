@@ -158,6 +158,10 @@ class HubSpotState:
             self._search_window: deque[float] = deque()
             self._daily_used = 0
             self._contact_ids = itertools.count(51_000_000_001)
+            #: GDPR deletions received: {"objectId", "idProperty", "contact_id" (None: blocklisted only)}.
+            self.gdpr_deleted: list[dict[str, Any]] = []
+            #: E-mail addresses a GDPR delete blocklisted (no contact may be created with them).
+            self.blocklist: set[str] = set()
             self._task_ids = itertools.count(88_000_000_001)
 
     def _next_id(self, counter, table: dict) -> str:
@@ -546,6 +550,9 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
         if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
             problems = [_validation("email", "INVALID_EMAIL", f"Email address {email} is invalid")]
             return reply(error_body("VALIDATION_ERROR", f"Property values were not valid: {json.dumps(problems)}"), 400)
+        if email and email.lower() in state.blocklist:
+            problems = [_validation("email", "INVALID_EMAIL", "Email address was GDPR-deleted and is blocklisted")]
+            return reply(error_body("VALIDATION_ERROR", f"Property values were not valid: {json.dumps(problems)}"), 400)
         if email:
             existing = state.find_contact_by_email(email)
             if existing is not None:
@@ -555,6 +562,30 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
             obj = state.add_contact(email.lower() or None, properties=props)
             state.contacts[obj["id"]].indexed_at = state.clock.time() + state.search_lag_seconds
         return reply(obj, 201)
+
+    @bp.post("/crm/v3/objects/contacts/gdpr-delete")
+    def contact_gdpr_delete():
+        """Permanently delete a contact (and its tasks); 204.  By e-mail
+        (``idProperty``) an unknown address is blocklisted instead, as HubSpot does."""
+        data = payload()
+        ident, by = str(data.get("objectId") or "").strip(), data.get("idProperty")
+        if not ident or by not in (None, "email", "hs_object_id"):
+            return reply(error_body("VALIDATION_ERROR", "objectId is required; idProperty may be email"), 400)
+        with state.lock:
+            found = state.find_contact_by_email(ident) if by == "email" else (
+                state.contacts[ident].obj if ident in state.contacts else None)
+            if found is None and by != "email":
+                return not_found("contact", ident)
+            cid = found["id"] if found else None
+            if cid is not None:
+                for task_id in state.contact_tasks(cid):
+                    state.tasks.pop(task_id, None)
+                    state.task_contacts.pop(task_id, None)
+                del state.contacts[cid]
+            if by == "email":
+                state.blocklist.add(ident.lower())
+            state.gdpr_deleted.append({"objectId": ident, "idProperty": by, "contact_id": cid})
+        return flask.Response(status=204)
 
     @bp.get("/crm/v3/objects/contacts/<ident>")
     def contact_read(ident: str):

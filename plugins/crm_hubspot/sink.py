@@ -75,6 +75,8 @@ CONTACTS_BATCH_READ = "/crm/v3/objects/contacts/batch/read"
 TASKS_BATCH_CREATE = "/crm/v3/objects/tasks/batch/create"
 TASKS_BATCH_READ = "/crm/v3/objects/tasks/batch/read"
 CONTACT_TASK_ASSOCIATIONS = "/crm/v4/associations/contacts/tasks/batch/read"
+#: Permanently deletes a contact and its content (GDPR); by e-mail it also blocklists the address.
+CONTACTS_GDPR_DELETE = "/crm/v3/objects/contacts/gdpr-delete"
 
 #: Most ids or values HubSpot takes in one batch read / search IN filter.
 BATCH_LIMIT = 100
@@ -187,6 +189,8 @@ class HubSpotSink(CrmSink):
         Setting("client_secret", secret=True, default=None, help="app client secret: verifies webhook signatures"),
         Setting("webhook_url", default=None, help="public URL HubSpot posts to, when a proxy rewrites it"),
         Setting("legacy_signatures", type=bool, default=False, help="also accept v1 signatures (no replay guard)"),
+        Setting("gdpr_delete", type=bool, default=False,
+                help="a GDPR erase in the hub also GDPR-deletes the HubSpot contact (needs the crm.objects.contacts.write scope)"),
     ]
 
     def __init__(self, instance: Instance, *, clock: Clock | None = None, session: requests.Session | None = None):
@@ -605,6 +609,36 @@ class HubSpotSink(CrmSink):
                 out.append(Completion(f.id, outcome=None, completed_at=when))
                 self.completed_hints.discard(str(obj["id"]))
         return out
+
+    # -- GDPR -------------------------------------------------------------
+    def erases_people(self) -> bool:
+        return bool(self.config.get("gdpr_delete"))
+
+    def erase_person(self, identities: list[tuple[str, str]]) -> None:
+        """``POST /crm/v3/objects/contacts/gdpr-delete`` for the person the hub erased.
+
+        By the contact id when the hub learned it (exact), else by each e-mail
+        address (``idProperty=email``; HubSpot then also blocklists an address
+        it has no contact for).  HubSpot answers 204; a contact id it does not
+        know (404) was deleted before, which is what we want.
+        """
+        crm_ids = [v for k, v in identities if k == "crm_id" and _is_object_id(v)]
+        bodies = [{"objectId": v} for v in crm_ids] or [
+            {"objectId": v, "idProperty": "email"} for k, v in identities if k == "email" and v]
+        try:
+            self.daily.check()
+            for body in bodies:
+                try:
+                    self.http.post(CONTACTS_GDPR_DELETE, json=body)
+                except FatalError as exc:
+                    if exc.status != 404:
+                        raise
+        except DailyLimitReached as exc:
+            raise RetriableError(str(exc), retry_after=exc.retry_after) from exc
+        except FatalError as exc:
+            if exc.status in (401, 403):  # fixed in the config; the erasure must still happen then
+                raise RetriableError(f"{exc} (check the private app token and its scopes)", exc.status) from exc
+            raise
 
     # -- webhooks ---------------------------------------------------------
     def handle_webhook(self, request: WebhookRequest) -> WebhookResult:

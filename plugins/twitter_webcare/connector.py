@@ -367,10 +367,10 @@ class TwitterConnector(SourceConnector):
         except ValueError as exc:
             raise WebhookRejected(400, f"not an Account Activity delivery: {exc}") from None
         raws = [RawIn(payload={"for_user_id": delivery.for_user_id, "tweet": tweet}, dedupe_key=str(tweet["id_str"]),
-                      kind=RAW_V1) for tweet in delivery.tweets]
+                      kind=RAW_V1) for tweet in delivery.tweets] + delivery.erase_requests()
         if delivery.ignored:
             log.info("%s: X webhook: ignored %s", self.instance.name, ", ".join(delivery.ignored))
-        return WebhookResult(status=200, body={"ok": True, "tweets": len(raws), "ignored": delivery.ignored},
+        return WebhookResult(status=200, body={"ok": True, "tweets": len(delivery.tweets), "ignored": delivery.ignored},
                              raw_events=raws)
 
     def health(self) -> dict[str, Any]:

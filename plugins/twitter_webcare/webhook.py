@@ -18,14 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.sdk import webhooks
+from hub.sdk import RawIn, webhooks
+from hub.sdk.connectors import ERASE_REQUEST
 
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 SIGNATURE_PREFIX = "sha256="
 
 #: Envelope keys that carry posts.  Everything else in an AAA delivery
-#: (DMs, deletes, likes, follows, revokes...) is acknowledged and ignored.
+#: (DMs, likes, follows...) is acknowledged and ignored, except deletes and
+#: revokes (below).
 TWEET_EVENTS = "tweet_create_events"
+#: Envelope keys the hub honours by erasing: a post deleted by its author, a revoked authorisation.
+DELETE_EVENTS = "tweet_delete_events"
+USER_EVENT = "user_event"
 #: Keys of the envelope that are context, not events.
 ENVELOPE_KEYS = frozenset({"for_user_id", "user_has_blocked", "users", "apps", "source"})
 #: A post id as X sends it in ``id_str``: digits, at most 19 (a 64-bit snowflake).
@@ -64,6 +69,18 @@ class Delivery:
     for_user_id: str | None
     tweets: list[dict[str, Any]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    #: Posts their authors deleted (``tweet_delete_events``): X's policy says delete them too.
+    deleted_post_ids: list[str] = field(default_factory=list)
+    #: Users who revoked the app's access (``user_event.revoke``): their posts are erased.
+    revoked_user_ids: list[str] = field(default_factory=list)
+
+    def erase_requests(self) -> list[RawIn]:
+        """The deletes and revokes as the core's erase requests (raw events it handles itself)."""
+        out = [RawIn(payload={"external_ids": [pid], "reason": "deleted on X"}, dedupe_key=f"delete:{pid}",
+                     kind=ERASE_REQUEST) for pid in self.deleted_post_ids]
+        out += [RawIn(payload={"author_ids": [uid], "reason": "access revoked on X"}, dedupe_key=f"revoke:{uid}",
+                      kind=ERASE_REQUEST) for uid in self.revoked_user_ids]
+        return out
 
 
 def parse_delivery(body: bytes) -> Delivery:
@@ -91,6 +108,23 @@ def parse_delivery(body: bytes) -> Delivery:
                         not POST_ID.fullmatch(tweet["id_str"]):
                     raise ValueError("a tweet_create_event has no numeric id_str")
                 delivery.tweets.append(dict(tweet))
+        elif key == DELETE_EVENTS and isinstance(value, list):
+            delivery.deleted_post_ids += _ids(e.get("status", {}).get("id") for e in value
+                                              if isinstance(e, Mapping) and isinstance(e.get("status"), Mapping))
+        elif key == USER_EVENT and isinstance(value, Mapping) and isinstance(value.get("revoke"), Mapping):
+            source = value["revoke"].get("source")
+            delivery.revoked_user_ids += _ids([source.get("user_id")] if isinstance(source, Mapping) else [])
         else:
             delivery.ignored.append(key)
     return delivery
+
+
+def _ids(values) -> list[str]:
+    """Numeric X ids (as strings) among ``values``; anything else is dropped."""
+    out = []
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and POST_ID.fullmatch(value):
+            out.append(value)
+    return out
