@@ -89,7 +89,7 @@ def merge(session: Session, survivor_id: int, merged_id: int, *, actor: str, now
     moved["suggestions"] = [{"id": s.id, "customer_id": s.customer_id, "other_customer_id": s.other_customer_id,
                              "status": s.status} for s in suggestions]
     record = m.CustomerMerge(survivor_id=survivor_id, merged_id=merged_id, actor=actor, reason=reason, at=now,
-                             moved=moved)
+                             moved={**moved})
     session.add(record)
     session.flush()  # the record's id names the change in the cases' audit
 
@@ -107,7 +107,8 @@ def merge(session: Session, survivor_id: int, merged_id: int, *, actor: str, now
     survivor.attributes = {**(merged.attributes or {}), **(survivor.attributes or {})}
     merged.merged_into_id = survivor_id
     moved["combined"] = _combine_open_cases(session, survivor_id, moved["cases"], record, actor, now, hub)
-    record.moved = dict(moved)  # a new dict: JSON columns see reassignment, not mutation
+    # A new dict that differs from the one inserted: JSON columns see reassignment, not mutation.
+    record.moved = {**moved}
     audit.record(session, actor=actor, action="customer.merged", at=now, customer_id=survivor_id,
                  merged_customer_id=merged_id, merge_id=record.id, identities=len(moved["identities"]),
                  items=len(moved["items"]), cases=len(moved["cases"]), reason=(reason or "")[:200] or None)
