@@ -106,12 +106,16 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _json_errors(exc: HTTPException):
-        # JSON for API/webhook callers; pages keep Flask's HTML.
+        # JSON for API/webhook callers; pages get the styled error page below.
         if flask.request.path.startswith(("/api/", "/webhooks/")):
             from hub.api.contracts import Error, ErrorDetail, body
 
             code = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code or 500, "error")
             return flask.jsonify(body(Error(error=ErrorDetail(code=code, message=exc.description or "")))), exc.code
+        if web is not None:  # pages get the UI's styled error page, in the user's language
+            from hub.web.errors import page_error
+
+            return page_error(exc)
         return exc
 
     @app.after_request

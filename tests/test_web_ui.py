@@ -441,7 +441,9 @@ def test_admin_shows_connector_health_and_pulls_now(make_app, vendor):
     client = app.test_client()
     login(client, "root")
     page = client.get("/admin/").get_data(as_text=True)
-    assert 'data-source="feed"' in page and "not run yet" in page and "30 requests / 60 s" in page
+    assert 'data-source="feed"' in page and "not run yet" in page and "At most 30 requests every 60 seconds." in page
+    assert "{'" not in html.unescape(page)  # health facts as words, never a Python dict
+    assert "config/default.toml" in page  # the configuration files in use are named
     assert "account: acme-test" in page and "test_source" in page and "records from a test server" in page
 
     assert post(client, "/admin/sources/feed/pull", token_from="/admin/").status_code == 302
@@ -452,6 +454,7 @@ def test_admin_shows_connector_health_and_pulls_now(make_app, vendor):
     feed = page[page.index('data-source="feed"'):page.index('id="sinks"')]
     assert "healthy" in feed and ">2<" in feed and "left" in feed
     assert "error" in broken and "404" in broken
+    assert "check the instance&#39;s settings" in broken  # the error comes with a hint
     with hub.db.Session() as s:
         assert s.scalar(select(func.count()).select_from(m.FeedbackItem).where(m.FeedbackItem.source == "feed")) == 2
         pulls = s.scalars(select(m.AuditEvent).where(m.AuditEvent.action == "source.pull")).all()

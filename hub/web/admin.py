@@ -14,14 +14,17 @@ from typing import Any
 import flask
 from sqlalchemy import func, select
 
-from hub.engine.accounts import create_token, create_user
+from werkzeug.security import generate_password_hash
+
+from hub.engine.accounts import create_token, create_user, end_sessions, expiry_after
 from hub.engine.context import current_hub
 from hub.engine.dispatch import sink_outages
 from hub.engine.pulls import pull, source_status
 from hub.plugin_manager import plugin_infos
 from hub.storage import models as m
 from hub.web.common import audit, current_user, db_session, now, ui_blueprint
-from hub.web.forms import TokenForm, UserEditForm, UserForm
+from hub.web.admin_text import config_files, error_sentence, readable
+from hub.web.forms import CannedAnswerForm, PasswordResetForm, TokenForm, UserEditForm, UserForm
 from hub.web.i18n import gettext
 
 bp = ui_blueprint("admin", __name__, url_prefix="/admin", min_role="admin")
@@ -60,7 +63,9 @@ def index():
     sources = []
     for row in source_status(hub):
         state = "error" if row.get("last_error") else "ok" if row.get("last_run_at") else "never"
-        details = {k: v for k, v in row.items() if k not in KNOWN_KEYS}
+        # Plugins' health facts as "key: value" sentences, never a Python dict.
+        details = {k.replace("_", " "): readable(v) for k, v in row.items() if k not in KNOWN_KEYS}
+        row = {**row, "error_text": error_sentence(row.get("last_error"))}
         sources.append({**row, "state": state, "details": details, "budget": _budget(row["name"])})
     counts: dict[tuple[str, str], int] = {
         (sink, status): n for sink, status, n in session.execute(
@@ -76,8 +81,10 @@ def index():
              for name, inst in sorted(hub.registry.sinks.items())]
     kinds = {**{k: ("source", c) for k, c in hub.registry.source_kinds.items()},
              **{k: ("sink", c) for k, c in hub.registry.sink_kinds.items()}}
+    for sink in sinks:
+        sink["error_text"] = error_sentence(sink["last_error"])
     return flask.render_template("admin.html", sources=sources, sinks=sinks, plugins=plugin_infos(hub.pm),
-                                 kinds=sorted(kinds.items()), tab="connectors")
+                                 kinds=sorted(kinds.items()), tab="connectors", config_files=config_files(hub.config))
 
 
 @bp.post("/sources/<name>/pull")
@@ -112,6 +119,11 @@ def user_create():
     if not form.validate_on_submit():
         return _users_page(form, 400)
     session = db_session()
+    if session.scalar(select(m.User.id).where(m.User.username == form.username.data)) is not None:
+        # Creating must never overwrite: resetting a password is its own, deliberate action.
+        form.username.errors.append(gettext("A user named {name} exists already: use Reset password on its row.",
+                                            name=form.username.data))
+        return _users_page(form, 409)
     try:
         user = create_user(session, form.username.data, form.password.data, form.role.data)
     except ValueError as exc:
@@ -145,11 +157,98 @@ def user_edit(user_id: int):
     return flask.redirect(flask.url_for("admin.users"))
 
 
+def _user_or_404(user_id: int) -> m.User:
+    user = db_session().get(m.User, user_id)
+    if user is None:
+        flask.abort(404)
+    return user
+
+
+@bp.post("/users/<int:user_id>/password")
+def user_password(user_id: int):
+    """Set a new password; every session of the user ends."""
+    session = db_session()
+    user = _user_or_404(user_id)
+    form = PasswordResetForm()
+    if not form.validate_on_submit():
+        flask.flash(gettext("A password needs at least 8 characters."), "error")
+        return flask.redirect(flask.url_for("admin.users"))
+    user.password_hash = generate_password_hash(form.password.data)
+    end_sessions(user)
+    audit(session, "user.password_reset", username=user.username)
+    session.commit()
+    flask.flash(gettext("New password set for {name}; their sessions have ended.", name=user.username), "ok")
+    return flask.redirect(flask.url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/active")
+def user_active(user_id: int):
+    """Deactivate (signs the user out at once) or activate again."""
+    session = db_session()
+    user = _user_or_404(user_id)
+    active = flask.request.form.get("active") == "yes"
+    if user.id == current_user().id and not active:
+        flask.flash(gettext("You cannot deactivate yourself."), "error")
+        return flask.redirect(flask.url_for("admin.users"))
+    if user.active != active:
+        user.active = active
+        audit(session, "user.activated" if active else "user.deactivated", username=user.username)
+        session.commit()
+    flask.flash(gettext("{name} can sign in again.", name=user.username) if active
+                else gettext("{name} is deactivated and signed out.", name=user.username), "ok")
+    return flask.redirect(flask.url_for("admin.users"))
+
+
+# -- canned answers --------------------------------------------------------------
+def _canned_page(form: CannedAnswerForm, status: int = 200):
+    answers = db_session().scalars(select(m.CannedAnswer).order_by(m.CannedAnswer.language,
+                                                                   m.CannedAnswer.title)).all()
+    return flask.render_template("admin_canned.html", answers=answers, form=form, tab="canned"), status
+
+
+@bp.get("/canned")
+def canned():
+    return _canned_page(CannedAnswerForm())
+
+
+@bp.post("/canned")
+@bp.post("/canned/<int:answer_id>")
+def canned_save(answer_id: int | None = None):
+    session = db_session()
+    form = CannedAnswerForm()
+    if not form.validate_on_submit():
+        return _canned_page(form, 400)
+    answer = session.get(m.CannedAnswer, answer_id) if answer_id else m.CannedAnswer()
+    if answer is None:
+        flask.abort(404)
+    answer.language, answer.title, answer.text = form.language.data, form.title.data.strip(), form.text.data.strip()
+    answer.updated_at, answer.updated_by = now(), current_user().username
+    session.add(answer)
+    session.flush()
+    audit(session, "canned_answer.saved", answer_id=answer.id, language=answer.language)
+    session.commit()
+    flask.flash(gettext("Canned answer {title} saved.", title=answer.title), "ok")
+    return flask.redirect(flask.url_for("admin.canned"))
+
+
+@bp.post("/canned/<int:answer_id>/delete")
+def canned_delete(answer_id: int):
+    session = db_session()
+    answer = session.get(m.CannedAnswer, answer_id)
+    if answer is None:
+        flask.abort(404)
+    audit(session, "canned_answer.deleted", answer_id=answer.id)
+    session.delete(answer)
+    session.commit()
+    flask.flash(gettext("Canned answer {title} deleted.", title=answer.title), "ok")
+    return flask.redirect(flask.url_for("admin.canned"))
+
+
 # -- API tokens ------------------------------------------------------------------
 def _tokens_page(form: TokenForm, new_token: str | None = None, status: int = 200):
     tokens = db_session().scalars(select(m.ApiToken).order_by(m.ApiToken.revoked_at.is_not(None), m.ApiToken.id.desc())).all()
     resp = flask.make_response(flask.render_template("admin_tokens.html", tokens=tokens, form=form,
-                                                     new_token=new_token, tab="tokens"), status)
+                                                     new_token=new_token, tab="tokens", now=now()), status)
     if new_token:
         resp.headers["Cache-Control"] = "no-store"  # the one page that shows a secret: never cache it
     return resp
@@ -166,8 +265,10 @@ def token_create():
     if not form.validate_on_submit():
         return _tokens_page(form, status=400)
     session = db_session()
-    value = create_token(session, form.name.data)
-    audit(session, "token.created", name=form.name.data, prefix=value[:10])
+    expires_at = expiry_after(now(), form.expires_days.data)
+    value = create_token(session, form.name.data, scope=form.scope.data, expires_at=expires_at)
+    audit(session, "token.created", name=form.name.data, prefix=value[:10], scope=form.scope.data,
+          expires_at=expires_at.isoformat() if expires_at else None)
     session.commit()
     # Shown in this response only (never flashed: the session cookie is
     # signed, not encrypted).

@@ -81,6 +81,17 @@ class UserForm(_Form):
     locale = SelectField("Language", choices=["", *LOCALES], default="")
 
 
+class PasswordResetForm(_Form):
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=8, max=200)])
+
+
+class CannedAnswerForm(_Form):
+    language = SelectField("Language", choices=list(LOCALES))
+    title = StringField("Title", validators=[DataRequired(), Length(max=100)])
+    # 280: a reply must fit the shortest public reply limit the panel serves.
+    text = TextAreaField("Text", validators=[DataRequired(), Length(max=280)])
+
+
 class UserEditForm(_Form):
     role = SelectField("Role", choices=list(ROLES))
     active = BooleanField("Active")
