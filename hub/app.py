@@ -111,7 +111,13 @@ def create_app(
             from hub.api.contracts import Error, ErrorDetail, body
 
             code = {413: "too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.code or 500, "error")
-            return flask.jsonify(body(Error(error=ErrorDetail(code=code, message=exc.description or "")))), exc.code
+            resp = flask.jsonify(body(Error(error=ErrorDetail(code=code, message=exc.description or ""))))
+            resp.status_code = exc.code or 500
+            # The exception's own headers (405's Allow, 429's Retry-After) belong to the answer.
+            for name, value in exc.get_headers():
+                if name.lower() != "content-type":
+                    resp.headers[name] = value
+            return resp
         if web is not None:  # pages get the UI's styled error page, in the user's language
             from hub.web.errors import page_error
 

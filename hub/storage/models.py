@@ -34,6 +34,8 @@ from sqlalchemy.types import TypeDecorator
 
 from hub.sdk.schema import CASE_STATUSES, FOLLOWUP_STATUSES, utcnow
 
+#: API token scopes, each including the ones before it.
+TOKEN_SCOPES = ("read", "write", "admin")
 #: pending -> processed | skipped | failed
 RAW_EVENT_STATUSES = ("pending", "processed", "skipped", "failed")
 
@@ -282,8 +284,8 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    actor: Mapped[str] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(100), index=True)  # the audit page filters by actor and action
+    action: Mapped[str] = mapped_column(String(100), index=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("case.id"), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
@@ -308,6 +310,7 @@ class ApiToken(Base):
     """API bearer tokens; only a SHA-256 of the token is stored."""
 
     __tablename__ = "api_token"
+    __table_args__ = (status_check(TOKEN_SCOPES, "scope"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -316,6 +319,9 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    # read < write < admin; tokens made before scopes existed became "write" (migration 0006).
+    scope: Mapped[str] = mapped_column(String(10), default="write", server_default="write")
+    expires_at: Mapped[dt.datetime | None] = mapped_column()  # None: until revoked
 
 
 class SchedulerLease(Base):
