@@ -469,6 +469,13 @@ class PromotersConfig(_Section):
     delay_hours: NonNegative
 
 
+class WebcareConfig(_Section):
+    presence_seconds: Positive = Field(description="how long after its last check-in a case page counts as open")
+    presence_poll_seconds: Positive = Field(description="how often an open case page checks in")
+    reply_links: dict[str, Annotated[str, StringConstraints(strict=True, pattern=r"^(https?://|\{url\})")]] = Field(
+        default_factory=dict, description="per source plugin: reply URL with {external_id}, {url}, {thread_id}, {text}")
+
+
 class InstanceTable(BaseModel):
     """``[sources.<name>]`` / ``[sinks.<name>]``: the plugin's own keys are checked
     against its declared settings when the registry builds the instance."""
@@ -522,6 +529,7 @@ class CoreConfig(BaseModel):
     teams: dict[Name, TeamConfig] = {}
     sla: SlaConfig
     web: WebConfig
+    webcare: WebcareConfig
     retention: RetentionConfig
     identity: IdentityConfig
     http: HttpConfig

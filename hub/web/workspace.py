@@ -132,8 +132,11 @@ def reply_options(items: list[m.FeedbackItem]) -> list[ReplyOption]:
         template = links.get(instance.plugin if instance else "") or links.get(it.source)
         if not template:
             continue
-        filled = template.format(external_id=quote(it.external_id, safe=""), url=quote(it.url or "", safe=":/"),
-                                 thread_id=quote(it.thread_id or "", safe=""), text=TEXT_SLOT)
+        try:
+            filled = template.format(external_id=quote(it.external_id, safe=""), url=quote(it.url or "", safe=":/"),
+                                     thread_id=quote(it.thread_id or "", safe=""), text=TEXT_SLOT)
+        except (KeyError, IndexError, ValueError):  # a placeholder the panel does not know: no link
+            continue
         if filled.startswith(("https://", "http://")):
             out.append(ReplyOption(it.id, it.source, filled, it.url))
     return out
