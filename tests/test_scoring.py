@@ -248,3 +248,28 @@ def test_dev_set_fixture_is_labelled_and_scores_english_well():
     assert not bad and len(rows) == 1500
     english = [r for r in rows if r.language == "en"]
     assert auc([r.risk for r in english], [r.label for r in english]) > 0.85
+
+
+def test_a_verb_after_its_negation_and_verbs_that_look_like_superlatives():
+    assert run("Dit bevalt me niet.")[0].sentiment < 0
+    assert run("Het werkt gewoon niet.")[0].sentiment < 0
+    # "moest" is a past tense, not the superlative of "moe" (tired)
+    assert "moe" not in " ".join(run("Ik moest even bellen.")[0].extra.get("sentiment_words", []))
+
+
+def test_praise_that_uses_a_cue_word_is_no_complaint():
+    for text in ("Ik heb nog nooit zo'n goed boek gelezen.", "Prima product, zou het zeker weer kopen.",
+                 "Wil nooit meer zonder deze app."):
+        _, _, signals = run(text)
+        assert "complaint_cue" not in {s.signal for s in signals}, text
+
+
+def test_remembered_results_are_per_item_and_not_shared():
+    first, risk_first, _ = run("Nog steeds geen internet, ben het zat.")
+    first.extra["themes"].append("changed by a caller")
+    again, risk_again, _ = run("Nog steeds geen internet, ben het zat.")
+    assert "changed by a caller" not in again.extra["themes"] and risk_again == risk_first
+    item = dataclasses.replace(again)
+    alone = scoring.score(item, ScoringContext(config=CONFIG["scoring"]))[0]
+    repeated = scoring.score(item, ScoringContext(config=CONFIG["scoring"], prior_contacts=3))[0]
+    assert repeated > alone  # the same words with earlier contacts: not the remembered answer

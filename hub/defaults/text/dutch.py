@@ -24,6 +24,9 @@ LEXICON_PATH = Path(__file__).resolve().parent.parent / "data" / "nl-sentiment.x
 NEGATION_FACTOR = -0.75
 #: Words that end the reach of a negation ("niet duur maar slecht").
 CLAUSE_BREAKS = frozenset({"maar", "en", "want", "omdat", "doch", ".", ",", ";", "!", "?"})
+#: Words that may stand between a verb and its "niet" ("bevalt me niet", "werkt gewoon niet").
+NEGATION_FILLERS = frozenset({"me", "mij", "ons", "je", "jou", "u", "hem", "haar", "het", "ze", "gewoon",
+                              "helemaal", "echt", "nog", "ook", "meer", "eigenlijk", "dus", "toch"})
 _TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|[.,;!?]")
 _VOWELS = "aeiou"
 
@@ -59,8 +62,10 @@ def base_forms(word: str) -> Iterable[str]:
     """The word itself, then candidate base forms, most likely first."""
     yield word
     for ending in ("ste", "st", "ere", "er", "e", "s"):
-        # -ste/-st superlative, -er(e) comparative, -e attributive, -s partitive ("iets goeds")
-        if word.endswith(ending) and len(word) - len(ending) >= 3:
+        # -ste/-st superlative, -er(e) comparative, -e attributive, -s partitive ("iets goeds").
+        # A superlative's stem has four letters or more: "moest" is no "moe", "kust" no "ku".
+        shortest = 4 if ending in ("ste", "st") else 3
+        if word.endswith(ending) and len(word) - len(ending) >= shortest:
             stem = word[: -len(ending)]
             yield stem
             yield _close_syllable(stem)
@@ -129,10 +134,17 @@ class DutchSentiment:
             if tokens[k] in CLAUSE_BREAKS:
                 return None
             if tokens[k] in self.negators:
-                return tokens[k]
+                # "nog nooit zo'n goed boek": never this good, praise rather than negation
+                exclamative = tokens[k] == "nooit" and tokens[k + 1] in ("zo", "zo'n")
+                return None if exclamative else tokens[k]
         return None
 
     def _negator_after(self, tokens: list[str], i: int) -> str | None:
-        # "het werkt niet", "klopt niet": Dutch puts the negation after the finite verb.
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-        return nxt if nxt in ("niet", "nooit") else None
+        # "het werkt niet", "klopt niet": Dutch puts the negation after the finite verb,
+        # sometimes behind a pronoun or a filler ("bevalt me niet", "werkt gewoon niet").
+        for k in range(i + 1, min(len(tokens), i + 4)):
+            if tokens[k] in ("niet", "nooit"):
+                return tokens[k]
+            if tokens[k] not in NEGATION_FILLERS:
+                return None
+        return None
