@@ -11,6 +11,15 @@ Measures, in one run on this machine:
 Prints items/s of each and the ratio hub/baseline (target, later: >= 0.30).
 
     python bench/ingest.py [--items 100000]
+
+Against an older checkout (say the tree before a change, with its own
+virtualenv), in alternating runs so both see the same machine load:
+
+    git worktree add /tmp/before <commit>
+    python bench/ingest.py --items 20000 --rounds 3 \
+        --before /tmp/before --before-python /tmp/before-venv/bin/python
+
+prints each run's items/s and the medians' ratio (this tree / before).
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,10 +95,41 @@ def run_baseline(hub_db: Path, empty_db: Path) -> tuple[float, int]:
     return elapsed, total
 
 
+_RATE = re.compile(r"hub import: .* = ([\d,]+) items/s")
+
+
+def one_run(python: str, root: Path, items: int) -> float:
+    """items/s of the hub import in a fresh process of the tree at ``root``."""
+    out = subprocess.run([python, str(root / "bench" / "ingest.py"), "--items", str(items)], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    found = _RATE.search(out)
+    if not found:
+        raise SystemExit(f"no figure in the output of {root}:\n{out}")
+    return float(found.group(1).replace(",", ""))
+
+
+def compare(args) -> None:
+    """Alternate runs of this tree and ``--before``; print every figure and the medians."""
+    here, before = [], []
+    for n in range(args.rounds):
+        before.append(one_run(args.before_python, Path(args.before), args.items))
+        here.append(one_run(sys.executable, ROOT, args.items))
+        print(f"round {n + 1}: before {before[-1]:,.0f} items/s, this tree {here[-1]:,.0f} items/s", flush=True)
+    mid_here, mid_before = statistics.median(here), statistics.median(before)
+    print(f"median: before {mid_before:,.0f} items/s, this tree {mid_here:,.0f} items/s, "
+          f"ratio {mid_here / mid_before:.3f}  (within 10 %: >= 0.90)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--before", help="another checkout to compare with, in alternating runs")
+    parser.add_argument("--before-python", default=sys.executable, help="the interpreter of --before's virtualenv")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.before:
+        compare(args)
+        return
     from hub.storage.database import make_engine
     from hub.storage.migrate import upgrade
 
