@@ -273,3 +273,13 @@ def test_remembered_results_are_per_item_and_not_shared():
     alone = scoring.score(item, ScoringContext(config=CONFIG["scoring"]))[0]
     repeated = scoring.score(item, ScoringContext(config=CONFIG["scoring"], prior_contacts=3))[0]
     assert repeated > alone  # the same words with earlier contacts: not the remembered answer
+
+
+def test_review_split_maps_stars_to_labels_and_leaves_mixed_reviews_out(tmp_path):
+    from tests.fixtures.scoring.build_review_split import rows
+
+    tsv = tmp_path / "reviews.tsv"
+    tsv.write_text("stars\ttext\n1\tKapot  aangekomen.\n3\tGaat wel.\n5\tPrima!\n2.0\tMatig\n4\t\n", encoding="utf-8")
+    split = list(rows(str(tsv), "nlrev"))
+    assert [(r["text"], r["complaint"]) for r in split] == [("Kapot aangekomen.", 1), ("Prima!", 0), ("Matig", 1)]
+    assert {r["channel"] for r in split} == {"survey"} and "nps" not in split[0]
