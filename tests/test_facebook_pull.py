@@ -261,6 +261,18 @@ def test_an_expired_or_revoked_token_is_fatal_and_shown_in_sources_and_on_the_ad
     assert TOKEN not in row["last_error"]
 
 
+def test_a_new_token_that_works_clears_the_token_warning(start, fake_vendor):
+    fake_vendor.route("GET", FEED, replies=[Reply(400, fixture("error_190_463_session_expired_issue.json")),
+                                            Reply(200, feed_page(post(1), after="QTE=", more=False))])
+    hub = start()
+    with pytest.raises(FatalError):
+        pull(hub, "facebook")
+    assert "token" in source_status(hub)[0]
+    assert pull(hub, "facebook").new_items == 1
+    (row,) = source_status(hub)
+    assert "token" not in row and row["last_error"] is None
+
+
 def test_the_sources_command_and_admin_page_show_the_dead_token(start, fake_vendor, monkeypatch):
     from hub.cli import commands as cli
     from hub.cli import main

@@ -293,6 +293,8 @@ class FacebookConnector(SourceConnector):
         self.mapper = Mapper(page_id)
         #: The last usage Meta reported (``feedback-hub sources`` shows it).
         self.usage: dict[str, Any] = {}
+        #: Whether a refused token is on record (None: not looked up yet; one look-up per process).
+        self._token_flagged: bool | None = None
 
     # -- HTTP ------------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
@@ -302,6 +304,8 @@ class FacebookConnector(SourceConnector):
     def validate_response(self, response: requests.Response) -> None:
         error = graph_error(response) if response.status_code >= 400 else None
         if error is None:
+            if response.status_code < 400:
+                self._token_works()
             return super().validate_response(response)
         code, subcode = _code(error), _code(error, "error_subcode")
         message = _short(error.get("message"))
@@ -313,6 +317,7 @@ class FacebookConnector(SourceConnector):
                                    response.status_code, dict(error), response, retry_after=wait)
         if code == TOKEN_DEAD:
             self.state.set("token_problem", {"code": code, "subcode": subcode, "at": self.clock.utcnow().isoformat()})
+            self._token_flagged = True
             raise FatalError(
                 f"{where}: the Page access token was refused (Graph code 190"
                 f"{f', subcode {subcode}' if subcode else ''}: expired or revoked): {message} - make a new "
@@ -323,6 +328,14 @@ class FacebookConnector(SourceConnector):
             raise FatalError(f"{where}: Graph refused a parameter{f' ({named})' if named else ''} (code 100): "
                              f"{message}", response.status_code, dict(error), response)
         super().validate_response(response)
+
+    def _token_works(self) -> None:
+        """Graph accepted the token: a refusal on record is over (``feedback-hub sources`` stops showing it)."""
+        if self._token_flagged is None:
+            self._token_flagged = bool(self.state.get("token_problem"))
+        if self._token_flagged:
+            self.state.delete("token_problem")
+            self._token_flagged = False
 
     def rate_limit_wait(self, response: requests.Response) -> float | None:
         """Pause the instance as Meta's usage headers fill up: nothing below the threshold,
