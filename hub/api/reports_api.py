@@ -29,6 +29,8 @@ from hub.sdk.contracts import customer_ref, input_error, loads_bounded
 from hub.storage import models as m
 
 bp = flask.Blueprint("loop_api", __name__, url_prefix="/api/v1")
+#: Largest value of a model input (a billion customers, or EUR per customer): sums stay exact floats.
+MAX_INPUT = 1_000_000_000
 
 
 @bp.record_once
@@ -95,8 +97,8 @@ def _number(name: str, kind: type) -> int | float | None:
         value = int(raw) if kind is int else float(raw)
     except ValueError:
         raise _BadParam(name, f"must be {'an integer' if kind is int else 'a number'} (got {raw[:40]!r})") from None
-    if not math.isfinite(value) or value < 0:
-        raise _BadParam(name, "must be a finite number of at least 0")
+    if not math.isfinite(value) or not 0 <= value <= MAX_INPUT:
+        raise _BadParam(name, f"must be a number from 0 to {MAX_INPUT:,}")
     if name.endswith("_churn") and value > 1:
         raise _BadParam(name, "is a share: between 0 and 1")
     return value
