@@ -335,4 +335,4 @@ def test_a_usage_header_that_is_not_json_is_ignored(start, fake_vendor, clock):
 ])
 def test_bad_settings_stop_the_start_naming_the_key(start, settings, problem):
     with pytest.raises(Exception, match=problem):
-        start(**settings).registry.connector("facebook")
+        start(**settings)  # the start itself fails, not the first pull

@@ -22,6 +22,17 @@ DEMO_INSTANCE = "facebook"
 
 
 @hookimpl
+def hub_configure(config: dict[str, Any]) -> None:
+    """Fail at start, naming the key, for a Page id that is not Graph's numeric id (a Page name or URL)."""
+    for name, table in (config.get("sources") or {}).items():
+        if not isinstance(table, dict) or table.get("plugin") != FacebookConnector.plugin_name:
+            continue
+        page_id = table.get("page_id")
+        if page_id is not None and not str(page_id).isdigit():
+            raise ValueError(f"sources.{name}.page_id: must be the Page's numeric id, not {str(page_id)[:60]!r}")
+
+
+@hookimpl
 def hub_register_connectors() -> list[type]:
     return [FacebookConnector]
 
