@@ -135,6 +135,7 @@ class Customer(Answer):
     identities: list[Identity]
     timeline: list[Feedback]
     cases: list[Case]
+    merged_into_id: int | None = Field(None, description="set while this customer is merged into that one")
 
 
 Item = TypeVar("Item")
@@ -311,6 +312,72 @@ LOOP_CONTRACTS: tuple[type[BaseModel], ...] = (OutcomeReport, RevenueReport, Eve
 ANSWERS: tuple[type[BaseModel], ...] = (Feedback, FeedbackPage, CasePage, Customer, Health, Error)
 #: The loop's reports and request bodies (hub/api/reports_api.py).
 ANSWERS += LOOP_CONTRACTS
+
+
+# -- identity graph: the review queue, customer search, merge and split --------------
+class Suggestion(Answer):
+    """Are these one person?  ``kind``/``value`` is the identity that matched,
+    held by ``other_customer_id`` (null: nobody holds it yet)."""
+
+    id: int
+    customer_id: int
+    other_customer_id: int | None
+    kind: str
+    value: str
+    confidence: float = Field(ge=0, le=1)
+    evidence: str
+    rule: str = Field(description="the matching rule, e.g. handle_email_name, conflict ([identity.weights])")
+    status: Literal["pending", "confirmed", "rejected"]
+    created_at: Time
+
+
+class SuggestionPage(Page[Suggestion]):
+    pass
+
+
+class CustomerListed(Answer):
+    """A customer found by ``GET /api/v1/customers?q=``."""
+
+    id: int
+    name: str | None
+    value: float | None
+    identities: list[Identity]
+
+
+class CustomerPage(Page[CustomerListed]):
+    pass
+
+
+class MergeRequest(BaseModel):
+    """``POST /api/v1/customers/<id>/merge``: the other customer becomes part of this one."""
+
+    model_config = ConfigDict(extra="forbid")
+    other_customer_id: int = Field(ge=1, le=2**63 - 1)
+    reason: str | None = Field(None, max_length=500, description="why (kept with the merge record)")
+
+
+class IdentityRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(min_length=1, max_length=20)
+    value: str = Field(min_length=1, max_length=320)
+
+
+class SplitRequest(BaseModel):
+    """``POST /api/v1/customers/<id>/split``: these identities (and their items) become a customer of their own."""
+
+    model_config = ConfigDict(extra="forbid")
+    identities: list[IdentityRef] = Field(min_length=1, max_length=100)
+    reason: str | None = Field(None, max_length=500)
+
+
+class Decision(BaseModel):
+    """Optional body of ``POST /api/v1/identity/suggestions/<id>/confirm|reject``."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(None, max_length=500)
+
+
+ANSWERS += (Suggestion, SuggestionPage, CustomerPage, MergeRequest, SplitRequest, Decision)
 
 
 def body(answer: BaseModel) -> dict[str, Any]:

@@ -240,6 +240,39 @@ PATHS.update({
 })
 
 
+# The identity graph: review queue, customer search, merge and split.
+_REASON_BODY = {"required": False, "content": {"application/json": {"schema": _ref("Decision")}}}
+PATHS.update({
+    "/identity/suggestions": {"get": {
+        "summary": "Pending identity suggestions (are these one person?), newest first", "parameters": PAGING,
+        "responses": {"200": _json("SuggestionPage", "A page"), **ERRORS}}},
+    "/identity/suggestions/{id}/confirm": {"post": {
+        "summary": "Confirm: merge the two customers (or give the customer the identity)", "parameters": ID,
+        "requestBody": _REASON_BODY,
+        "responses": {"200": _json("Customer", "The customer who holds the identity now"),
+                      "404": _json("Error", "Unknown"), "409": _json("Error", "Already decided"), **ERRORS}}},
+    "/identity/suggestions/{id}/reject": {"post": {
+        "summary": "Reject: the pair is never suggested again", "parameters": ID, "requestBody": _REASON_BODY,
+        "responses": {"200": _json("Suggestion", "The rejected suggestion"), "404": _json("Error", "Unknown"),
+                      "409": _json("Error", "Already decided"), **ERRORS}}},
+    "/customers": {"get": {
+        "summary": "Find customers by name, e-mail or handle",
+        "parameters": [_query("q", {"type": "string", "minLength": 1, "maxLength": 200},
+                              "Part of a name, an e-mail address or a handle (with or without @)"), *PAGING],
+        "responses": {"200": _json("CustomerPage", "A page"), **ERRORS}}},
+    "/customers/{id}/merge": {"post": {
+        "summary": "Merge another customer into this one (identities, items, cases, follow-ups)", "parameters": ID,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MergeRequest")}}},
+        "responses": {"200": _json("Customer", "The surviving customer"), "404": _json("Error", "Unknown"),
+                      "409": _json("Error", "Already merged"), **ERRORS}}},
+    "/customers/{id}/split": {"post": {
+        "summary": "Split identities off (undoes the merge that brought exactly these)", "parameters": ID,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SplitRequest")}}},
+        "responses": {"201": _json("Customer", "The customer who holds the identities now"),
+                      "404": _json("Error", "Unknown"), **ERRORS}}},
+})
+
+
 @functools.cache
 def component_schemas() -> dict[str, Any]:
     """Every declared model's JSON Schema, keyed by model name (nested models included)."""

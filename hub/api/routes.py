@@ -361,5 +361,6 @@ def get_customer(customer_id: int):
     cases = session.scalars(select(m.Case).where(m.Case.customer_id == customer_id).order_by(m.Case.id)).all()
     return answer(answers.Customer(
         id=customer.id, name=customer.name, value=customer.value, identities=identities,
-        timeline=[answers.Feedback.from_row(it, st) for it, st in items], cases=cases))
+        timeline=[answers.Feedback.from_row(it, st) for it, st in items], cases=cases,
+        merged_into_id=customer.merged_into_id))
 

@@ -41,6 +41,7 @@ from sqlalchemy import Select, and_, exists, func, or_, select
 from hub.engine import audit as audit_trail
 from hub.engine import cases as lifecycle
 from hub.engine.context import current_hub
+from hub.engine.identity_search import matching_customer_ids
 from hub.engine.planner import SlotPlanner
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
@@ -157,7 +158,8 @@ class InboxFilters:
             conds.append(has_theme(self.theme))
         if self.q:
             term = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            conds.append(F.text.ilike(term, escape="\\"))
+            # The text, or who wrote it: a name, an e-mail address or a handle.
+            conds.append(or_(F.text.ilike(term, escape="\\"), F.customer_id.in_(matching_customer_ids(self.q))))
         return conds
 
     def _risk(self, q: Select, column) -> Select:
