@@ -401,6 +401,9 @@ def dispatch(c: Ctx, everything: bool) -> None:
     _audit_now(hub, "outbox.dispatch", all=everything)
     report = run_dispatch(hub, ignore_schedule=everything)
     click.echo(f"sent {report.sent}, to retry {report.retried}, dead {report.dead}")
+    if report.invitations is not None:
+        inv = report.invitations
+        click.echo(f"invitations: sent {inv.sent}, not sent {inv.skipped}, to retry {inv.retried}, dead {inv.dead}")
     for err in report.errors[:20]:
         click.echo(f"  {err}", err=True)
 
@@ -630,3 +633,6 @@ from hub.cli.replay import replay as _replay_command  # noqa: E402, I001  (impor
 main.add_command(_replay_command)
 from hub.cli.outbox import outbox as _outbox_commands  # noqa: E402, I001  (import-light: click only)
 main.add_command(_outbox_commands)
+from hub.cli.invite import invite as _invite_command, suppress as _suppress_command  # noqa: E402, I001
+main.add_command(_invite_command)
+main.add_command(_suppress_command)
