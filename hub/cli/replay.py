@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from hub.cli.commands import Ctx, pass_ctx
+from hub.cli.commands import Ctx, _audit_now, pass_ctx
 
 
 def _line(counts: dict[str, int]) -> str:
@@ -28,6 +28,7 @@ def replay(c: Ctx, source: str | None, include_failed: bool) -> None:
     hub = c.hub()
     if source is not None and source not in hub.registry.sources:
         raise click.ClickException(f"unknown source {source!r} (configured: {', '.join(sorted(hub.registry.sources))})")
+    _audit_now(hub, "raw_events.replay", source=source, failed=include_failed)
     per_source: dict[str, dict[str, int]] = {}
 
     def progress(name: str, counts: dict[str, int]) -> None:

@@ -25,6 +25,7 @@ import flask
 from flask_wtf.csrf import CSRFError
 
 from hub.web import admin, auth, cases, dashboard, inbox, login_limits, loop_views, unsubscribe, unsubscribe, workspace
+from hub.web import audit as audit_pages
 from hub.web import customers as customer_pages
 from hub.web.common import close_session, csrf, render_error
 from hub.web.filters import register_filters
@@ -32,6 +33,7 @@ from hub.web.i18n import current_locale, gettext, ngettext
 
 UI_BLUEPRINTS = (auth.bp, inbox.bp, cases.bp, dashboard.bp, admin.bp, workspace.bp)
 UI_BLUEPRINTS += (customer_pages.bp,)  # the customer page and the identity review queue
+UI_BLUEPRINTS += (audit_pages.bp,)  # the audit log (admins)
 # The opt-out page: no login (customers open it from an e-mail), a signed token instead.
 UI_BLUEPRINTS += (unsubscribe.bp, loop_views.bp)
 # The opt-out page: no login (customers open it from an e-mail), a signed token instead.

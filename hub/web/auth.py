@@ -44,7 +44,7 @@ def login():
             session.commit()
             return flask.redirect(next_url)
         error = gettext("Wrong username or password.")
-        audit(session, "user.login_failed", username=form.username.data[:100])
+        audit(session, "user.login_failed", username=form.username.data[:100], denied=True)
         session.commit()
     elif flask.request.method == "POST":
         error = gettext("Enter your username and password.")

@@ -132,6 +132,9 @@ def _error_handler(code: int):
     def handler(_exc):
         from hub.web.i18n import gettext
 
+        if code == 403:
+            audit_denied("web.denied", reason="role")
+
         message = {403: gettext("You do not have permission for this."),
                    404: gettext("This page does not exist.")}[code]
         if wants_json():
@@ -150,6 +153,24 @@ def audit(session: Session, action: str, case_id: int | None = None, **detail: A
     user = current_user()
     session.add(m.AuditEvent(at=now(), actor=f"user:{user.username}" if user else "anonymous", action=action,
                              case_id=case_id, detail=detail))
+
+
+def audit_denied(action: str, **detail: Any) -> None:
+    """Record a refused attempt (``denied=True``) in a transaction of its own.
+
+    The request's session is rolled back first: nothing was written for a
+    refused request, and on SQLite it may hold the write lock the record needs.
+    """
+    from hub.engine import audit as trail
+
+    pending = flask.g.get("web_session")
+    if pending is not None:
+        pending.rollback()
+    user = current_user()
+    request = flask.request
+    with current_hub().db.session() as s:
+        trail.record(s, actor=f"user:{user.username}" if user else "anonymous", action=action, at=now(),
+                     method=request.method, path=request.path, denied=True, **detail)
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -21,6 +21,7 @@ from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 from limits.storage import MemoryStorage, Storage
 
+from hub.web.common import audit_denied
 from hub.web.i18n import gettext
 
 
@@ -73,6 +74,7 @@ def _too_many(limit: RequestLimit) -> flask.Response:
     # The limiter's windows run on its storage's clock (the wall clock, or
     # Redis's); the answer must agree with it, not with the hub's clock.
     seconds = max(1, math.ceil(limit.window.reset_time - time.time()))
+    audit_denied("user.login_limited", username=_username(), retry_after=seconds)
     error = gettext("Too many sign-in attempts. Try again in {seconds} seconds.", seconds=seconds)
     resp = flask.make_response(flask.render_template("login.html", form=LoginForm(), error=error), 429)
     resp.headers["Retry-After"] = str(seconds)
