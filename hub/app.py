@@ -89,6 +89,9 @@ def create_app(
     from hub.api import webhooks
 
     app.register_blueprint(api.bp)
+    from hub.api import cases_api
+
+    app.register_blueprint(cases_api.bp)
     from hub.api import identity_api
 
     app.register_blueprint(identity_api.bp)

@@ -295,3 +295,30 @@ def test_hook_hub_register_notifiers(make_app):
     app = make_app(plugins=(Plugin(),), notifiers={"birds": {"plugin": "notify_pigeon", "loft": "roof"}})
     built = notifiers_of(app.extensions["hub"]).get("birds")
     assert isinstance(built, PigeonNotifier) and built.config["loft"] == "roof"
+
+
+def test_hook_hub_sla_breached(make_app):
+    from hub.engine.sla import sweep
+
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def hub_sla_breached(self, case, team, lead, late_by_hours):
+            seen.append((case.id, case.priority, case.owner, team, lead, late_by_hours))
+
+    app, rec = recording_app(make_app, teams={"service": {"default": True, "lead": "bea"}})
+    hub = app.extensions["hub"]
+    hub.pm.register(Plugin())
+    body = _post(app, DETRACTOR).get_json()
+    assert sweep(hub) == 0 and seen == []  # not due yet
+    with hub.db.Session() as s:
+        from hub.storage import models as m
+
+        case = s.get(m.Case, body["case_id"])
+        due, priority = case.sla_due_at, case.priority
+    hub.clock.now = due.timestamp() + 3600  # an hour after the deadline (a business hour, or the night)
+    assert sweep(hub) == 1 and sweep(hub) == 0  # once per case
+    ((case_id, new_priority, owner, team, lead, late),) = seen
+    assert (case_id, owner, team, lead) == (body["case_id"], "bea", "service", "bea")
+    assert new_priority == {"low": "normal", "normal": "high"}.get(priority, "urgent") and late >= 0

@@ -315,20 +315,20 @@ def test_mark_contacted_without_followup(hub, agent, client, auth):
     assert [a for _, a, _ in _audit(hub, case_id)] == ["case.contacted"]
 
 
-def test_replanning_a_callback_already_in_the_crm_queues_a_new_one(hub, agent, client, auth):
+def test_replanning_a_callback_already_in_the_crm_moves_its_task(hub, agent, client, auth):
     items = seed(client, auth)
     case_id = items["survey"]["case_id"]
     report = dispatch(hub, ignore_schedule=True)
     assert report.sent == 1
-    due = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    due = hub.clock.utcnow().replace(second=0, microsecond=0) + dt.timedelta(days=3)
     local = due.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Amsterdam"))
     post(agent, f"/cases/{case_id}/plan", {"due": local.strftime("%Y-%m-%dT%H:%M")})
     with hub.db.Session() as s:
         rows = s.scalars(select(m.Followup).where(m.Followup.case_id == case_id).order_by(m.Followup.id)).all()
-    assert [r.status for r in rows] == ["sent", "pending"]
-    assert rows[1].idempotency_key != rows[0].idempotency_key
+    # One follow-up, still the CRM's task, due at the new time; the dispatcher updates the task.
+    assert [(r.status, r.due_at, r.sync_pending) for r in rows] == [("sent", due, True)]
     (_, _, detail), = [e for e in _audit(hub, case_id) if e[1] == "case.callback_planned"]
-    assert detail["previous_external_id"] == rows[0].external_id
+    assert detail["external_id"] == rows[0].external_id and detail["moved"] is True
     # A time in the past is refused.
     post(agent, f"/cases/{case_id}/plan", {"due": "2001-01-01T10:00"})
     assert "Pick a time in the future." in agent.get(f"/cases/{case_id}").get_data(as_text=True)

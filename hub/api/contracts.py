@@ -380,6 +380,80 @@ class Decision(BaseModel):
 ANSWERS += (Suggestion, SuggestionPage, CustomerPage, MergeRequest, SplitRequest, Decision)
 
 
+# -- the case API and the planner's load (hub/api/cases_api.py) ------------------------
+SlaState = Literal["on_track", "at_risk", "breached", "met", "missed"]
+
+
+class CrmTask(Answer):
+    """What the CRM's task of a follow-up holds, as far as the hub knows."""
+
+    external_id: str | None = Field(description="the task's id in the CRM; null until pushed")
+    due_at: Time | None = Field(description="the due time the CRM holds (null: not pushed yet)")
+    status: str | None = Field(description="NOT_STARTED, COMPLETED or CANCELLED, as last sent or read")
+    owner: str | None = Field(description="the task's owner in the CRM, when known")
+    sync_pending: bool = Field(description="a change made in the hub is still to reach the CRM")
+    sync_error: str | None
+
+
+class CaseFollowup(Followup):
+    team: str | None
+    cancelled_at: Time | None
+    completed_at: Time | None
+    crm: CrmTask
+
+    @classmethod
+    def from_row(cls, row: Any) -> CaseFollowup:
+        crm = CrmTask(external_id=row.external_id, due_at=row.crm_due_at, status=row.crm_status,
+                      owner=row.crm_owner, sync_pending=bool(row.sync_pending), sync_error=row.sync_error)
+        return cls.model_validate({**dict(Followup.model_validate(row)), "team": row.team,
+                                   "cancelled_at": row.cancelled_at, "completed_at": row.completed_at, "crm": crm})
+
+
+class CaseDetail(Case):
+    """One case with its SLA state, its team, its callbacks and their CRM tasks."""
+
+    team: str | None
+    root_cause: str | None
+    resolved: bool | None
+    escalated_at: Time | None
+    sla_state: SlaState | None = Field(description="on_track, at_risk or breached while open; met or missed once contacted")
+    callback_at: Time | None = Field(description="when the open callback is due")
+    allowed_status: list[CaseStatus] = Field(description="statuses PATCH may move the case to")
+    followup: CaseFollowup | None = Field(description="the open callback (else the newest)")
+    followups: list[CaseFollowup]
+
+
+class CasePatch(BaseModel):
+    """``PATCH /api/v1/cases/<id>``: any of these; the same rules, audit and CRM effects as the UI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["assigned", "contacted", "resolved", "closed"] | None = None
+    owner: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    callback_at: dt.datetime | None = Field(None, description="ISO time with zone; moves the same CRM task")
+    outcome: Annotated[str, Field(max_length=50)] | None = Field(
+        None, description="with status resolved: callback_done, solved_remotely, compensated, explained, "
+                          "not_reachable or no_action_needed; with contacted: free text")
+    root_cause: Annotated[str, Field(max_length=200)] | None = None
+    resolved: bool | None = None
+    note: Annotated[str, Field(min_length=1, max_length=5000)] | None = None
+
+
+class LoadHour(Answer):
+    hour: Time = Field(description="start of the hour slot")
+    planned: int = Field(description="callbacks planned in the slot")
+    capacity: int = Field(description="callbacks the team(s) can make in the hour (0 outside business hours)")
+    inbound_expected: float = Field(description="inbound contacts expected in the hour (learned)")
+    peak: bool = Field(description="a peak hour: callbacks avoid it while off-peak capacity remains")
+
+
+class PlannerLoadAnswer(Answer):
+    items: list[LoadHour]
+
+
+ANSWERS += (CaseDetail, CasePatch, PlannerLoadAnswer)
+
+
 def body(answer: BaseModel) -> dict[str, Any]:
     """An answer as JSON-ready data (absent optional error fields are left out)."""
     return answer.model_dump(mode="json", exclude_none=isinstance(answer, Error))

@@ -272,6 +272,33 @@ PATHS.update({
                       "404": _json("Error", "Unknown"), **ERRORS}}},
 })
 
+# One case (with its callbacks and their CRM tasks), changes to it, and the planner's load.
+PATHS.update({
+    "/cases/{id}": {
+        "get": {
+            "summary": "A case with its SLA state, team, follow-up and CRM task state", "parameters": ID,
+            "responses": {"200": _json("CaseDetail", "The case"), "404": _json("Error", "Unknown"), **ERRORS}},
+        "patch": {
+            "summary": "Change a case: status, owner, callback time, outcome, root cause, resolved, note "
+                       "(the UI's rules, audit and CRM effects)",
+            "parameters": ID,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CasePatch")}}},
+            "responses": {"200": _json("CaseDetail", "The changed case"), "404": _json("Error", "Unknown"),
+                          "409": _json("Error", "A status move the lifecycle does not allow, or a closed case"),
+                          **ERRORS}},
+    },
+    "/planner/load": {"get": {
+        "summary": "Planned callbacks, capacity, expected inbound and peaks per hour",
+        "parameters": [
+            {"name": "from", "in": "query", "required": True, "schema": {"type": "string", "format": "date-time"},
+             "description": "First hour (ISO time with zone)"},
+            {"name": "to", "in": "query", "required": True, "schema": {"type": "string", "format": "date-time"},
+             "description": "End (exclusive); at most 31 days after from"},
+            _query("team", {"type": "string", "maxLength": 50}, "One team ([teams.<name>]); default all teams"),
+        ],
+        "responses": {"200": _json("PlannerLoadAnswer", "One row per hour"), **ERRORS}}},
+})
+
 
 @functools.cache
 def component_schemas() -> dict[str, Any]:

@@ -7,10 +7,13 @@ once committed, which is where closing the loop hangs on.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from hub.engine import crm_sync
 from hub.engine.cases import advance
 from hub.sdk.http import HttpError
 from hub.sdk.schema import Completion
@@ -24,19 +27,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def complete_followups(hub: Hub, completions: list[Completion], actor: str = "sync") -> int:
+def complete_followups(hub: Hub, completions: list[Completion], actor: str = "sync", *, in_crm: bool = False,
+                       session: Session | None = None) -> int:
     """Mark follow-ups done and their cases ``contacted``; fires
-    ``hub_followup_completed`` after commit.  Already-done ones are skipped."""
+    ``hub_followup_completed`` after commit.  Already-done ones are skipped.
+
+    ``in_crm``: the CRM reported them done; otherwise (done in the hub) their
+    CRM tasks are completed at the next dispatch.  ``session``: work in the
+    caller's transaction (committed by the caller) instead of a new one.
+    """
     if not completions:
         return 0
     now = hub.clock.utcnow()
     done: list[tuple[int, str | None]] = []
-    with hub.db.session() as s:
+    with nullcontext(session) if session is not None else hub.db.session() as s:
         by_id = {c.followup_id: c for c in completions}
         rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(list(by_id)), m.Followup.status != "done")).all()
         for row in rows:
             comp = by_id[row.id]
             row.status, row.completed_at = "done", comp.completed_at or now
+            if in_crm:
+                row.crm_status = crm_sync.COMPLETED
+            else:
+                crm_sync.mark(row, now)  # the CRM's task is completed too
             case = s.get(m.Case, row.case_id)
             detail = {"followup_id": row.id, "outcome": comp.outcome}
             if case is None:
@@ -74,5 +87,6 @@ def sync_completions(hub: Hub, batch: int = 100) -> int:
             except HttpError as exc:
                 log.warning("completion sync of %s failed: %s", sink_name, exc)
                 break
-            total += complete_followups(hub, completions, actor=f"sink:{sink_name}")
+            total += complete_followups(hub, completions, actor=f"sink:{sink_name}", in_crm=True)
+    crm_sync.pull_changes(hub, batch)  # tasks rescheduled or reassigned in the CRM
     return total

@@ -47,6 +47,8 @@ class DispatchReport:
     #: Rows claimed but not pushed because their sink was down earlier in this run.
     deferred: int = 0
     errors: list[str] = field(default_factory=list)
+    #: Changes to tasks the CRM already holds (re-planned, completed, cancelled: hub.engine.crm_sync).
+    synced: int = 0
     #: Survey invitations sent in the same run (hub.engine.loop), when the run is not limited to one sink.
     invitations: Any = None
 
@@ -177,6 +179,12 @@ def dispatch(hub: Hub, *, ignore_schedule: bool = False, sink: str | None = None
         _push_claimed(hub, ids, now, report, down)
         if progress:
             progress(len(ids))
+    # Then the changes to tasks already in a CRM, through the same outage bookkeeping.
+    from hub.engine.crm_sync import push_changes
+
+    changes = push_changes(hub, sink=sink, down=down)
+    report.synced = changes.updated + changes.completed + changes.cancelled
+    report.errors.extend(changes.errors)
     if sink is None:  # invitations (re-surveys, surveys, review requests) go out with the follow-ups
         from hub.engine.loop.run import run_invitations
 
@@ -218,7 +226,9 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
     cfg = hub.config.get("dispatch", {})
     with hub.db.Session() as s:
         rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(ids)).order_by(m.Followup.id)).all()
-        views = followup_views(s, list(rows), hub.case_url, hub.registry.identity_kinds)
+        from hub.engine.crm_sync import with_owners  # the calling team's CRM owner on each task
+
+        views = with_owners(hub, s, followup_views(s, list(rows), hub.case_url, hub.registry.identity_kinds))
     by_sink: dict[str, list[FollowupView]] = {}
     for v in views:
         by_sink.setdefault(v.sink, []).append(v)
@@ -262,9 +272,16 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
                 row.next_attempt_at = max(down.get(row.sink, now), row.next_attempt_at)
                 report.deferred += 1
             elif res.ok:
-                row.status, row.external_id, row.sent_at, row.last_error = "sent", res.external_id, now, None
+                # Completed or cancelled in the hub while the push was on its way: the
+                # task exists now, so the CRM is told that next (crm_sync), not the row reopened.
+                settled = row.status == "done" or row.cancelled_at is not None
+                row.external_id, row.sent_at, row.last_error = res.external_id, now, None
+                row.status = "dead" if row.cancelled_at else "done" if row.status == "done" else "sent"
+                from hub.engine.crm_sync import pushed as record_crm_task
+
+                record_crm_task(row, view_by_id[row.id])
                 case = s.get(m.Case, row.case_id)
-                if case is not None:  # the callback is in the CRM's calendar now
+                if case is not None and not settled:  # the callback is in the CRM's calendar now
                     advance(case, "scheduled", actor=f"sink:{row.sink}", now=now, followup_id=row.id)
                 report.sent += 1
                 pushed.append((view_by_id[row.id], res.external_id or ""))

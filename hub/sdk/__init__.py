@@ -33,6 +33,7 @@ from hub.sdk.connectors import (
     Setting,
     SourceConnector,
     Stream,
+    TaskState,
     WebhookRejected,
     WebhookRequest,
     WebhookResult,
@@ -97,6 +98,7 @@ __all__ = [
     "Escalation", "FakeClock", "FatalError", "FeedbackIn", "FeedbackView", "FollowupView", "HttpClient", "HttpError",
     "IdentityKind", "Instance", "LastRecordPaginator", "PaginationLoopError", "Paginator", "PushResult", "RateBudget", "RawIn",
     "RetriableError", "RollingWindowBudget", "ScoringContext", "Setting", "Signal", "SourceConnector", "Stream",
+    "TaskState",
     "WebhookRejected", "WebhookRequest", "WebhookResult", "hookimpl", "nps_category", "parse_retry_after",
 ]
 # Pagination, webhook helpers (also as the module ``hub.sdk.webhooks``) and the per-instance state store.

@@ -346,6 +346,17 @@ class SourceConnector(_Plugin):
 ERASE_REQUEST = "erase_request"
 
 
+@dataclass(frozen=True)
+class TaskState:
+    """A CRM task as the CRM holds it now (``CrmSink.task_states``); None = unknown."""
+
+    followup_id: int
+    due_at: dt.datetime | None = None
+    owner: str | None = None
+    completed: bool = False
+    completed_at: dt.datetime | None = None
+
+
 class CrmSink(_Plugin):
     """Base class of follow-up sinks (CRMs, ticketing, the built-in local sink)."""
 
@@ -364,6 +375,30 @@ class CrmSink(_Plugin):
 
     def sync_completed(self, followups: list[FollowupView]) -> list[Completion]:
         """Report which sent follow-ups are completed in the CRM (default: none)."""
+        return []
+
+    # -- two-way sync: the hub changed a callback the CRM already holds ----------------
+    # Each gets sent follow-ups (``external_id`` set) and returns one result per
+    # follow-up; ``ok`` means the CRM now holds the wish.  They must be
+    # idempotent (absolute values, not increments): after a timeout the core
+    # sends the same wish again.  Raise or return retriable failures for an
+    # outage; the core waits and retries, never gives up.  The defaults do
+    # nothing and report success, for sinks whose CRM cannot change tasks.
+    def update(self, followups: list[FollowupView]) -> list[PushResult]:
+        """Move each follow-up's task to its (re-planned) ``due_at``, never creating a second task."""
+        return [PushResult(f.id, ok=True, external_id=f.external_id) for f in followups]
+
+    def complete(self, followups: list[FollowupView]) -> list[PushResult]:
+        """Mark each task done: the customer was contacted, or the case resolved, in the hub."""
+        return [PushResult(f.id, ok=True, external_id=f.external_id) for f in followups]
+
+    def cancel(self, followups: list[FollowupView]) -> list[PushResult]:
+        """Withdraw each task: its case was closed without a callback."""
+        return [PushResult(f.id, ok=True, external_id=f.external_id) for f in followups]
+
+    def task_states(self, followups: list[FollowupView]) -> list[TaskState]:
+        """What the CRM's tasks say now (due time, owner, status), for changes made
+        in the CRM to show in the hub after the next sync (default: nothing known)."""
         return []
 
     def erases_people(self) -> bool:

@@ -187,3 +187,13 @@ def hub_followup_pushed(followup: FollowupView, external_id: str) -> None:
 def hub_followup_completed(followup: FollowupView, outcome: str | None) -> None:
     """Event: called after a follow-up was completed (in the CRM or in the hub)
     and its case moved to ``contacted``.  The loop-closure step hangs on it."""
+
+
+@hookspec
+def hub_sla_breached(case: CaseView, team: str | None, lead: str | None, late_by_hours: float) -> None:
+    """Event: called once per case, after the SLA sweep found it past its
+    business-hours deadline without a first contact and committed its
+    escalation (priority one step up, owner ``lead``, the team lead of
+    ``[teams.<team>]`` when configured).  ``late_by_hours`` counts business
+    hours.  Notify someone here (a chat message, a pager); returns nothing.
+    """

@@ -260,6 +260,9 @@ class FollowupView:
     items: tuple[FeedbackView, ...]
     #: Absolute link to the case in the hub's UI, when the hub knows its URL.
     case_url: str | None = None
+    #: The CRM owner the task should have: the calling team's (``[teams.<name>]
+    #: crm_owner``), its lead's once the case breached its SLA; None = the sink decides.
+    crm_owner: str | None = None
 
 
 @dataclass(frozen=True)

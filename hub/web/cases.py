@@ -10,18 +10,17 @@ through :mod:`hub.engine.cases` (the lifecycle table), never set here.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import flask
 from sqlalchemy import func, select
 
+from hub.engine import case_actions as actions
 from hub.engine import cases as lifecycle
-from hub.engine.completion import complete_followups
+from hub.engine import sla
 from hub.engine.context import current_hub
-from hub.sdk.schema import Completion
 from hub.storage import models as m
 from hub.storage.themes import themes_of_extra
-from hub.web.common import audit, current_user, db_session, now, requires, ui_blueprint
+from hub.web.common import current_user, db_session, now, requires, ui_blueprint
 from hub.web.filters import localtime, team_tz
 from hub.web.forms import OUTCOMES, AssignForm, CloseForm, ContactForm, NoteForm, PlanForm, ResolveForm
 from hub.web.i18n import gettext
@@ -43,8 +42,7 @@ def _case_or_404(case_id: int) -> m.Case:
 
 
 def _assignable_users() -> list[str]:
-    return list(db_session().scalars(select(m.User.username).where(
-        m.User.active.is_(True), m.User.role.in_(("agent", "admin"))).order_by(m.User.username)))
+    return actions.assignable_users(db_session())
 
 
 @bp.get("/<int:case_id>")
@@ -80,6 +78,7 @@ def show(case_id: int):
         users=_assignable_users(), plan_form=plan_form, outcomes=OUTCOMES,
         is_open=lifecycle.is_open(case), can_close="closed" in lifecycle.allowed(case.status),
         root_causes=root_causes(), item_themes=item_themes, case_themes=case_themes,
+        sla_state=sla.case_state(current_hub(), session, case),
     )
 
 
@@ -118,10 +117,7 @@ def assign(case_id: int):
         return _back(case_id)
     if _closed(case):
         return _back(case_id)
-    previous = case.owner
-    case.owner = owner
-    lifecycle.advance(case, "assigned", actor=_actor(), now=now(), action="case.assigned", owner=owner,
-                      previous_owner=previous)
+    actions.assign(session, case, owner, actor=_actor(), now=now())
     session.commit()
     flask.flash(gettext("Assigned to {name}.", name=owner), "ok")
     return _back(case_id)
@@ -136,8 +132,7 @@ def note(case_id: int):
     if not form.validate_on_submit():
         _invalid(form)
         return _back(case_id)
-    case.updated_at = now()
-    audit(session, "case.note", case.id, text=form.text.data.strip())
+    actions.add_note(session, case, form.text.data, actor=_actor(), now=now())
     session.commit()
     flask.flash(gettext("Note added."), "ok")
     return _back(case_id)
@@ -146,13 +141,8 @@ def note(case_id: int):
 @bp.post("/<int:case_id>/plan")
 @requires("agent")
 def plan(case_id: int):
-    """Plan or re-plan the callback.
-
-    A callback not yet in the CRM is moved (the dispatcher pushes it with the
-    new time).  One the CRM already holds cannot be moved from here (sinks
-    have no 'update task' call), so a new follow-up is queued for the new
-    time; the audit record names the earlier task.
-    """
+    """Plan or re-plan the callback at the agent's time (:func:`hub.engine.case_actions.plan_callback`:
+    the same CRM task moves, never a second one)."""
     session = db_session()
     case = _case_or_404(case_id)
     form = PlanForm()
@@ -166,25 +156,23 @@ def plan(case_id: int):
     if when <= current:
         flask.flash(gettext("Pick a time in the future."), "error")
         return _back(case_id)
-    followups = session.scalars(select(m.Followup).where(m.Followup.case_id == case.id)
-                                .order_by(m.Followup.id)).all()
-    latest = followups[-1] if followups else None
-    detail: dict[str, Any] = {"due_at": when.isoformat()}
-    if latest is not None and latest.status in ("pending", "failed", "dead"):
-        detail.update(followup_id=latest.id, previous_due_at=latest.due_at.isoformat(), moved=True)
-        latest.due_at, latest.status, latest.next_attempt_at, latest.last_error = when, "pending", current, None
-    else:
-        if latest is not None and latest.status in ("sending", "sent"):
-            detail.update(previous_followup_id=latest.id, previous_external_id=latest.external_id)
-        key = f"hub-case-{case.id}-callback" + (f"-{len(followups) + 1}" if followups else "")
-        row = m.Followup(case_id=case.id, sink=current_hub().registry.followup_sink, idempotency_key=key,
-                         due_at=when, status="pending", attempts=0, next_attempt_at=current, created_at=current)
-        session.add(row)
-        session.flush()
-        detail["followup_id"] = row.id
-    lifecycle.advance(case, "scheduled", actor=_actor(), now=current, action="case.callback_planned", **detail)
+    actions.plan_callback(current_hub(), session, case, when, actor=_actor(), now=current)
     session.commit()
     flask.flash(gettext("Callback planned for {when}.", when=localtime(when)), "ok")
+    return _back(case_id)
+
+
+@bp.post("/<int:case_id>/replan")
+@requires("agent")
+def replan(case_id: int):
+    """One click for a case at risk: the planner's next free slot of the team, before the SLA where it can."""
+    session = db_session()
+    case = _case_or_404(case_id)
+    if _closed(case):
+        return _back(case_id)
+    row = actions.replan(current_hub(), session, case, actor=_actor(), now=now())
+    session.commit()
+    flask.flash(gettext("Callback planned for {when}.", when=localtime(row.due_at)), "ok")
     return _back(case_id)
 
 
@@ -197,18 +185,7 @@ def contacted(case_id: int):
     form.validate()
     if _closed(case):
         return _back(case_id)
-    outcome = form.outcome.data or "contacted"
-    open_ids = list(session.scalars(select(m.Followup.id).where(
-        m.Followup.case_id == case.id, m.Followup.status.in_(OPEN_FOLLOWUP))))
-    previous = case.status
-    # complete_followups commits in a session of its own: end ours first so
-    # SQLite's write lock is free for it.  It moves the case to contacted
-    # when it completes a follow-up; without one, the advance below does.
-    session.commit()
-    done = complete_followups(current_hub(), [Completion(fid, outcome) for fid in open_ids], actor=_actor())
-    session.refresh(case)
-    lifecycle.advance(case, "contacted", actor=_actor(), now=now(), action="case.contacted", previous=previous,
-                      followups_completed=done)
+    actions.mark_contacted(current_hub(), session, case, form.outcome.data, actor=_actor(), now=now())
     session.commit()
     flask.flash(gettext("Marked as contacted."), "ok")
     return _back(case_id)
@@ -225,13 +202,8 @@ def resolve(case_id: int):
         return _back(case_id)
     if _closed(case):
         return _back(case_id)
-    current = now()
-    case.outcome = form.outcome.data
-    case.root_cause = form.root_cause.data.strip()
-    case.resolved = form.resolved.data == "yes"
-    case.contacted_at = case.contacted_at or (current if form.outcome.data != "not_reachable" else None)
-    lifecycle.transition(case, "resolved", actor=_actor(), now=current, outcome=case.outcome,
-                         root_cause=case.root_cause, resolved=case.resolved)
+    actions.resolve(current_hub(), session, case, outcome=form.outcome.data, root_cause=form.root_cause.data,
+                    resolved=form.resolved.data == "yes", actor=_actor(), now=now())
     session.commit()
     flask.flash(gettext("Case resolved."), "ok")
     return _back(case_id)
@@ -249,17 +221,8 @@ def close(case_id: int):
     if not form.validate_on_submit():
         _invalid(form)
         return _back(case_id)
-    current = now()
-    reason = (form.reason.data or "").strip() or None
-    cancelled = []
-    if lifecycle.is_open(case):
-        for f in session.scalars(select(m.Followup).where(m.Followup.case_id == case.id,
-                                                          m.Followup.status.in_(UNPUSHED_FOLLOWUP))):
-            f.status, f.last_error = "dead", "cancelled: case closed without callback"
-            cancelled.append(f.id)
     try:
-        lifecycle.transition(case, "closed", actor=_actor(), now=current, reason=reason,
-                             followups_cancelled=cancelled or None)
+        actions.close(current_hub(), session, case, form.reason.data, actor=_actor(), now=now())
     except lifecycle.InvalidTransition:
         session.rollback()
         flask.flash(gettext("This case is already closed."), "error")

@@ -608,3 +608,19 @@ NL.update({
     "{n} suggestion waits for a decision": "{n} voorstel wacht op een besluit",
     "{n} suggestions wait for a decision": "{n} voorstellen wachten op een besluit",
 })
+
+
+# Business-hours planner: SLA states, the one-click re-plan and the load chart.
+NL.update({
+    "on track": "op schema",
+    "at risk": "in gevaar",
+    "breached": "verlopen",
+    "met": "gehaald",
+    "missed": "gemist",
+    "Team": "Team",
+    "Re-plan in the next free slot": "Opnieuw plannen in het eerstvolgende vrije tijdvak",
+    "Planned callbacks against expected inbound, next 5 days": "Geplande terugbelafspraken tegenover verwachte instroom, komende 5 dagen",
+    "planned callbacks": "geplande terugbelafspraken",
+    "expected inbound": "verwachte instroom",
+    "capacity": "capaciteit",
+})
