@@ -49,6 +49,15 @@ def items(app, source: str = "facebook") -> list[m.FeedbackItem]:
                               .order_by(m.FeedbackItem.id)))
 
 
+def api_items(app) -> list[dict]:
+    """The items as GET /api/v1/feedback shows them (validated against the OpenAPI document elsewhere)."""
+    from tests.helpers import bearer
+
+    answer = app.test_client().get("/api/v1/feedback", headers=bearer(app.extensions["hub"]))
+    assert answer.status_code == 200
+    return answer.get_json()["items"]
+
+
 def raw_events(app) -> list[m.RawEvent]:
     with app.extensions["hub"].db.Session() as s:
         return list(s.scalars(select(m.RawEvent)))
@@ -208,6 +217,8 @@ def test_an_edited_comment_takes_the_new_text_and_keeps_the_old_in_its_history(a
     assert item.text == "Opgelost, dank jullie."
     assert [h["text"] for h in item.extra["history"]] == ["Geen internet.", "Geen internet, al drie dagen!"]
     assert "removed" not in item.extra
+    (shown,) = api_items(app)
+    assert (shown["edited"], shown["removed"], shown["text"]) == (True, False, "Opgelost, dank jullie.")
 
 
 def test_a_removed_comment_is_marked_not_deleted_and_its_case_stays(app):
@@ -217,6 +228,8 @@ def test_a_removed_comment_is_marked_not_deleted_and_its_case_stays(app):
     (after,) = items(app)
     assert after.id == before.id and after.text == before.text and after.case_id == before.case_id
     assert after.extra["removed"]["at"].startswith("2026-11-20T12:00")
+    (shown,) = api_items(app)
+    assert shown["removed"] is True and shown["edited"] is False and shown["text"] == before.text
 
 
 def test_a_removal_of_something_never_stored_changes_nothing(app):

@@ -69,12 +69,16 @@ class Feedback(Answer):
     case_status: CaseStatus | None = None
     themes: list[str] = Field(default_factory=list,
                               description="drivers the enricher found in the text ([enrich.themes]), e.g. billing")
+    edited: bool = Field(False, description="the author changed the text at the source (earlier texts are kept)")
+    removed: bool = Field(False, description="taken down at the source; kept here, marked")
 
     @classmethod
     def from_row(cls, row: Any, case_status: str | None = None) -> Feedback:
         item = cls.model_validate(row)
         item.case_status = case_status  # not a column of the item: the caller joined it
         item.themes = themes_of_extra(row.extra)  # stored in extra by the enricher, not a column
+        extra = row.extra if isinstance(row.extra, dict) else {}
+        item.edited, item.removed = bool(extra.get("history")), "removed" in extra  # FeedbackIn.change
         return item
 
 
