@@ -266,6 +266,17 @@ def test_edits_and_removals_in_one_batch_apply_in_order(app):
     assert item.text == "two" and item.extra["history"][0]["text"] == "one" and "removed" in item.extra
 
 
+def test_an_erased_item_never_takes_text_back_from_a_later_edit(app):
+    from sqlalchemy import update
+
+    deliver(app, comment_value(message="Mijn adres is Dorpsstraat 1."))
+    with app.extensions["hub"].db.session() as s:  # what a privacy erase leaves: a tombstone
+        s.execute(update(m.FeedbackItem).values(text=None, extra={"erased": "request"}))
+    deliver(app, comment_value("edited", message="Mijn adres is Dorpsstraat 2."))
+    (item,) = items(app)
+    assert item.text is None and item.extra == {"erased": "request"}
+
+
 def test_an_unknown_change_is_refused_where_the_item_is_built():
     with pytest.raises(ValueError, match="change must be one of edited, removed"):
         FeedbackIn("c1", "social", TEST_NOW, text="x", change="deleted")

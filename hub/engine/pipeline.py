@@ -483,6 +483,8 @@ def apply_changes(b: Batch) -> None:
         if item.external_id not in found:
             continue
         iid, text, extra = found[item.external_id]
+        if "erased" in extra:
+            continue  # an erased item (privacy) never takes text back, whatever the source sends later
         if item.change == "edited" and item.text is not None and item.text != text:
             extra["history"] = [*extra.get("history", []), {"text": text, "until": b.now.isoformat()}]
             text = item.text
