@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test run test test-all screenshots bench lint browser clean
+.PHONY: install install-test run test test-all screenshots bench chaos lint browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test-all: install-test browser
 bench: install-test
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/startup.py
+
+## chaos: the fault suite; prints delivered / duplicates / lost per fault (every row must say 0 and 0).
+## CHAOS_ARGS="--scale 3" for bigger runs, "--database-url postgresql+psycopg://..." for PostgreSQL.
+chaos: install-test
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check hub plugins tests bench examples
