@@ -24,7 +24,7 @@ import datetime as dt
 import flask
 from flask_wtf.csrf import CSRFError
 
-from hub.web import admin, auth, cases, dashboard, inbox, login_limits, loop_views, unsubscribe, unsubscribe, workspace
+from hub.web import admin, auth, cases, dashboard, inbox, login_limits, loop_views, unsubscribe, workspace
 from hub.web import audit as audit_pages
 from hub.web import customers as customer_pages
 from hub.web.common import close_session, csrf, render_error
@@ -36,8 +36,6 @@ UI_BLUEPRINTS += (customer_pages.bp,)  # the customer page and the identity revi
 UI_BLUEPRINTS += (audit_pages.bp,)  # the audit log (admins)
 # The opt-out page: no login (customers open it from an e-mail), a signed token instead.
 UI_BLUEPRINTS += (unsubscribe.bp, loop_views.bp)
-# The opt-out page: no login (customers open it from an e-mail), a signed token instead.
-UI_BLUEPRINTS += (unsubscribe.bp,)
 
 
 def init_app(app: flask.Flask) -> None:
