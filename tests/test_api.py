@@ -89,7 +89,7 @@ def test_same_external_id_in_another_source_is_another_item(client, auth):
         (json.dumps({"external_id": "x", "channel": "survey", "nps": 11}), "nps"),
         (json.dumps({"external_id": "x", "channel": "survey", "nps": True}), "nps"),
         (json.dumps({"external_id": 5, "channel": "survey", "nps": 3}), "external_id"),
-        (json.dumps({"external_id": "x", "channel": "survey", "nps": 3, "score": 3}), "score"),
+        (json.dumps({"external_id": "x", "channel": "survey", "nps": 3, "rating": 3}), "rating"),
         (json.dumps({"external_id": "x", "channel": "survey", "nps": 3, "occurred_at": "yesterday"}), "occurred_at"),
         (json.dumps({"external_id": "x", "channel": "social", "text": "hi", "reach": -1}), "reach"),
         (json.dumps({"external_id": "x", "channel": "survey", "nps": 3, "customer": {"mail": "a@b"}}), "customer.mail"),

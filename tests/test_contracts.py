@@ -80,7 +80,7 @@ def test_nps_is_an_integer_and_an_integral_float_counts():
     ({**BASE, "occurred_at": "gisteren"}, "occurred_at", "not an ISO-8601"),
     ({**BASE, "reach": -5}, "reach", "at least 0"),
     ({**BASE, "url": 5}, "url", "must be a string, not int"),
-    ({**BASE, "score": 1, "nps": "bad"}, "score", "unknown field"),  # a misspelt field is named first
+    ({**BASE, "rating": 1, "nps": "bad"}, "rating", "unknown field"),  # a misspelt field is named first
     ({**BASE, "customer": "jan@example.nl"}, "customer", "must be an object"),
     ({**BASE, "customer": {"email": "jan.example.nl"}}, "customer.email", "not an email address"),
     ({**BASE, "customer": {"name": "n" * 201}}, "customer.name", "longer than 200"),  # the customer table's limit

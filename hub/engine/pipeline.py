@@ -61,7 +61,7 @@ from hub.engine.load import add_many as add_planned_load
 from hub.engine.loop.control_group import hold_out
 from hub.engine.planner import SlotPlanner, planner_for
 from hub.engine.poison import storable
-from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, nps_category
+from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, item_category
 from hub.storage import models as m
 from hub.storage.database import after_commit
 from hub.storage.rows import case_view, feedback_view
@@ -277,7 +277,7 @@ def score(b: Batch) -> None:
         ctx = ScoringContext(config=scoring, prior_contacts=f.prior_contacts, customer_value=value.get(f.customer))
         f.signals = [s for res in hook(item=f.item, context=ctx) for s in (res or [])]
         f.risk = max(0, min(100, round(sum(s.weight for s in f.signals))))
-        f.category = nps_category(f.item.nps)
+        f.category = item_category(f.item)
         bisect.insort(times, when)  # later items of the batch see this one
 
 
@@ -449,6 +449,8 @@ def store_items(b: Batch) -> None:
             "source": b.source, "external_id": it.external_id, "raw_event_id": f.entry.raw_event_id,
             "channel": it.channel, "occurred_at": it.occurred_at, "received_at": b.now, "text": it.text,
             "language": it.language, "nps": it.nps, "sentiment": it.sentiment, "category": f.category,
+            "score": it.nps if it.score is None else it.score,
+            "scale": it.scale or ("nps" if it.nps is not None else None),
             "risk": f.risk, "risk_reasons": [s.as_dict() for s in f.signals], "reach": it.reach,
             "thread_id": it.thread_id, "url": it.url, "extra": it.extra or {},
             "customer_id": f.customer.id, "case_id": f.case_id, "identities": [list(kv) for kv in f.identities],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hub.sdk.schema import Channel, CustomerRef, FeedbackIn
+from hub.sdk.schema import SCALES, Channel, CustomerRef, FeedbackIn
 
 MAX_TEXT = 20_000
 MAX_CUSTOMER_FIELD = 320
@@ -266,8 +266,16 @@ class FeedbackInput(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
-        # text and nps are each optional, but not both.
-        json_schema_extra={"anyOf": [{"required": ["text"]}, {"required": ["nps"]}]},
+        # text, nps and score are each optional, but not all three; a score names its scale,
+        # and lies in the scale's range.
+        json_schema_extra={
+            "anyOf": [{"required": ["text"]}, {"required": ["nps"]}, {"required": ["score"]}],
+            "dependentRequired": {"score": ["scale"]},
+            "allOf": [{"if": {"properties": {"scale": {"const": name}}, "required": ["scale"]},
+                       "then": {"properties": {"score": {"anyOf": [
+                           {"type": "integer", "minimum": low, "maximum": high}, {"type": "null"}]}}}}
+                      for name, (low, high) in SCALES.items()],
+        },
     )
 
     source: Text100 = Field("api", description="the source instance")
@@ -276,6 +284,8 @@ class FeedbackInput(BaseModel):
     occurred_at: DateTimeIn = None
     text: LongText = None
     nps: NpsScore = None
+    score: NpsScore = Field(None, description="a score on its scale: csat 1-5, ces 1-7 (or nps 0-10)")
+    scale: Literal["nps", "csat", "ces"] | None = Field(None, description="the scale of score")
     language: Text10 = Field(None, description="e.g. 'nl'; detected when absent")
     reach: Reach = Field(None, description="followers or audience of a public post")
     thread_id: Text200 = None
@@ -284,8 +294,18 @@ class FeedbackInput(BaseModel):
 
     @model_validator(mode="after")
     def _text_or_nps(self) -> FeedbackInput:
-        if self.text is None and self.nps is None:
+        if self.text is None and self.nps is None and self.score is None:
             raise PydanticCustomError("text_or_nps", "one of text or nps is required", {"field": "text"})
+        if self.score is not None:
+            if self.scale is None:
+                raise PydanticCustomError("scale", "name the scale of score (nps, csat or ces)", {"field": "scale"})
+            low, high = SCALES[self.scale]
+            if not low <= self.score <= high:
+                raise PydanticCustomError("score", "must lie in {low}-{high} on the {scale} scale (got {score})",
+                                          {"field": "score", "low": low, "high": high, "scale": self.scale,
+                                           "score": self.score})
+            if self.scale == "nps" and self.nps is not None and self.nps != self.score:
+                raise PydanticCustomError("score", "differs from nps", {"field": "score"})
         return self
 
     def to_item(self, now: dt.datetime) -> tuple[str, FeedbackIn]:
@@ -295,7 +315,9 @@ class FeedbackInput(BaseModel):
             channel=self.channel,
             occurred_at=self.occurred_at or now,
             text=self.text,
-            nps=self.nps,
+            nps=self.nps if self.nps is not None or self.scale != "nps" else self.score,
+            score=self.score,
+            scale=self.scale if self.score is not None else None,
             language=self.language.lower() if self.language else None,
             reach=self.reach,
             thread_id=self.thread_id,

@@ -151,6 +151,7 @@ class HubSpotState:
         with self.lock:
             self.contacts: dict[str, _Record] = {}
             self.tasks: dict[str, _Record] = {}
+            self.archived: dict[str, _Record] = {}
             self.task_contacts: dict[str, list[str]] = {}
             self.faults: deque[Fault] = deque()
             self.log: list[LoggedRequest] = []
@@ -214,6 +215,53 @@ class HubSpotState:
                                           "hs_lastmodifieddate": when})
             rec.obj["updatedAt"] = when
             return copy.deepcopy(rec.obj)
+
+    def update_task(self, task_id: str, properties: dict[str, Any]) -> list[dict[str, Any]]:
+        """Validate and apply a property update (PATCH or batch update); returns the problems, if any."""
+        props = {k: (None if v is None else str(v)) for k, v in (properties or {}).items()}
+        problems = []
+        if "hs_timestamp" in props and _parse_ts(props["hs_timestamp"]) is None:
+            problems.append(_validation("hs_timestamp", "INVALID_DATE", "hs_timestamp must be ISO-8601 or epoch ms"))
+        for name, allowed in (("hs_task_status", TASK_STATUSES), ("hs_task_priority", TASK_PRIORITIES),
+                              ("hs_task_type", TASK_TYPES)):
+            if props.get(name) is not None and props[name] not in allowed:
+                problems.append(_validation(name, "INVALID_OPTION",
+                                            f"{props[name]!r} was not one of the allowed options: {list(allowed)}"))
+        owner = props.get("hubspot_owner_id")
+        if owner and self.owners and owner not in self.owners:
+            problems.append(_validation("hubspot_owner_id", "INVALID_OWNER_ID", f"{owner} is not a valid owner id"))
+        if problems:
+            return problems
+        with self.lock:
+            if props.get("hs_task_status") == "COMPLETED" and \
+                    self.tasks[task_id].obj["properties"].get("hs_task_status") != "COMPLETED":
+                self.complete_task(task_id)
+            rec = self.tasks[task_id]
+            now = _iso(self.clock.time())
+            rec.obj["properties"].update({k: v for k, v in props.items()
+                                          if k != "hs_task_status" or v != "COMPLETED"})
+            rec.obj["properties"]["hs_lastmodifieddate"] = now
+            rec.obj["updatedAt"] = now
+        return []
+
+    def archive_task(self, task_id: str) -> bool:
+        """Archive (HubSpot's delete): gone from reads and associations, kept in ``archived``."""
+        with self.lock:
+            rec = self.tasks.pop(str(task_id), None)
+            if rec is None:
+                return False
+            rec.obj["archived"] = True
+            self.archived[str(task_id)] = rec
+            self.task_contacts.pop(str(task_id), None)
+            return True
+
+    def reschedule_task(self, task_id: str, when: dt.datetime) -> None:
+        """An agent moves the task in HubSpot (tests: a change made in the CRM)."""
+        self.update_task(str(task_id), {"hs_timestamp": when.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+                                        .replace("+00:00", "Z")})
+
+    def reassign_task(self, task_id: str, owner: str) -> None:
+        self.update_task(str(task_id), {"hubspot_owner_id": owner})
 
     def inject(self, kind: str, count: int = 1, **kwargs: Any) -> Fault:
         if kind not in ("error", "rate_limit", "timeout"):
@@ -713,6 +761,71 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
                                           if k != "hs_task_status" or v != "COMPLETED"})
             rec.obj["updatedAt"] = _iso(state.clock.time())
         return reply(state._view(rec, None, TASK_DEFAULTS))
+
+    @bp.post("/crm/v3/objects/tasks/batch/update")
+    def tasks_batch_update():
+        data = payload()
+        inputs = data.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            return reply(error_body("VALIDATION_ERROR", "inputs must be a non-empty list"), 400)
+        if len(inputs) > state.max_batch:
+            return reply(error_body("VALIDATION_ERROR", f"Batch input size {len(inputs)} exceeds {state.max_batch}"), 400)
+        started = _iso(state.clock.time())
+        results, missing, errors = [], [], []
+        for item in inputs:
+            ident = str(item.get("id", ""))
+            if ident not in state.tasks:
+                missing.append(ident)
+                continue
+            problems = state.update_task(ident, item.get("properties") or {})
+            if problems:
+                errors.append({"status": "error", "category": "VALIDATION_ERROR",
+                               "message": f"Property values were not valid: {json.dumps(problems)}",
+                               "context": {"ids": [ident]}})
+                continue
+            results.append(state._view(state.tasks[ident], None, TASK_DEFAULTS))
+        if missing:
+            errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
+                           "message": "Could not get some TASK objects, they may be deleted or not exist.",
+                           "context": {"ids": missing}})
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started,
+                                "completedAt": _iso(state.clock.time())}
+        if errors:
+            body.update(numErrors=len(errors), errors=errors)
+            return reply(body, 207)
+        return reply(body)
+
+    @bp.post("/crm/v3/objects/tasks/batch/archive")
+    def tasks_batch_archive():
+        inputs = payload().get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            return reply(error_body("VALIDATION_ERROR", "inputs must be a non-empty list"), 400)
+        for item in inputs:
+            state.archive_task(str(item.get("id", "")))
+        return flask.Response(status=204)  # HubSpot answers 204, also for ids that are gone already
+
+    @bp.post("/crm/v3/objects/contacts/batch/update")
+    def contacts_batch_update():
+        inputs = payload().get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            return reply(error_body("VALIDATION_ERROR", "inputs must be a non-empty list"), 400)
+        results, missing = [], []
+        for item in inputs:
+            rec = state.contacts.get(str(item.get("id", "")))
+            if rec is None:
+                missing.append(str(item.get("id", "")))
+                continue
+            with state.lock:
+                rec.obj["properties"].update({k: (None if v is None else str(v))
+                                              for k, v in (item.get("properties") or {}).items()})
+                rec.obj["updatedAt"] = _iso(state.clock.time())
+            results.append(state._view(rec, None, CONTACT_DEFAULTS))
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if missing:
+            body.update(numErrors=1, errors=[{"status": "error", "category": "OBJECT_NOT_FOUND",
+                                              "message": "Could not get some CONTACT objects", "context": {"ids": missing}}])
+            return reply(body, 207)
+        return reply(body)
 
     # -- associations and owners --------------------------------------------------
     def assoc_to(task_ids: list[str]) -> list[dict[str, Any]]:

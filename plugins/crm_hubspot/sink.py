@@ -56,6 +56,7 @@ from hub.sdk import (
     RetriableError,
     RollingWindowBudget,
     Setting,
+    TaskState,
     WebhookRejected,
     WebhookRequest,
     WebhookResult,
@@ -63,7 +64,7 @@ from hub.sdk import (
     webhooks,
 )
 
-from .content import find_marker, pick_owner, task_input
+from .content import find_marker, hs_timestamp, pick_owner, task_input, task_priority
 from .ratelimit import DailyLimitReached, DailyQuota, header_int
 from .signatures import SignatureError, verify_v1, verify_v3
 
@@ -75,6 +76,9 @@ CONTACTS_BATCH_READ = "/crm/v3/objects/contacts/batch/read"
 TASKS_BATCH_CREATE = "/crm/v3/objects/tasks/batch/create"
 TASKS_BATCH_READ = "/crm/v3/objects/tasks/batch/read"
 CONTACT_TASK_ASSOCIATIONS = "/crm/v4/associations/contacts/tasks/batch/read"
+TASKS_BATCH_UPDATE = "/crm/v3/objects/tasks/batch/update"
+TASKS_BATCH_ARCHIVE = "/crm/v3/objects/tasks/batch/archive"
+CONTACTS_BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
 #: Permanently deletes a contact and its content (GDPR); by e-mail it also blocklists the address.
 CONTACTS_GDPR_DELETE = "/crm/v3/objects/contacts/gdpr-delete"
 
@@ -191,6 +195,9 @@ class HubSpotSink(CrmSink):
         Setting("legacy_signatures", type=bool, default=False, help="also accept v1 signatures (no replay guard)"),
         Setting("gdpr_delete", type=bool, default=False,
                 help="a GDPR erase in the hub also GDPR-deletes the HubSpot contact (needs the crm.objects.contacts.write scope)"),
+        Setting("nps_property", default="", help="contact property the case's latest NPS is written to (empty: none)"),
+        Setting("risk_property", default="", help="contact property the case's risk (0-100) is written to (empty: none)"),
+        Setting("case_link_property", default="", help="contact property the link to the case is written to (empty: none)"),
     ]
 
     def __init__(self, instance: Instance, *, clock: Clock | None = None, session: requests.Session | None = None):
@@ -303,9 +310,11 @@ class HubSpotSink(CrmSink):
         for f in ready:
             if f.id not in results:
                 contact = contacts[f.id]
-                owner = pick_owner(f, contact.properties.get(self.owner_property), self.owners)
+                # The calling team's owner (from the hub's [teams]) first, then the contact's, then round-robin.
+                owner = f.crm_owner or pick_owner(f, contact.properties.get(self.owner_property), self.owners)
                 todo[f.idempotency_key] = (f, task_input(f, contact.id, owner))
         results.update(self._create_tasks(todo, contacts))
+        self._write_contacts([(contacts[f.id].id, f) for f in ready if results[f.id].ok])
         return [self._with_update(results[f.id], updates.get(f.id)) for f in followups]
 
     def _customer_update(self, customer_id: int, contact: Contact) -> CustomerUpdate:
@@ -609,6 +618,122 @@ class HubSpotSink(CrmSink):
                 out.append(Completion(f.id, outcome=None, completed_at=when))
                 self.completed_hints.discard(str(obj["id"]))
         return out
+
+    # -- two-way sync: changes made in the hub ------------------------------
+    def update(self, followups: list[FollowupView]) -> list[PushResult]:
+        """Re-planned or escalated: the same task gets the new ``hs_timestamp`` (and priority, owner)."""
+        def props(f: FollowupView) -> dict[str, str]:
+            out = {"hs_timestamp": hs_timestamp(f.due_at), "hs_task_priority": task_priority(f)}
+            if f.crm_owner:
+                out["hubspot_owner_id"] = f.crm_owner
+            return out
+
+        return self._guarded(lambda: self._batch_update(followups, props, contacts=True))
+
+    def complete(self, followups: list[FollowupView]) -> list[PushResult]:
+        """Contacted or resolved in the hub: ``hs_task_status = COMPLETED``."""
+        return self._guarded(lambda: self._batch_update(followups, lambda f: {"hs_task_status": "COMPLETED"},
+                                                        contacts=True))
+
+    def cancel(self, followups: list[FollowupView]) -> list[PushResult]:
+        """Closed without a callback: the task is archived (HubSpot keeps it restorable for 90 days)."""
+        def archive() -> list[PushResult]:
+            ids = [str(f.external_id) for f in followups if f.external_id]
+            for chunk in _chunks(ids):
+                self.http.post(TASKS_BATCH_ARCHIVE, json={"inputs": [{"id": t} for t in chunk]})  # 204, also for gone ones
+            return [PushResult(f.id, ok=True, external_id=f.external_id) for f in followups]
+
+        return self._guarded(archive)
+
+    def task_states(self, followups: list[FollowupView]) -> list[TaskState]:
+        """Due time, owner and status of sent tasks, as HubSpot holds them now (batch read)."""
+        self.daily.check()
+        by_task = {str(f.external_id): f for f in followups if f.external_id}
+        out: list[TaskState] = []
+        for chunk in _chunks(sorted(by_task)):
+            body = self.http.post(TASKS_BATCH_READ, json={
+                "properties": ["hs_timestamp", "hubspot_owner_id", "hs_task_status", "hs_task_completion_date"],
+                "inputs": [{"id": t} for t in chunk]}).json()
+            for obj in body.get("results", []):
+                f = by_task.get(str(obj.get("id")))
+                if f is None:
+                    continue
+                props = obj.get("properties") or {}
+                done = props.get("hs_task_status") == "COMPLETED"
+                out.append(TaskState(f.id, due_at=_parse_time(props.get("hs_timestamp")),
+                                     owner=props.get("hubspot_owner_id") or None, completed=done,
+                                     completed_at=_parse_time(props.get("hs_task_completion_date")) if done else None))
+        return out
+
+    def _guarded(self, call) -> list[PushResult]:
+        """The daily limit and a wrong token are outages here too (the change waits, never dies)."""
+        try:
+            self.daily.check()
+            return call()
+        except DailyLimitReached as exc:
+            raise RetriableError(str(exc), retry_after=exc.retry_after) from exc
+        except FatalError as exc:
+            if exc.status in (401, 403):
+                raise RetriableError(f"{exc} (check the private app token and its scopes)", exc.status,
+                                     exc.body) from exc
+            raise
+
+    def _batch_update(self, followups: list[FollowupView], props, contacts: bool) -> list[PushResult]:
+        """``tasks/batch/update`` (idempotent: absolute values); a task deleted in HubSpot is refused for good."""
+        results: dict[int, PushResult] = {}
+        by_task = {str(f.external_id): f for f in followups if f.external_id}
+        for f in followups:
+            if not f.external_id:
+                results[f.id] = PushResult(f.id, ok=False, error="no HubSpot task to change", retriable=False)
+        for chunk in _chunks(sorted(by_task)):
+            body = self.http.post(TASKS_BATCH_UPDATE, json={
+                "inputs": [{"id": t, "properties": props(by_task[t])} for t in chunk]}).json()
+            for obj in body.get("results", []):
+                f = by_task.get(str(obj.get("id")))
+                if f is not None:
+                    results[f.id] = PushResult(f.id, ok=True, external_id=str(obj["id"]))
+            for err in body.get("errors") or []:
+                missing = (err.get("context") or {}).get("ids") or []
+                for t in missing:
+                    if str(t) in by_task:
+                        f = by_task[str(t)]
+                        results[f.id] = PushResult(f.id, ok=False, retriable=err.get("category") != "OBJECT_NOT_FOUND",
+                                                   error=f"{_error_message(err)} (task {t})")
+        for f in followups:
+            results.setdefault(f.id, PushResult(f.id, ok=False, error="HubSpot's answer did not include this task"))
+        if contacts:
+            self._write_contacts([(f.customer.crm_id, f) for f in followups
+                                  if results[f.id].ok and f.customer is not None and f.customer.crm_id])
+        return [results[f.id] for f in followups]
+
+    def contact_facts(self, f: FollowupView) -> dict[str, str]:
+        """The case's NPS, risk and link under the configured contact property names."""
+        facts: dict[str, str] = {}
+        nps = next((i.nps for i in f.items if i.nps is not None), None)
+        if self.config.get("nps_property") and nps is not None:
+            facts[self.config["nps_property"]] = str(nps)
+        if self.config.get("risk_property"):
+            facts[self.config["risk_property"]] = str(f.case.risk)
+        if self.config.get("case_link_property") and f.case_url:
+            facts[self.config["case_link_property"]] = f.case_url
+        return facts
+
+    def _write_contacts(self, pairs: list[tuple[str, FollowupView]]) -> None:
+        """``contacts/batch/update`` with each contact's case facts (nothing when no property is configured).
+
+        Best effort: a failure here must not undo a task that exists; the next
+        update or completion writes the facts again.
+        """
+        inputs = {str(cid): self.contact_facts(f) for cid, f in pairs if cid}
+        inputs = {cid: props for cid, props in inputs.items() if props}
+        for chunk in _chunks(sorted(inputs)):
+            try:
+                self.http.post(CONTACTS_BATCH_UPDATE, json={
+                    "inputs": [{"id": cid, "properties": inputs[cid]} for cid in chunk]})
+            except HttpError as exc:
+                if exc.status in (401, 403):
+                    raise
+                log.warning("%s: writing case facts to contacts failed: %s", self.instance.name, exc)
 
     # -- GDPR -------------------------------------------------------------
     def erases_people(self) -> bool:

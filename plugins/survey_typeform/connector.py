@@ -170,6 +170,8 @@ class TypeformConnector(SourceConnector):
                                                     "every delivery is refused"),
         Setting("nps_field_ref", help="ref (or id) of the NPS question when it is not an 'nps' or 0-10 "
                                       "opinion_scale question"),
+        Setting("csat_field_ref", help="ref (or id) of a rating / opinion_scale question scored as CSAT 1-5"),
+        Setting("ces_field_ref", help="ref (or id) of a rating / opinion_scale question scored as CES 1-7"),
         Setting("email_field", default="email", help="hidden field holding the respondent's email"),
         Setting("customer_id_field", default="customer_id", help="hidden field holding your customer number"),
         Setting("customer_id_is_crm_id", type=bool, default=False,
@@ -209,6 +211,7 @@ class TypeformConnector(SourceConnector):
             case_id_field=self.opt("case_id_field"),
             language_field=self.opt("language_field"),
             include_titles=bool(self.opt("include_titles")),
+            scale_fields=tuple((ref, scale) for scale in ("csat", "ces") if (ref := self.opt(f"{scale}_field_ref"))),
         ))
         self._definition: dict[str, Any] | None = None
         self._definition_read_at: float | None = None

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.sdk import CustomerRef, FeedbackIn
+from hub.sdk.schema import SCALES
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class MappingConfig:
     case_id_field: str = "case_id"
     language_field: str = "language"
     include_titles: bool = True
+    #: (ref or id, scale) of rating / opinion_scale questions scored on another scale (csat, ces).
+    scale_fields: tuple[tuple[str, str], ...] = ()
 
 
 def parse_time(value: Any) -> dt.datetime | None:
@@ -163,6 +166,8 @@ class ResponseMapper:
         skipped: list[str] = []
         nps: int | None = None
         nps_from: str | None = None
+        score: int | None = None
+        scale: str | None = None
         email: str | None = None
         phone: str | None = None
         bare_emails: list[str] = []
@@ -190,6 +195,8 @@ class ResponseMapper:
                 candidate = self._nps_candidate(qkind, fid, ref, definition_field, value)
                 if candidate is not None:
                     nps, nps_from = candidate
+            if score is None and (scaled := self._scale_candidate(token, fid, ref, value)) is not None:
+                score, scale = scaled
             if vkind == "email" and isinstance(value, str) and email is None:
                 email = value.strip()
                 continue
@@ -233,6 +240,7 @@ class ResponseMapper:
             "skipped_answers": skipped or None,
             "completed": submitted is not None,
             "nps_source": nps_from if nps is not None else None,
+            "score_source": scale,
             **(context or {}),
         }
         return FeedbackIn(
@@ -245,9 +253,22 @@ class ResponseMapper:
             customer=customer,
             extra={k: v for k, v in extra.items() if v is not None},
             resurvey_case_id=case_id,
+            score=score,
+            scale=scale,
         )
 
     # -- pieces ------------------------------------------------------------
+    def _scale_candidate(self, token: str, fid: Any, ref: Any, value: Any) -> tuple[int, str] | None:
+        """(score, scale) when this answer is a question configured as CSAT or CES and in range."""
+        for wanted, scale in self.config.scale_fields:
+            if wanted in (ref, fid):
+                low, high = SCALES[scale]
+                score = _nps_value(value) if isinstance(value, int | float) else None
+                if score is not None and low <= score <= high:
+                    return score, scale
+                log.info("typeform response %s: %s answer %r outside %s-%s, ignored", token, scale, value, low, high)
+        return None
+
     def _nps_candidate(self, qkind: Any, fid: Any, ref: Any, field: Mapping[str, Any] | None,
                        value: Any) -> tuple[int, str] | None:
         """(score, how it was recognised) when this answer is the NPS question."""
