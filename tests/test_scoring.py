@@ -283,3 +283,17 @@ def test_review_split_maps_stars_to_labels_and_leaves_mixed_reviews_out(tmp_path
     split = list(rows(str(tsv), "nlrev"))
     assert [(r["text"], r["complaint"]) for r in split] == [("Kapot aangekomen.", 1), ("Prima!", 0), ("Matig", 1)]
     assert {r["channel"] for r in split} == {"survey"} and "nps" not in split[0]
+
+
+def test_curly_apostrophes_count_like_straight_ones():
+    straight, curly = run("I can't log in and still no reply."), run("I can\u2019t log in and still no reply.")
+    assert straight[1] == curly[1]
+    assert {s.signal for s in straight[2]} == {s.signal for s in curly[2]}
+    assert run("Nog nooit zo\u2019n goed boek gelezen.")[0].sentiment > 0
+
+
+def test_english_negated_verbs_are_complaint_cues_unless_they_are_praise():
+    _, _, signals = run("My order hasn't arrived and the app won't load.")
+    assert "complaint_cue" in {s.signal for s in signals}
+    for text in ("Can't wait to try the new phone!", "Couldn't be happier with the service."):
+        assert "complaint_cue" not in {s.signal for s in run(text)[2]}, text

@@ -102,7 +102,7 @@ class DutchSentiment:
         return found
 
     def score(self, text: str) -> tuple[float | None, list[str]]:
-        tokens = _TOKEN.findall(text.lower())
+        tokens = _TOKEN.findall(text.lower().replace("\u2019", "'"))  # "zo’n" as typed on a phone
         hits: list[tuple[float, str]] = []
         for i, tok in enumerate(tokens):
             if tok in self.negators or tok in CLAUSE_BREAKS:

@@ -29,6 +29,7 @@ class EnglishSentiment:
         """Mean compound of the sentences that carry sentiment: VADER on its own lets
         "did not arrive. Terrible." negate "terrible" across the full stop."""
         lexicon, words, compounds = self.analyzer.lexicon, [], []
+        text = text.replace("\u2019", "'")  # "can’t" as typed on a phone: VADER knows "can't"
         for sentence in _SENTENCE.split(text):
             tokens = [t.lower() for t in _TOKEN.findall(sentence)]
             found = []

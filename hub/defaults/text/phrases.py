@@ -82,6 +82,7 @@ class PhraseIndex:
         found: dict[str, dict[str, None]] = {}
         if not text:
             return {}
+        text = text.replace("\u2019", "'")  # phones type "can’t" and "zo’n" with a curly apostrophe
         words = _WORD.findall(text.lower())
         plain, longest, starts = self.plain, self.longest, self.starts
         for i, word in enumerate(words):
