@@ -210,10 +210,12 @@ def test_a_facebook_only_customers_follow_up_goes_to_routing_unreachable(make_ap
 
 
 # -- errors and limits ----------------------------------------------------------------
-def graph_envelope(code: int, message: str) -> dict:
+def graph_envelope(code: int, message: str, transient: bool = False) -> dict:
     """The documented error envelope (as in error_4_app_request_limit_issue.json) with a recorded message."""
     body = fixture("error_4_app_request_limit_issue.json")
     body["error"].update(code=code, message=message)
+    if not transient:
+        del body["error"]["is_transient"]
     return body
 
 
@@ -300,6 +302,19 @@ def test_a_bad_parameter_is_fatal_and_names_the_field(start, fake_vendor):
     with pytest.raises(FatalError, match=r"Graph refused a parameter \(address\) \(code 100\)"):
         pull(start(), "facebook")
     assert len(fake_vendor.calls("GET", FEED)) == 1
+
+
+def test_a_transient_error_is_retried_with_backoff_and_a_missing_permission_is_fatal(start, fake_vendor, clock):
+    transient = graph_envelope(2, "An unexpected error has occurred. Please retry your request later.", True)
+    permission = graph_envelope(10, "(#10) This endpoint requires the 'pages_read_engagement' permission")
+    fake_vendor.route("GET", FEED, replies=[Reply(500, transient), Reply(200, feed_page(post(1), after="QTE=",
+                                                                                        more=False)),
+                                            Reply(403, permission)])
+    hub = start()
+    assert pull(hub, "facebook").new_items == 1
+    assert len(clock.sleeps) == 1 and clock.sleeps[0] < 5  # backoff, not the throttling wait
+    with pytest.raises(FatalError, match="lacks a permission"):
+        pull(hub, "facebook")
 
 
 def usage_header(percent: int) -> dict[str, str]:

@@ -40,6 +40,7 @@ from hub.sdk import (
     FeedbackIn,
     RateLimitedError,
     RawIn,
+    RetriableError,
     Setting,
     SourceConnector,
     Stream,
@@ -60,6 +61,8 @@ DEFAULT_BASE_URL = "https://graph.facebook.com/v21.0"
 THROTTLING = frozenset({4, 17, 32, 613}) | frozenset(range(80000, 80015))
 TOKEN_DEAD = 190
 BAD_PARAMETER = 100
+#: Permission errors: 10 and the 200-299 range (a permission the token lacks).
+PERMISSION = frozenset({10}) | frozenset(range(200, 300))
 USAGE_HEADERS = ("X-App-Usage", "X-Page-Usage", "X-Business-Use-Case-Usage")
 PERSON = "id,name"
 COMMENT_FIELDS = f"id,message,created_time,permalink_url,parent{{id}},from{{{PERSON}}}"
@@ -310,11 +313,14 @@ class FacebookConnector(SourceConnector):
         code, subcode = _code(error), _code(error, "error_subcode")
         message = _short(error.get("message"))
         where = f"{self.instance.name}: {_path(response)}"
-        if code in THROTTLING or error.get("is_transient") is True:
+        if code in THROTTLING:
             _, regain = usage_percent(response.headers)
             wait = regain * 60 if regain else float(self.config["throttle_wait_seconds"])
             raise RateLimitedError(f"{where}: Graph throttling (code {code}): {message}; waiting {wait:.0f} s",
                                    response.status_code, dict(error), response, retry_after=wait)
+        if error.get("is_transient") is True:  # Graph says a retry may work (codes 1, 2...): backoff
+            raise RetriableError(f"{where}: Graph transient error (code {code}): {message}", response.status_code,
+                                 dict(error), response)
         if code == TOKEN_DEAD:
             self.state.set("token_problem", {"code": code, "subcode": subcode, "at": self.clock.utcnow().isoformat()})
             self._token_flagged = True
@@ -323,6 +329,10 @@ class FacebookConnector(SourceConnector):
                 f"{f', subcode {subcode}' if subcode else ''}: expired or revoked): {message} - make a new "
                 "Page access token (README: app set-up) and put it where page_token points", response.status_code,
                 dict(error), response)
+        if code in PERMISSION:
+            raise FatalError(f"{where}: the Page token lacks a permission (code {code}): {message} - give it "
+                             "pages_read_engagement and pages_read_user_content (README: app set-up)",
+                             response.status_code, dict(error), response)
         if code == BAD_PARAMETER:
             named = named_parameter(message)
             raise FatalError(f"{where}: Graph refused a parameter{f' ({named})' if named else ''} (code 100): "
