@@ -262,3 +262,33 @@ def test_identity_resolution_stays_batched_with_every_rule_in_play(hub):
     assert customers(hub) > 600  # the rules ran: some items linked, most did not
     assert suggestions(hub)  # and some matches were only good enough to ask
     assert large <= small + 20, (small, large)
+
+
+def test_demo_people_appear_in_more_than_one_channel(hub):
+    """The demo's generated feed: survey answers (e-mail, name) and posts (handle, display
+    name) of one person become one customer, and nicknames give a few suggestions."""
+    import random
+
+    from hub.sdk.contracts import parse_feedback
+    from hub.sdk.demo_data import SOCIAL_CROWD, demo_people, generate_feedback
+
+    objs = generate_feedback(random.Random(3), 300, start=NOW - dt.timedelta(days=5), end=NOW, people=60)
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "demo", [Entry(parse_feedback(o)[1]) for o in objs], NOW)
+    with hub.db.Session() as s:
+        channels: dict[int, set[str]] = {}
+        for cid, channel in s.execute(select(m.FeedbackItem.customer_id, m.FeedbackItem.channel)):
+            channels.setdefault(cid, set()).add(channel)
+    assert sum(1 for chs in channels.values() if {"survey", "social"} <= chs) >= 3
+    assert suggestions(hub)  # nicknames on social media: asked, not linked
+    assert len({s.rule for s in suggestions(hub)} - {"handle_email"}) == 0  # example.nl is no company domain
+    # The survey emulator's respondents and the X emulator's crowd are the same people.
+    from plugins.survey_typeform.emulator import TypeformEmulator
+    from plugins.twitter_webcare.emulator import XEmulator
+
+    survey_emu = TypeformEmulator(responses=100)
+    x = XEmulator()
+    answers = [survey_emu.response(i)["hidden"]["email"] for i in range(100)]
+    crowd = {u.username for u in x.crowd}
+    assert {p.handle for p in demo_people(SOCIAL_CROWD)} <= crowd
+    assert sum(1 for e in answers if e in {p.email for p in demo_people(SOCIAL_CROWD)}) >= 2

@@ -9,7 +9,12 @@ so every vendor stand-in tells the same kind of story.
 
 Generated people have an e-mail address and a social-media handle
 (``Person.handle``), the kind of username any social network's emulator can
-use.  In the core's own feed (:func:`generate_feedback`) social posts carry
+use.  The demo's emulators share one population (:func:`demo_people`): the
+first :data:`SOCIAL_CROWD` people of the survey's respondents are also the
+crowd on social media, so ``bram.vos16@example.nl`` answers the survey and
+``@bram_vos16`` posts, and the hub's identity rules meet them as one
+customer.  Some post under a nickname (``Person.social_name``), which makes
+a match the hub only suggests.  In the core's own feed (:func:`generate_feedback`) social posts carry
 the handle as an identity of kind :data:`HANDLE_KIND`, which no plugin
 declares: it links a person's posts to one customer and never makes them
 reachable for a callback, as a social handle would.
@@ -90,6 +95,8 @@ class Person:
     handle: str
     language: str
     value: float
+    #: The display name on social media: the name, or for every fifth person the first name only.
+    social_name: str = ""
 
 
 def generate_people(rng: random.Random, n: int) -> list[Person]:
@@ -103,8 +110,21 @@ def generate_people(rng: random.Random, n: int) -> list[Person]:
             handle=f"{first.lower()}_{last.split()[-1].lower()}{i}",
             language="nl" if rng.random() < 0.7 else "en",
             value=round(rng.choice([120, 250, 250, 480, 900, 3000, 12000]) * rng.uniform(0.8, 1.2), 2),
+            social_name=first if i % 5 == 4 else f"{first} {last}",
         ))
     return people
+
+
+#: Seed and size of the demo's one population (the survey emulator's respondents).
+DEMO_SEED = 2026
+DEMO_PEOPLE = 2000
+#: The first this many demo people are active on social media too.
+SOCIAL_CROWD = 24
+
+
+def demo_people(n: int = DEMO_PEOPLE) -> list[Person]:
+    """The first ``n`` people of the demo's population (the same people for any ``n``)."""
+    return generate_people(random.Random(DEMO_SEED), n)
 
 
 def generate_nps(rng: random.Random) -> int:
@@ -147,5 +167,6 @@ def generate_feedback(rng: random.Random, n: int, *, start: dt.datetime, end: dt
             out.append({"external_id": f"{prefix}-{i}", "channel": "social", "occurred_at": when.isoformat(),
                         "text": generate_post(rng, p.language), "language": p.language,
                         "reach": int(rng.lognormvariate(5, 1.6)),
-                        "customer": {"name": p.name, "identities": [{"kind": HANDLE_KIND, "value": p.handle}]}})
+                        "customer": {"name": p.social_name or p.name,
+                                     "identities": [{"kind": HANDLE_KIND, "value": p.handle}]}})
     return out

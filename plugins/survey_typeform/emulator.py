@@ -39,7 +39,7 @@ import flask
 import requests
 
 from hub.sdk import Clock
-from hub.sdk.demo_data import Person, category, generate_nps, generate_opinion, generate_people
+from hub.sdk.demo_data import SOCIAL_CROWD, Person, category, generate_nps, generate_opinion, generate_people
 
 from .connector import SIGNATURE_HEADER, sign
 from .mapping import format_time, parse_time
@@ -185,6 +185,10 @@ class TypeformEmulator:
         rng = random.Random(f"{self.seed}:{i}")
         over = self._live[i - self.count] if i >= self.count else {}
         pidx = rng.randrange(len(self.people))
+        if i % 40 == 7:
+            # Every 40th answer comes from the demo's social-media crowd (hub.sdk.demo_data
+            # SOCIAL_CROWD), so survey answers and posts of one person meet in the hub.
+            pidx = (i // 40) % min(SOCIAL_CROWD, len(self.people))
         person = self.people[pidx]
         lang = over.get("language") or person.language
         nps = over["nps"] if "nps" in over else generate_nps(rng)
@@ -203,7 +207,8 @@ class TypeformEmulator:
         if rng.random() < 0.35 or "email" in over:
             answers.append(_answer(FIELDS[3], "email", email))
         agent, platform, browser = rng.choice(USER_AGENTS)
-        hidden = {"email": email, "customer_id": f"K{100000 + pidx}", "language": lang, **over.get("hidden", {})}
+        hidden = {"email": email, "customer_id": f"K{100000 + pidx}", "language": lang, "name": person.name,
+                  **over.get("hidden", {})}
         return {
             "landing_id": token,
             "token": token,

@@ -40,7 +40,7 @@ import flask
 import requests
 
 from hub.sdk import Clock
-from hub.sdk.demo_data import POSTS, TEXTS, generate_people
+from hub.sdk.demo_data import POSTS, SOCIAL_CROWD, TEXTS, demo_people, generate_people
 
 from .mapping import SNOWFLAKE_EPOCH_MS
 from .search_query import PostView, QueryError, compile_query
@@ -328,11 +328,14 @@ class XEmulator:
     def seed_demo(self, n: int = 30, hours: float = 6.0) -> None:
         """A morning of webcare traffic, ending now."""
         rng = self.rng
-        people = generate_people(rng, 24)
+        generate_people(rng, SOCIAL_CROWD)  # drawn as before, so the posts below stay as they were
+        # The demo's social crowd: the survey's first respondents (hub.sdk.demo_data), so a
+        # person's tweets and survey answers meet in the hub as one customer.
+        people = demo_people(SOCIAL_CROWD)
         for i, person in enumerate(people):
             followers = int(rng.lognormvariate(5, 1.6)) + 3
-            self.crowd.append(self.add_user(str(1_400_000_000 + i * 7_777), person.handle, person.name,
-                                            followers, person.language))
+            self.crowd.append(self.add_user(str(1_400_000_000 + i * 7_777), person.handle,
+                                            person.social_name or person.name, followers, person.language))
         viral = self.add_user("98765432", "mark_rutgers", "Mark Rutgers", followers=251_400, language="nl")
         angry = self.add_user("55501234", "sanne_boos", "Sanne Bakker", followers=1_450, language="nl")
         now = self.now()
