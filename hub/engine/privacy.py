@@ -120,7 +120,7 @@ def find_subject(hub: Hub, session: Session, *, email: str | None = None, handle
         ids.add(customer_id)
     else:
         kinds = ["email"] if email else sorted(
-            {*hub.registry.identity_kinds, "x_handle"} - NON_HANDLE_KINDS)
+            set(hub.registry.identity_kinds) - NON_HANDLE_KINDS)
         raw_value = str(email or handle).strip()
         for kind in kinds:
             value = hub.registry.identity_kind(kind).clean(raw_value.lstrip("@") if handle else raw_value)
