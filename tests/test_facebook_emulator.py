@@ -141,6 +141,30 @@ def test_the_demo_pull_pages_the_feed_and_a_long_comment_thread_into_dutch_and_e
     assert any(i.case_id for i in stored)
 
 
+def test_facebook_comments_show_in_the_inbox_beside_survey_answers(demo_hub):
+    import html
+
+    from hub.engine.accounts import create_user
+    from tests.helpers import bearer
+    from tests.test_web_ui import login
+
+    app, _, _ = demo_hub
+    hub = app.extensions["hub"]
+    pull(hub, facebook_plugin.DEMO_INSTANCE)
+    client = app.test_client()
+    survey = client.post("/api/v1/feedback", headers=bearer(hub), json={
+        "external_id": "s-1", "channel": "survey", "nps": 2, "occurred_at": TEST_NOW.isoformat(),
+        "text": "Factuur klopt weer niet.", "customer": {"email": "anna@example.nl"}})
+    assert survey.status_code == 201
+    with hub.db.session() as s:
+        create_user(s, "agent1", "correct-horse-1", "agent")
+    login(client, "agent1", "correct-horse-1")
+    page = client.get("/?view=items").get_data(as_text=True)
+    newest = max(facebook_items(app), key=lambda i: (i.occurred_at, i.id))
+    assert html.escape(newest.text) in page or newest.text in html.unescape(page)
+    assert "Factuur klopt weer niet." in page
+
+
 def test_demo_ticks_deliver_signed_webhooks_that_the_next_pull_finds_as_duplicates(demo_hub, graph, clock):
     app, emulator, hub_url = demo_hub
     hub = app.extensions["hub"]
