@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import flask
+from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from hub.engine.context import current_hub
@@ -19,6 +20,10 @@ from hub.engine.loop import outcomes, revenue
 from hub.sdk.schema import OPEN_CASE_STATUSES
 from hub.storage import models as m
 from hub.web.i18n import gettext
+
+#: Segment colours of the revenue picture (who told us / stayed silent; stayed / left).
+COLOURS = {"told-stayed": "#2e7d32", "told-left": "#c62828", "silent-stayed": "#81c784", "silent-left": "#ef9a9a",
+           "treated": "#1565c0", "control": "#9e9e9e"}
 
 bp = flask.Blueprint("loop_views", __name__)
 
@@ -49,8 +54,20 @@ class ControlCases:
 
 
 @bp.app_context_processor
-def _control_cases() -> dict[str, Any]:
-    return {"control_cases": ControlCases()}
+def _loop_context() -> dict[str, Any]:
+    # Lazy: pages that do not show them cost nothing.
+    return {"control_cases": ControlCases(), "loop_cards": dashboard_cards}
+
+
+def dashboard_cards() -> dict[str, Any]:
+    """The dashboard's loop cards (``{% include "_loop_cards.html" %}``)."""
+    from hub.web.common import db_session
+
+    session = db_session()
+    revenue_picture = revenue_card(session)
+    conversion = conversion_card(session)
+    return {"revenue": revenue_picture, "revenue_svg": revenue_svg(revenue_picture), "conversion": conversion,
+            "conversion_svg": conversion_svg(conversion)}
 
 
 # -- dashboard cards -----------------------------------------------------------------
@@ -101,3 +118,42 @@ def conversion_card(session) -> dict[str, Any]:
                        "width": (rate or 0) * 100})
     return {"title": gettext("Detractors converted, treated vs control"), "groups": groups,
             "difference": report["conversion_difference"]}
+
+
+def revenue_svg(card: dict[str, Any], width: int = 640) -> Markup:
+    """One bar of all unhappy customers: told us (stayed, left), then silent (stayed, left),
+    each part as wide as its share, with a legend underneath."""
+    x, parts, legend = 0.0, [], []
+    for i, seg in enumerate(card["segments"]):
+        w = width * seg["share"] / 100
+        colour = COLOURS[seg["key"]]
+        title = f"{seg['label']}: {seg['count']}"
+        parts.append(f'<rect class="seg-{seg["key"]}" x="{x:.1f}" y="0" width="{w:.1f}" height="48" '
+                     f'fill="{colour}"><title>{escape(title)}</title></rect>')
+        if w > 40:
+            parts.append(f'<text x="{x + w / 2:.1f}" y="30" text-anchor="middle" fill="#fff">{seg["count"]}</text>')
+        legend.append(f'<rect x="{(i % 2) * width / 2:.0f}" y="{64 + (i // 2) * 22}" width="14" height="14" '
+                      f'fill="{colour}"/><text x="{(i % 2) * width / 2 + 20:.0f}" y="{76 + (i // 2) * 22}">'
+                      f'{escape(seg["label"])} ({seg["count"]})</text>')
+        x += w
+    label = escape(card["summary"])
+    return Markup(f'<svg class="loop-picture" id="revenue-picture" role="img" aria-label="{label}" '
+                  f'viewBox="0 0 {width} 112" width="100%">{"".join(parts)}{"".join(legend)}</svg>')
+
+
+def conversion_svg(card: dict[str, Any], width: int = 640) -> Markup:
+    """Conversion of re-surveyed detractors per group: a bar each, with its 95 % interval as a whisker."""
+    rows = []
+    for i, g in enumerate(card["groups"]):
+        y = 8 + i * 40
+        bar = (width - 160) * (g["rate"] or 0)
+        text = "-" if g["rate"] is None else f"{g['rate'] * 100:.0f}% ({g['converted']}/{g['resurveyed']})"
+        rows.append(f'<text x="0" y="{y + 18}">{escape(g["label"])}</text>'
+                    f'<rect class="bar-{g["key"]}" x="100" y="{y}" width="{bar:.1f}" height="26" '
+                    f'fill="{COLOURS[g["key"]]}"/><text x="{106 + bar:.1f}" y="{y + 18}">{escape(text)}</text>')
+        if g["ci"]:
+            lo, hi = (100 + (width - 160) * v for v in g["ci"])
+            rows.append(f'<line x1="{lo:.1f}" x2="{hi:.1f}" y1="{y + 13}" y2="{y + 13}" stroke="#212121" '
+                        f'stroke-width="2"><title>95 %: {g["ci"][0]:.2f}-{g["ci"][1]:.2f}</title></line>')
+    return Markup(f'<svg class="loop-picture" id="conversion-picture" role="img" aria-label="{escape(card["title"])}" '
+                  f'viewBox="0 0 {width} 90" width="100%">{"".join(rows)}</svg>')
