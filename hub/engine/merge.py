@@ -204,12 +204,11 @@ def _merge_crm_contacts(session: Session, hub: Any, survivor_id: int, moved_iden
     if not kept or not gone:
         return
     sink = hub.registry.sink(hub.registry.followup_sink)
-    merge_contacts = getattr(sink, "merge_contacts", None)
-    if merge_contacts is None:
+    if not sink.merges_contacts():
         return
     for other in gone:
         try:
-            merge_contacts(kept[0], other)
+            sink.merge_contacts(kept[0], other)
             ok = True
         except Exception as exc:  # the hub's merge stands; the audit says the CRM's did not happen
             log.warning("merging CRM contacts in %s failed: %s", hub.registry.followup_sink, exc)

@@ -116,6 +116,11 @@ class HubScheduler:
         sch.add_job(self._guard(sync_completions, self.hub), "interval",
                     seconds=float(self.cfg.get("sync_interval_seconds", 120)), id="sync", name="sync")
         sch.add_job(self._guard(replay_pending, self.hub), "interval", seconds=60, id="replay", name="replay")
+        from hub.engine.crm_identity import lookup_customers
+
+        # Customers looked up in the CRM by e-mail or phone (sinks that can): ids and handles linked.
+        sch.add_job(self._guard(lookup_customers, self.hub), "interval",
+                    seconds=float(self.cfg.get("sync_interval_seconds", 120)), id="identity", name="identity")
         # CRM erasures after a GDPR erase wait out outages like follow-ups do.
         sch.add_job(self._guard(deliver_requests, self.hub), "interval",
                     seconds=float(self.cfg.get("dispatch_interval_seconds", 15)), id="privacy", name="privacy")

@@ -357,6 +357,16 @@ class TaskState:
     completed_at: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class ContactMatch:
+    """A CRM contact found by :meth:`CrmSink.lookup_contact`: its id, name and the
+    handles it holds as ``(kind, value)`` pairs (e.g. ``("x_handle", "janb")``)."""
+
+    id: str
+    name: str | None = None
+    handles: tuple[tuple[str, str], ...] = ()
+
+
 class CrmSink(_Plugin):
     """Base class of follow-up sinks (CRMs, ticketing, the built-in local sink)."""
 
@@ -376,6 +386,27 @@ class CrmSink(_Plugin):
     def sync_completed(self, followups: list[FollowupView]) -> list[Completion]:
         """Report which sent follow-ups are completed in the CRM (default: none)."""
         return []
+
+    def looks_up_contacts(self) -> bool:
+        """Whether :meth:`lookup_contact` asks the CRM (default: no); the identity rules use it when yes."""
+        return False
+
+    def lookup_contact(self, *, email: str | None = None, phone: str | None = None) -> ContactMatch | None:
+        """The CRM contact with this e-mail address or phone number, or None (default: none).
+
+        Raise ``RetriableError`` for an outage or a 429 (the core asks again
+        later); the hub links the contact's id and handles to its customer
+        with the ``[identity.weights]`` of ``crm_lookup`` and ``crm_handle``.
+        """
+        return None
+
+    def merges_contacts(self) -> bool:
+        """Whether :meth:`merge_contacts` merges in the CRM (default: no; ``[identity] crm_merge`` uses it)."""
+        return False
+
+    def merge_contacts(self, primary_id: str, other_id: str) -> None:
+        """Merge CRM contact ``other_id`` into ``primary_id`` after the hub merged their customers (default: nothing)."""
+        return None
 
     # -- two-way sync: the hub changed a callback the CRM already holds ----------------
     # Each gets sent follow-ups (``external_id`` set) and returns one result per

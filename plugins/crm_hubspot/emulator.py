@@ -163,6 +163,8 @@ class HubSpotState:
             self.gdpr_deleted: list[dict[str, Any]] = []
             #: E-mail addresses a GDPR delete blocklisted (no contact may be created with them).
             self.blocklist: set[str] = set()
+            #: Contact merges received: {"primary", "merged"} (the merged contact is gone, its tasks moved).
+            self.merged: list[dict[str, str]] = []
             self._task_ids = itertools.count(88_000_000_001)
 
     def _next_id(self, counter, table: dict) -> str:
@@ -634,6 +636,30 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
                 state.blocklist.add(ident.lower())
             state.gdpr_deleted.append({"objectId": ident, "idProperty": by, "contact_id": cid})
         return flask.Response(status=204)
+
+    @bp.post("/crm/v3/objects/contacts/merge")
+    def contact_merge():
+        """Merge ``objectIdToMerge`` into ``primaryObjectId``: the primary keeps its id and
+        takes the other's tasks and the properties it lacks; answers the primary (200)."""
+        data = payload()
+        primary, other = str(data.get("primaryObjectId") or ""), str(data.get("objectIdToMerge") or "")
+        if not primary or not other or primary == other:
+            return reply(error_body("VALIDATION_ERROR", "primaryObjectId and objectIdToMerge must be two contact ids"),
+                         400)
+        with state.lock:
+            for ident in (primary, other):
+                if ident not in state.contacts:
+                    return not_found("contact", ident)
+            keep, gone = state.contacts[primary].obj, state.contacts.pop(other).obj
+            props = keep.setdefault("properties", {})
+            for key, value in (gone.get("properties") or {}).items():
+                if value not in (None, "") and props.get(key) in (None, ""):
+                    props[key] = value
+            for contacts in state.task_contacts.values():
+                if other in contacts:
+                    contacts[:] = list(dict.fromkeys(primary if c == other else c for c in contacts))
+            state.merged.append({"primary": primary, "merged": other})
+        return reply(keep)
 
     @bp.get("/crm/v3/objects/contacts/<ident>")
     def contact_read(ident: str):

@@ -63,6 +63,7 @@ from hub.sdk import (
     parse_retry_after,
     webhooks,
 )
+from hub.sdk.connectors import ContactMatch
 
 from .content import find_marker, hs_timestamp, pick_owner, task_input, task_priority
 from .ratelimit import DailyLimitReached, DailyQuota, header_int
@@ -81,6 +82,7 @@ TASKS_BATCH_ARCHIVE = "/crm/v3/objects/tasks/batch/archive"
 CONTACTS_BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
 #: Permanently deletes a contact and its content (GDPR); by e-mail it also blocklists the address.
 CONTACTS_GDPR_DELETE = "/crm/v3/objects/contacts/gdpr-delete"
+CONTACTS_MERGE = "/crm/v3/objects/contacts/merge"
 
 #: Most ids or values HubSpot takes in one batch read / search IN filter.
 BATCH_LIMIT = 100
@@ -195,6 +197,12 @@ class HubSpotSink(CrmSink):
         Setting("legacy_signatures", type=bool, default=False, help="also accept v1 signatures (no replay guard)"),
         Setting("gdpr_delete", type=bool, default=False,
                 help="a GDPR erase in the hub also GDPR-deletes the HubSpot contact (needs the crm.objects.contacts.write scope)"),
+        Setting("contact_lookup", type=bool, default=False,
+                help="the hub looks customers up by e-mail or phone (contact search) to link their CRM id and handles"),
+        Setting("handle_properties", type=list, default=["twitterhandle:x_handle"],
+                help="contact properties holding social handles, as property:identity kind"),
+        Setting("merge_contacts", type=bool, default=False,
+                help="merging two customers in the hub merges their HubSpot contacts too (contacts/merge)"),
         Setting("nps_property", default="", help="contact property the case's latest NPS is written to (empty: none)"),
         Setting("risk_property", default="", help="contact property the case's risk (0-100) is written to (empty: none)"),
         Setting("case_link_property", default="", help="contact property the link to the case is written to (empty: none)"),
@@ -764,6 +772,44 @@ class HubSpotSink(CrmSink):
             if exc.status in (401, 403):  # fixed in the config; the erasure must still happen then
                 raise RetriableError(f"{exc} (check the private app token and its scopes)", exc.status) from exc
             raise
+
+    # -- identity: contact look-up and merge ---------------------------------
+    def looks_up_contacts(self) -> bool:
+        return bool(self.config.get("contact_lookup"))
+
+    def _handle_properties(self) -> list[tuple[str, str]]:
+        pairs = [str(p).split(":", 1) for p in self.config.get("handle_properties") or []]
+        return [(p[0], p[1]) for p in pairs if len(p) == 2 and p[0] and p[1]]
+
+    def lookup_contact(self, *, email: str | None = None, phone: str | None = None) -> ContactMatch | None:
+        """One contact search: e-mail EQ, or phone / mobile phone EQ (filter groups are ORed); the oldest wins."""
+        groups = [{"filters": [{"propertyName": "email", "operator": "EQ", "value": email}]}] if email else []
+        if phone:
+            groups += [{"filters": [{"propertyName": prop, "operator": "EQ", "value": phone}]}
+                       for prop in ("phone", "mobilephone")]
+        if not groups:
+            return None
+        handles = self._handle_properties()
+        props = ["email", "phone", "mobilephone", "firstname", "lastname", *(p for p, _ in handles)]
+        body = self._search(CONTACTS_SEARCH, {
+            "filterGroups": groups, "properties": props, "limit": 1,
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]})
+        results = body.get("results") or []
+        if not results:
+            return None
+        obj = results[0]
+        p = obj.get("properties") or {}
+        name = " ".join(x for x in (p.get("firstname"), p.get("lastname")) if x) or None
+        return ContactMatch(id=str(obj["id"]), name=name,
+                            handles=tuple((kind, str(p[prop])) for prop, kind in handles if p.get(prop)))
+
+    def merges_contacts(self) -> bool:
+        return bool(self.config.get("merge_contacts"))
+
+    def merge_contacts(self, primary_id: str, other_id: str) -> None:
+        """``POST /crm/v3/objects/contacts/merge``: ``other_id`` becomes part of ``primary_id``."""
+        self.daily.check()
+        self.http.post(CONTACTS_MERGE, json={"primaryObjectId": str(primary_id), "objectIdToMerge": str(other_id)})
 
     # -- webhooks ---------------------------------------------------------
     def handle_webhook(self, request: WebhookRequest) -> WebhookResult:
