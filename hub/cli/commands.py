@@ -631,6 +631,8 @@ from hub.cli.score import score as _score_commands  # noqa: E402, I001  (import-
 main.add_command(_score_commands)
 from hub.cli.replay import replay as _replay_command  # noqa: E402, I001  (import-light: click only)
 main.add_command(_replay_command)
+from hub.cli.load import import_load as _import_load_command  # noqa: E402, I001  (import-light: click only)
+main.add_command(_import_load_command)
 from hub.cli.outbox import outbox as _outbox_commands  # noqa: E402, I001  (import-light: click only)
 main.add_command(_outbox_commands)
 from hub.cli.invite import invite as _invite_command, suppress as _suppress_command  # noqa: E402, I001
