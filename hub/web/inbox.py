@@ -615,7 +615,11 @@ def delete_view(view_id: int):
         flask.abort(404)
     user = current_user()
     if view.created_by != user.username and user.role != "admin":
-        flask.abort(403)
+        audit_trail.record(session, actor=_actor(), action="view.delete_refused", at=now(), view_id=view.id,
+                           denied=True)
+        session.commit()
+        flask.flash(gettext("Only {name} or an admin can delete this view.", name=view.created_by), "error")
+        return flask.redirect(flask.url_for("inbox.index")), 303
     audit_trail.record(session, actor=_actor(), action="view.deleted", at=now(), view_id=view.id)
     session.delete(view)
     session.commit()
