@@ -370,3 +370,39 @@ def test_occurred_at_is_kept_on_tombstones_for_reports(world):
         kept = s.execute(select(m.FeedbackItem.nps, m.FeedbackItem.occurred_at).where(
             m.FeedbackItem.external_id == "nps-liesbeth")).one()
     assert kept.nps == 1 and kept.occurred_at == TEST_NOW.replace(tzinfo=dt.UTC)
+
+
+# -- the sweep and stray payloads --------------------------------------------------------------
+def test_sweep_replaces_whole_tokens_only():
+    from hub.engine.privacy import _pattern, _scrub
+
+    pattern = _pattern(["jan@example.nl", "janb"])
+    assert _scrub("mail Jan@Example.nl of @janb.", pattern) == "mail [erased] of [erased]."
+    # someone else's address or handle that merely contains the value is left alone
+    assert _scrub("marjan@example.nl, jan@example.nl.au, @janbakker, @x_janb", pattern) == \
+        "marjan@example.nl, jan@example.nl.au, @janbakker, @x_janb"
+    assert _scrub({"author": "janb", "list": ["x janb y"]}, pattern) == {"author": "[erased]", "list": ["x [erased] y"]}
+
+
+def test_a_failed_delivery_that_names_the_person_is_emptied_too(world):
+    w = world
+    ids = _fill(w)
+    with w.hub.db.session() as s:  # a delivery that never became an item, e.g. a mapping failure
+        s.add(m.RawEvent(source="webcare", kind="x.tweet.v1", dedupe_key="broken-1", status="failed",
+                         payload={"tweet": {"text": f"contact: {EMAIL.upper()}"}}, received_at=TEST_NOW,
+                         error="normalize: ValueError"))
+    doc = export(w.hub, customer_id=ids["customer_id"])
+    assert any(r["dedupe_key"] == "broken-1" for r in doc["raw_events"])
+    erase(w.hub, actor="test", customer_id=ids["customer_id"])
+    with w.hub.db.Session() as s:
+        broken = s.scalars(select(m.RawEvent).where(m.RawEvent.dedupe_key == "broken-1")).one()
+    assert broken.payload == {"erased": "gdpr"} and broken.status == "skipped"  # never replayed
+
+
+def test_nothing_known_is_a_clear_error(world):
+    from hub.engine.privacy import SubjectNotFound
+
+    with pytest.raises(SubjectNotFound):
+        erase(world.hub, actor="test", email="nobody@example.nl")
+    with pytest.raises(ValueError, match="exactly one"):
+        export(world.hub, email=EMAIL, handle=HANDLE)

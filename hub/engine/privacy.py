@@ -58,7 +58,7 @@ NON_HANDLE_KINDS = frozenset({"email", "phone", "crm_id"})
 SWEPT_KINDS_EXCLUDED = frozenset({"crm_id", "phone"})
 #: Characters that continue an e-mail address or a handle: a value inside a longer
 #: token (``jan@x.nl`` in ``marjan@x.nl``) is someone else's and is left alone.
-TOKEN_CHARS = r"A-Za-z0-9._%+\-@"
+TOKEN_CHARS = r"A-Za-z0-9._%+\-@_"
 #: Tables whose references to an erased case or customer are set to NULL (the
 #: row stays): items are tombstones, the audit outlives the erasure.
 DETACH = frozenset({"feedback_item", "audit_event"})
@@ -381,7 +381,9 @@ def _detach_audit(session: Session, case_ids: Sequence[int]) -> None:
 def _pattern(needles: Sequence[str]) -> re.Pattern[str]:
     forms = sorted({f for n in needles for f in (n, json.dumps(n)[1:-1])}, key=len, reverse=True)
     alternatives = "|".join(re.escape(f) for f in forms)
-    return re.compile(rf"(?<![{TOKEN_CHARS}])@?(?:{alternatives})(?![{TOKEN_CHARS[:-1]}])", re.IGNORECASE)
+    # Not inside a longer token; a full stop after it ends a sentence, one before a letter a domain.
+    return re.compile(rf"(?<![{TOKEN_CHARS}])@?(?:{alternatives})(?![A-Za-z0-9_%+\-@]|\.[A-Za-z0-9])",
+                      re.IGNORECASE)
 
 
 def _scrub(value: Any, pattern: re.Pattern[str]) -> Any:
