@@ -297,3 +297,20 @@ def test_english_negated_verbs_are_complaint_cues_unless_they_are_praise():
     assert "complaint_cue" in {s.signal for s in signals}
     for text in ("Can't wait to try the new phone!", "Couldn't be happier with the service."):
         assert "complaint_cue" not in {s.signal for s in run(text)[2]}, text
+
+
+def test_handles_links_and_hash_signs_are_no_opinion():
+    from hub.defaults.text.social import plain
+
+    assert plain("RT @user: so bad http://t.co/x #fail") == "so bad fail"
+    assert plain("mail me at a@b.nl") == "mail me at a@b.nl"  # an address is not a handle
+    item, _, signals = run("@united my bag still hasn't arrived, 3 days now", channel="social")
+    assert "united" not in item.extra.get("sentiment_words", [])  # the brand is not "united" (positive)
+    assert "positive_sentiment" not in {s.signal for s in signals}
+    assert "complaint_cue" in {s.signal for s in signals}
+
+
+def test_please_in_a_request_is_not_praise():
+    item, _, signals = run("My phone keeps crashing since the update, please fix it.")
+    assert "please" not in item.extra.get("sentiment_words", [])
+    assert "positive_sentiment" not in {s.signal for s in signals}

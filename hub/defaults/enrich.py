@@ -18,6 +18,7 @@ from typing import Any
 from hub.defaults.text.language import detect_language
 from hub.defaults.text.phrases import themes_of
 from hub.defaults.text.sentiment import model_for
+from hub.defaults.text.social import plain
 from hub.sdk.hookspecs import hookimpl
 from hub.sdk.schema import FeedbackIn
 
@@ -43,6 +44,7 @@ def hub_enrich_feedback(item: FeedbackIn, config: dict[str, Any]) -> dict[str, A
 
 def _enrichment(cfg: dict[str, Any], text: str, language: str | None, wants_sentiment: bool):
     """(fields, extra as (key, values) pairs) for one text; immutable, so it can be remembered."""
+    text = plain(text)  # "@united" is a name, not an opinion
     out: dict[str, Any] = {}
     if language is None:
         language = out["language"] = language_of(text, cfg)

@@ -9,7 +9,7 @@ where one of VADER's negations precedes them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 _TOKEN = re.compile(r"[\w']+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -18,10 +18,13 @@ VADER_SCALE = 4.0
 
 
 class EnglishSentiment:
-    def __init__(self, extra_words: Mapping[str, float] | None = None):
+    def __init__(self, extra_words: Mapping[str, float] | None = None, ignore: Iterable[str] = ()):
         from vaderSentiment.vaderSentiment import NEGATE, SentimentIntensityAnalyzer
 
         self.analyzer = SentimentIntensityAnalyzer()  # one per configuration: extra words must not leak
+        # ``ignore``: VADER words that are mostly something else in customer text ("please fix it")
+        for word in ignore:
+            self.analyzer.lexicon.pop(word.lower(), None)
         self.analyzer.lexicon.update({w.lower(): float(p) * VADER_SCALE for w, p in (extra_words or {}).items()})
         self.negations = frozenset(NEGATE) | {"no"}
 

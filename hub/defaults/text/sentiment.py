@@ -2,7 +2,8 @@
 
 ``[enrich.sentiment.<language>]`` holds the only word lists for sentiment:
 ``words`` (this hub's own words with a polarity -1..1, domain words such as
-"storing" that the general lexicons miss), ``negators`` and ``intensifiers``
+"storing" that the general lexicons miss), ``ignore`` (lexicon words that are
+mostly something else in customer text), ``negators`` and ``intensifiers``
 (English needs neither: VADER has its own).
 """
 
@@ -32,7 +33,7 @@ class SentimentModel:
 
     def __init__(self, cfg: dict[str, Any]):
         nl, en = cfg.get("nl", {}), cfg.get("en", {})
-        self.english = EnglishSentiment(en.get("words"))
+        self.english = EnglishSentiment(en.get("words"), en.get("ignore", []))
         self.dutch = DutchSentiment(nl.get("words"), nl.get("negators", []), nl.get("intensifiers", {}),
                                     nl.get("ignore", []))
         self.plain = {lang: _plain(section) for lang, section in cfg.items()
