@@ -80,6 +80,13 @@ def test_batch_path_cost_does_not_grow_with_batch_size(hub):
     # never one (or more) per item.
     assert large < 40, large
     assert large <= small + 15
+    # A page of 1,000 (the generated feed's handles, e-mails and names run the
+    # identity rules' match-key and name look-ups too): still a fixed handful.
+    page = _statements(hub, 1000, "p")
+    with hub.db.Session() as s:
+        assert s.scalar(select(func.count()).select_from(m.Identity).where(m.Identity.confidence < 1))  # rules ran
+    assert page < 45, page
+    assert page <= small + 20
 
 
 def test_the_steps_run_in_the_documented_order():
