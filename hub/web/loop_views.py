@@ -2,8 +2,8 @@
 the dashboard's revenue card (who told us, who stayed silent, who stayed, who left)
 with the conversion of detractors, treated vs control.
 
-The blueprint has no routes: it adds ``control_cases`` to every template (rows
-test ``case_id in control_cases``) and :func:`revenue_card` /
+The blueprint has no routes: it adds ``is_control_case(case_id)`` to every
+template (the row macros use it) and :func:`revenue_card` /
 :func:`conversion_card` build the dashboard's pictures.
 """
 
@@ -53,10 +53,17 @@ class ControlCases:
         return self._asked[case_id]
 
 
-@bp.app_context_processor
-def _loop_context() -> dict[str, Any]:
-    # Lazy: pages that do not show them cost nothing.
-    return {"control_cases": ControlCases(), "loop_cards": dashboard_cards}
+def is_control_case(case_id: object) -> bool:
+    """``is_control_case(id)`` in templates (macros too): one ControlCases per request."""
+    if "loop_control_cases" not in flask.g:
+        flask.g.loop_control_cases = ControlCases()
+    return case_id in flask.g.loop_control_cases
+
+
+@bp.record_once
+def _template_globals(state: flask.blueprints.BlueprintSetupState) -> None:
+    # Globals, not a context processor: the row macros are imported without the page's context.
+    state.app.jinja_env.globals.update(is_control_case=is_control_case, loop_cards=dashboard_cards)
 
 
 def dashboard_cards() -> dict[str, Any]:
