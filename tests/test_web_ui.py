@@ -380,7 +380,8 @@ def test_dashboard_shows_the_loop_figures(hub, agent, client, auth):
     with hub.db.session() as s:
         s.get(m.Case, case_id).resurvey_nps = 8
     page = agent.get("/dashboard?days=7").get_data(as_text=True)
-    assert page.count('<svg class="chart"') == 6  # NPS, SLA, re-survey, hours, first contact, themes
+    # NPS, SLA, re-survey, hours, the planner's load, first contact, themes
+    assert page.count('<svg class="chart"') == 7
     kpis = dict(re.findall(r'<div class="kpi-label">([^<]+)</div><div class="kpi-value">([^<]+)</div>', page))
     # Two NPS answers in the window: a 2 (detractor) and a 10 (promoter) -> NPS 0, 50% detractors.
     assert kpis["NPS"] == "+0" and kpis["Detractors"] == "50%"

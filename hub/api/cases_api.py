@@ -15,7 +15,6 @@ from typing import Any
 
 import flask
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.api import contracts as answers
@@ -24,8 +23,7 @@ from hub.engine import case_actions as actions
 from hub.engine import cases as lifecycle
 from hub.engine import sla
 from hub.engine.context import current_hub
-from hub.engine.load import slot_of
-from hub.engine.planner import planner_for
+from hub.engine.planner import hourly_load, planner_for
 from hub.sdk.contracts import InputError
 from hub.storage import models as m
 
@@ -165,26 +163,6 @@ def planner_load():
             raise InputError("team", f"no team {wanted[:50]!r}; teams: {', '.join(planner.teams.by_name)}")
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
-    teams = [planner.teams[wanted]] if wanted else list(planner.teams)
-    lead = teams[0]
-    counts = _planned(session, [t.name for t in teams], start, end)
-    profile = planner.profiles.get(lead.name)
-    items = []
-    slot = slot_of(start, lead.calendar.tz)
-    while slot < end:
-        items.append(answers.LoadHour(
-            hour=slot, planned=counts.get(slot, 0),
-            capacity=sum(t.capacity for t in teams if t.calendar.is_open(slot)),
-            inbound_expected=round(profile.at(slot, lead.calendar), 3) if profile else 0.0,
-            peak=planner.is_peak(lead, slot) and lead.calendar.is_open(slot)))
-        slot += dt.timedelta(hours=1)
+    items = [answers.LoadHour.model_validate(row) for row in hourly_load(hub, session, start, end, wanted)]
     return answer(answers.PlannerLoadAnswer(items=items))
 
-
-def _planned(session: Session, teams: list[str], start: dt.datetime, end: dt.datetime) -> dict[dt.datetime, int]:
-    L = m.PlannerLoad
-    out: dict[dt.datetime, int] = {}
-    for slot, n in session.execute(select(L.slot, L.planned).where(L.team.in_(teams), L.slot >= start,
-                                                                    L.slot < end)):
-        out[slot] = out.get(slot, 0) + n
-    return out

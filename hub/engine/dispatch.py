@@ -309,7 +309,8 @@ def requeue(hub: Hub, *, include_dead: bool = False, sink: str | None = None) ->
     statuses = ("failed", "dead") if include_dead else ("failed",)
     now = hub.clock.utcnow()
     with hub.db.session() as s:
-        q = select(m.Followup).where(m.Followup.status.in_(statuses))
+        # A cancelled callback (its case closed) stays dead: pushing it would call a closed case.
+        q = select(m.Followup).where(m.Followup.status.in_(statuses), m.Followup.cancelled_at.is_(None))
         if sink:
             q = q.where(m.Followup.sink == sink)
         rows = s.scalars(q).all()

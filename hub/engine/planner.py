@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from hub.engine.business_time import HOUR
 from hub.engine.load import InboundProfile, slot_of
 from hub.engine.teams import Team, Teams
@@ -150,3 +152,40 @@ def planner_for(hub: Any, session: Any, now: dt.datetime) -> SlotPlanner:
     overridden = bool(cfg.get("peak_hours"))
     profiles = {t.name: inbound.profile(hub, session, t) for t in teams if not (overridden or t.peak_hours)}
     return SlotPlanner(cfg, teams=teams, load=planned, profiles=profiles)
+
+
+@dataclass(frozen=True)
+class HourLoad:
+    hour: dt.datetime
+    planned: int
+    capacity: int
+    inbound_expected: float
+    peak: bool
+
+
+def hourly_load(hub: Any, session: Any, start: dt.datetime, end: dt.datetime, team: str | None = None
+                ) -> list[HourLoad]:
+    """Per hour of ``[start, end)``: callbacks planned, capacity (0 when closed), expected inbound, peak.
+
+    For one team, or summed over all teams (inbound and peaks then as the default team sees them).
+    """
+    from hub.storage import models as m
+
+    planner = planner_for(hub, session, start)
+    teams = [planner.teams[team]] if team else list(planner.teams)
+    lead = teams[0] if team else planner.teams[None]
+    L = m.PlannerLoad
+    counts: Counter[dt.datetime] = Counter()
+    for slot, n in session.execute(select(L.slot, L.planned).where(
+            L.team.in_([t.name for t in teams]), L.slot >= start, L.slot < end)):
+        counts[slot] += n
+    profile = planner.profiles.get(lead.name)
+    out = []
+    slot = slot_of(start, lead.calendar.tz)
+    while slot < end:
+        is_open = lead.calendar.is_open(slot)
+        out.append(HourLoad(slot, counts.get(slot, 0), sum(t.capacity for t in teams if t.calendar.is_open(slot)),
+                            round(profile.at(slot, lead.calendar), 3) if profile else 0.0,
+                            is_open and planner.is_peak(lead, slot)))
+        slot += HOUR
+    return out

@@ -24,6 +24,7 @@ from hub.engine.privacy import deliver_requests
 from hub.engine.pulls import pull
 from hub.engine.raw_events import process_raw_events
 from hub.engine.retention import run_retention
+from hub.engine.sla import sweep as sla_sweep
 from hub.storage import models as m
 
 if TYPE_CHECKING:
@@ -116,6 +117,8 @@ class HubScheduler:
         sch.add_job(self._guard(sync_completions, self.hub), "interval",
                     seconds=float(self.cfg.get("sync_interval_seconds", 120)), id="sync", name="sync")
         sch.add_job(self._guard(replay_pending, self.hub), "interval", seconds=60, id="replay", name="replay")
+        # Breached SLAs are escalated within a minute (hub.engine.sla).
+        sch.add_job(self._guard(sla_sweep, self.hub), "interval", seconds=60, id="sla", name="sla")
         from hub.engine.crm_identity import lookup_customers
 
         # Customers looked up in the CRM by e-mail or phone (sinks that can): ids and handles linked.

@@ -152,3 +152,48 @@ def donut(share: float | None, *, label: str, caption: str, width: int = 240) ->
 
 def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value - round(value)) < 1e-9 or abs(value) >= 10 else f"{value:.1f}"
+
+
+def load_curve(points: Sequence[tuple[str, int, int, float, bool]], *, label: str, legend: tuple[str, str, str],
+               width: int = 1280, height: int = 260) -> Markup:
+    """Planned callbacks per hour (bars, left axis; a tick at the hour's capacity) against
+    the expected inbound (line, right axis).  ``points`` are (hour label, planned,
+    capacity, expected inbound, peak); labels of a new day carry the day."""
+    left, right, top, bottom = 40, 48, 14, 44
+    plot_w, plot_h = width - left - right, height - top - bottom
+    top_planned = _nice_max(max([p[1] for p in points] + [p[2] for p in points] + [0]))
+    top_inbound = _nice_max(max([p[3] for p in points] + [0]))
+    body: list[str] = []
+    for i in range(5):
+        y = top + plot_h - plot_h * i / 4
+        body.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        body.append(f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                    f'{escape(_fmt(top_planned * i / 4))}</text>')
+        body.append(f'<text class="axis share" x="{width - right + 6}" y="{y + 4:.1f}">'
+                    f'{escape(_fmt(top_inbound * i / 4))}</text>')
+    n = max(1, len(points))
+    slot = plot_w / n
+    bw = max(2.0, slot * 0.7)
+    line: list[str] = []
+    for i, (hour, planned, capacity, inbound, peak) in enumerate(points):
+        x = left + i * slot + (slot - bw) / 2
+        h = plot_h * planned / top_planned
+        css = "peak" if peak else "business"
+        body.append(f'<rect class="bar {css}" x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bw:.1f}" '
+                    f'height="{h:.1f}" rx="2"><title>{escape(hour)}: {planned} / {capacity}</title></rect>')
+        cy = top + plot_h - plot_h * capacity / top_planned
+        body.append(f'<line class="grid zero" x1="{x:.1f}" x2="{x + bw:.1f}" y1="{cy:.1f}" y2="{cy:.1f}"/>')
+        line.append(f"{x + bw / 2:.1f},{top + plot_h - plot_h * inbound / top_inbound:.1f}")
+        if " " in hour or i == 0:
+            body.append(f'<text class="axis" x="{x + bw / 2:.1f}" y="{top + plot_h + 16:.1f}" text-anchor="start">'
+                        f'{escape(hour)}</text>')
+    if len(line) > 1:
+        body.append(f'<polyline class="line" points="{" ".join(line)}"/>')
+    ly = height - 10
+    body.append(f'<rect class="bar business" x="{left}" y="{ly - 10}" width="14" height="12" rx="2"/>')
+    body.append(f'<text class="label" x="{left + 20}" y="{ly}">{escape(legend[0])}</text>')
+    body.append(f'<line class="line" x1="{left + 200}" x2="{left + 222}" y1="{ly - 4}" y2="{ly - 4}"/>')
+    body.append(f'<text class="label" x="{left + 228}" y="{ly}">{escape(legend[1])}</text>')
+    body.append(f'<line class="grid zero" x1="{left + 400}" x2="{left + 422}" y1="{ly - 4}" y2="{ly - 4}"/>')
+    body.append(f'<text class="label" x="{left + 428}" y="{ly}">{escape(legend[2])}</text>')
+    return _svg(width, height, body, label)

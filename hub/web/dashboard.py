@@ -17,6 +17,7 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import func, select
 
 from hub.engine.context import current_hub
+from hub.engine.planner import hourly_load
 from hub.sdk.schema import OPEN_CASE_STATUSES
 from hub.storage import models as m
 from hub.storage.themes import themes_of_extra
@@ -100,6 +101,22 @@ def _detractor_themes(session, start: dt.datetime, top: int = 8) -> tuple[list[t
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top], len(extras)
 
 
+def _load_points(session, current: dt.datetime, tz, business_days: int = 5) -> list[tuple[str, int, int, float, bool]]:
+    """The planner's next business hours: (label, planned, capacity, expected inbound, peak)."""
+    rows = [r for r in hourly_load(current_hub(), session, current, current + dt.timedelta(days=business_days + 4))
+            if r.capacity]
+    days = sorted({r.hour.astimezone(tz).date() for r in rows})[:business_days]
+    points, last_day = [], None
+    for r in rows:
+        local = r.hour.astimezone(tz)
+        if local.date() not in days:
+            continue
+        label = f"{local:%d-%m} {local:%H}h" if local.date() != last_day else f"{local:%H}"
+        last_day = local.date()
+        points.append((label, r.planned, r.capacity, r.inbound_expected, r.peak))
+    return points
+
+
 @bp.get("/dashboard")
 def index():
     raw = flask.request.args.get("days", "30")
@@ -120,6 +137,8 @@ def index():
     hour_bars = [Bar(f"{h:02d}", per_hour.get(h, 0),
                      "peak" if h in peaks else "business" if open_h <= h < close_h else "off")
                  for h in range(24)]
+
+    load_points = _load_points(session, current, tz)
 
     contact_rows = session.execute(select(m.Case.opened_at, m.Case.contacted_at).where(
         m.Case.contacted_at.is_not(None), m.Case.contacted_at >= start)).all()
@@ -159,6 +178,9 @@ def index():
                             label=gettext("Open cases by SLA state")),
         "hours": charts.columns(hour_bars, label=gettext("Follow-ups per hour of the day"), every=2)
         if due_times else None,
+        "load": charts.load_curve(load_points, label=gettext("Planned callbacks against expected inbound, next 5 days"),
+                                  legend=(gettext("planned callbacks"), gettext("expected inbound"), gettext("capacity")))
+        if load_points else None,
         "ttfc": charts.columns([Bar(label, ttfc.get(label, 0), "contact") for _, label in TTFC_BUCKETS],
                                label=gettext("Time to first contact")) if hours else None,
         "resurvey": charts.donut(resurvey_share, label=gettext("Share of closed cases with a re-survey"),
