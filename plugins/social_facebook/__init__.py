@@ -56,7 +56,8 @@ def make_emulator(emu: Any = None, *, webhook_share: float = 0.5) -> Emulator:
     )
 
     if emu is None:
-        emu = GraphEmulator()
+        # A budget a busy demo (a pull every 20 s, ticks every 10 s) uses only a small share of.
+        emu = GraphEmulator(hourly_calls=5000)
         emu.seed_demo()
 
     def demo_config(base_url: str, hub_url: str) -> dict[str, Any]:
