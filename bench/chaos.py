@@ -222,14 +222,32 @@ def duplicate_storm(workdir: Path, db: str | None, scale: int) -> Row:
 
 
 def _cli(site: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "HUB_CONFIG": str(site)}
+    env = {**os.environ, "HUB_CONFIG": str(site), "PYTHONUNBUFFERED": "1"}
     env.pop("HUB_DATABASE_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "hub.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "hub.cli", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def _started_worker(site: Path) -> subprocess.Popen:
+    """A `feedback-hub worker` (replays and the dispatcher's loop) that has finished starting up."""
+    proc = _cli(site, "worker", "--interval", "0.2")
+    line = proc.stdout.readline()  # "worker running" once the app is built
+    if "worker running" not in line:
+        proc.kill()
+        raise RuntimeError(f"worker did not start: {line!r}")
+    return proc
+
+
+def _kill(procs: list[subprocess.Popen]) -> int:
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        p.stdout.close()
+    return len(procs)
 
 
 def kill_dispatchers(workdir: Path, db: str | None, scale: int) -> Row:
-    """`feedback-hub dispatch` processes killed with SIGKILL mid-push, then started again."""
+    """Dispatcher processes (`feedback-hub worker`) killed with SIGKILL mid-push, then started again."""
     w = World(workdir, db, clock=Clock())  # subprocesses and the CRM's rate window run on real time
     try:
         n = 60 * scale
@@ -237,24 +255,27 @@ def kill_dispatchers(workdir: Path, db: str | None, scale: int) -> Row:
         # Slow answers: the task is created, the answer comes late - where a kill hurts most.
         w.portal.inject("timeout", count=10 ** 6, delay=0.3, path="batch/create")
         site = w.site_file()
-        kills = 0
-        for _ in range(40):
-            proc = _cli(site, "dispatch")
-            try:
-                proc.wait(timeout=random.uniform(1.5, 4.0))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                kills += 1
-            _, delivered, _, _ = w.followup_counts()
-            if delivered == n and kills >= 3:
-                break
+        kills = orphaned = 0
+        for _ in range(5):
+            procs = [_started_worker(site)]
+            time.sleep(random.uniform(0.3, 2.0))  # a chunk of 10 takes >= 0.3 s: mid-push
+            kills += _kill(procs)
+            with w.hub.db.Session() as s:  # claims the killed process held: pushes it never finished
+                orphaned += s.scalar(select(func.count()).select_from(m.Followup).where(m.Followup.status == "sending"))
             time.sleep(1.1)  # past claim_timeout_seconds: the killed claims are free again
+        _, before_last, _, _ = w.followup_counts()
         w.portal.faults.clear()
-        proc = _cli(site, "dispatch")
-        proc.wait(timeout=120)
+        last = _started_worker(site)
+        deadline = time.time() + 120
+        while w.followup_counts()[1] < n and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)  # a second look: a duplicate would show now
+        last.send_signal(signal.SIGTERM)
+        last.wait(timeout=30)
         total, delivered, dups, lost = w.followup_counts()
-        return Row("kill -9 of dispatchers", total, delivered, dups, lost, f"{kills} dispatchers killed")
+        return Row("kill -9 of dispatchers", total, delivered, dups, lost,
+                   f"{kills} dispatchers killed, {orphaned} claims orphaned mid-push, {before_last} of {n} "
+                   "pushed before the last start")
     finally:
         w.close()
 
@@ -269,17 +290,14 @@ def kill_workers(workdir: Path, db: str | None, scale: int) -> Row:
             store_raw(s, "webcare", raws, w.clock.utcnow() - dt.timedelta(minutes=5))
         site = w.site_file()
         kills = 0
-        # Start-up takes seconds on a busy machine and a replay is one transaction: kills at
-        # random times land in start-up, mid-transaction (rolled back) or mid-dispatch.
+        # A replay is one transaction: kills at random times after start-up land before,
+        # in (rolled back) or after it, or in the dispatch of the follow-ups it made.
         for _ in range(4):
-            procs = [_cli(site, "worker", "--interval", "0.2") for _ in range(2)]
-            time.sleep(random.uniform(4.0, 12.0))
-            for p in procs:
-                p.send_signal(signal.SIGKILL)
-                p.wait()
-            kills += 2
+            procs = [_started_worker(site) for _ in range(2)]
+            time.sleep(random.uniform(0.2, 3.0))
+            kills += _kill(procs)
         interrupted = _pending(w)
-        last = _cli(site, "worker", "--interval", "0.2")  # then one runs until the backlog is gone
+        last = _started_worker(site)  # then one runs until the backlog is gone
         deadline = time.time() + 120
         while _pending(w) and time.time() < deadline:
             time.sleep(0.5)
