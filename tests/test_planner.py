@@ -242,3 +242,23 @@ def test_peak_hours_in_config_override_the_measured_peaks(make_app):
         _ingest(hub, n, local(MONDAY, 8, n))
     rows, _ = _callbacks(hub)
     assert [r.due_at.astimezone(AMS).strftime("%H:%M") for r in rows] == ["09:00", "09:30", "10:00"]
+
+
+def test_the_demo_feed_plans_no_callback_outside_business_hours(make_app):
+    """What ``make run`` seeds (300 items over three weeks, then a trickle), started on a Saturday night."""
+    from hub.demo.mode import feed
+
+    clock = FakeClock(local(dt.date(2026, 11, 28), 23, 30).timestamp())
+    hub = make_app(clock=clock).extensions["hub"]
+    rng = random.Random(7)
+    assert feed(hub, rng, 300, days_back=21, prefix="seed") > 0
+    for _ in range(20):  # the demo's trickle, every few minutes into Sunday
+        clock.now += 300
+        feed(hub, rng, rng.randint(1, 4))
+    rows, stored = _callbacks(hub)
+    assert len(rows) > 50
+    calendar = Teams(hub.config)["service"].calendar
+    outside = [r.due_at.astimezone(AMS) for r in rows if not calendar.is_open(r.due_at)]
+    assert outside == []
+    assert all(r.due_at < r.sla_due_at for r in rows)
+    assert max(stored.values()) <= Teams(hub.config)["service"].capacity
