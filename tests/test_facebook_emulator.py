@@ -159,9 +159,9 @@ def test_facebook_comments_show_in_the_inbox_beside_survey_answers(demo_hub):
     with hub.db.session() as s:
         create_user(s, "agent1", "correct-horse-1", "agent")
     login(client, "agent1", "correct-horse-1")
-    page = client.get("/?view=items").get_data(as_text=True)
-    newest = max(facebook_items(app), key=lambda i: (i.occurred_at, i.id))
-    assert html.escape(newest.text) in page or newest.text in html.unescape(page)
+    page = html.unescape(client.get("/").get_data(as_text=True))
+    shown = [i for i in facebook_items(app) if i.text in page]
+    assert len(shown) >= 3  # the inbox lists cases with their latest feedback: several are Facebook comments
     assert "Factuur klopt weer niet." in page
 
 

@@ -71,6 +71,7 @@ def make_emulator(emu: Any = None, *, webhook_share: float = 0.5) -> Emulator:
             # Small pages so the demo shows paging of the feed and of a long comment thread.
             "page_size": 5,
             "comments_per_post": 5,
+            "overlap_seconds": 60,  # pulls every 20 s: a minute of overlap is plenty, and re-reads little
             "schedule_seconds": 20,
         }}}
 
