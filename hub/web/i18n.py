@@ -556,6 +556,14 @@ NL: dict[str, str] = {
     "Recovered by closed loops: {recovered}.": "Teruggewonnen door gesloten lussen: {recovered}.",
     "Detractors converted, treated vs control": "Criticasters omgezet, behandeld tegenover controle",
     "treated": "behandeld",
+    "Closing the loop over time": "De lus sluiten door de tijd",
+    "Callbacks planned outside peak hours": "Terugbelacties buiten de piekuren gepland",
+    "Repeat contacts within 30 days: closed loops {closed}, unclosed loops {unclosed}":
+        "Herhaalcontacten binnen 30 dagen: gesloten lussen {closed}, open lussen {unclosed}",
+    "Week": "Week",
+    "Converted, treated": "Omgezet, behandeld",
+    "Converted, control": "Omgezet, controle",
+    "SLA met": "SLA gehaald",
     # closing the loop: end
 }
 

@@ -9,7 +9,10 @@ template (the row macros use it) and :func:`revenue_card` /
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import defaultdict
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import flask
 from markupsafe import Markup, escape
@@ -74,7 +77,7 @@ def dashboard_cards() -> dict[str, Any]:
     revenue_picture = revenue_card(session)
     conversion = conversion_card(session)
     return {"revenue": revenue_picture, "revenue_svg": revenue_svg(revenue_picture), "conversion": conversion,
-            "conversion_svg": conversion_svg(conversion)}
+            "conversion_svg": conversion_svg(conversion), "trends": trends_card(session)}
 
 
 # -- dashboard cards -----------------------------------------------------------------
@@ -164,3 +167,49 @@ def conversion_svg(card: dict[str, Any], width: int = 640) -> Markup:
                         f'stroke-width="2"><title>95 %: {g["ci"][0]:.2f}-{g["ci"][1]:.2f}</title></line>')
     return Markup(f'<svg class="loop-picture" id="conversion-picture" role="img" aria-label="{escape(card["title"])}" '
                   f'viewBox="0 0 {width} 90" width="100%">{"".join(rows)}</svg>')
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.0f}%"
+
+
+def sla_adherence_by_week(session, tz, since: dt.datetime) -> dict[str, float | None]:
+    """Per local week of opening: share of the cases with an SLA that were contacted in time."""
+    weeks: dict[str, list[bool]] = defaultdict(list)
+    C = m.Case
+    for opened, due, contacted in session.execute(select(C.opened_at, C.sla_due_at, C.contacted_at).where(
+            C.opened_at >= since, C.sla_due_at.is_not(None), C.control.is_(False))):
+        local = opened.astimezone(tz).date()
+        weeks[(local - dt.timedelta(days=local.weekday())).isoformat()].append(
+            contacted is not None and contacted <= due)
+    return {week: sum(v) / len(v) for week, v in weeks.items()}
+
+
+def outside_peak_share(session, config, tz, since: dt.datetime) -> float | None:
+    """Share of the callbacks planned since ``since`` whose slot is outside the call centre's peak hours."""
+    peaks = set(config.get("planner", {}).get("peak_hours", []))
+    due = session.scalars(select(m.Followup.due_at).where(m.Followup.created_at >= since)).all()
+    if not due:
+        return None
+    return sum(1 for t in due if t.astimezone(tz).hour not in peaks) / len(due)
+
+
+def trends_card(session, weeks: int = 12) -> dict[str, Any]:
+    """Conversion treated vs control and SLA adherence per week; callbacks outside peaks; repeat
+    contacts after closed vs unclosed loops."""
+    hub = current_hub()
+    tz = ZoneInfo(hub.config.get("planner", {}).get("timezone", "UTC"))
+    since = hub.clock.utcnow() - dt.timedelta(weeks=weeks)
+    rows = outcomes.ledger(session, since=since,
+                           repeat_window_days=float(hub.config.get("loop", {}).get("repeat_window_days", 30)))
+    sla = sla_adherence_by_week(session, tz, since)
+    conversion = {w["week"]: w for w in outcomes.weekly_conversion(rows, tz)}
+    table = []
+    for week in sorted(set(sla) | set(conversion)):
+        c = conversion.get(week)
+        table.append({"week": week, "treated": _pct(c["treated"]["rate"]) if c else "-",
+                      "control": _pct(c["control"]["rate"]) if c else "-", "sla": _pct(sla.get(week))})
+    repeats = outcomes.repeat_rates(rows)
+    return {"weeks": table, "outside_peaks": _pct(outside_peak_share(session, hub.config, tz, since)),
+            "repeat_closed": _pct(repeats["closed"]), "repeat_unclosed": _pct(repeats["unclosed"]),
+            "repeat_cases": (repeats["closed_cases"], repeats["unclosed_cases"])}

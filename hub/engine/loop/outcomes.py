@@ -48,6 +48,9 @@ class CaseOutcome:
     renewed: bool
     repeat_contacts: int
     closed: bool
+    opened_at: dt.datetime | None = None
+    #: Somebody talked to the customer (the callback) or the customer answered the re-survey.
+    loop_closed: bool = False
 
     @property
     def resurveyed(self) -> bool:
@@ -58,7 +61,7 @@ class CaseOutcome:
         return self.category_before == "detractor" and self.category_after in IMPROVED
 
     def as_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "opened_at"}
         out.update(resurveyed=self.resurveyed, converted=self.converted)
         return out
 
@@ -99,7 +102,8 @@ def ledger(session: Session, *, since: dt.datetime | None = None, until: dt.date
     for c in cases:
         before, category_before = first.get(c.id, (None, None))
         after = c.resurvey_nps
-        ref = c.closed_at or c.contacted_at
+        # A loop closed with the callback (or the case's closure); an unclosed one counts from its opening.
+        ref = c.closed_at or c.contacted_at or c.opened_at
         seen = events.get(c.customer_id, [])
         repeats = 0 if ref is None else sum(1 for at, case_id in contacts.get(c.customer_id, [])
                                             if case_id != c.id and ref < at <= ref + window)
@@ -110,7 +114,8 @@ def ledger(session: Session, *, since: dt.datetime | None = None, until: dt.date
             if c.contacted_at else None,
             churned=any(kind == "churned" and at >= c.opened_at for kind, at in seen),
             renewed=any(kind == "renewed" and at >= c.opened_at for kind, at in seen),
-            repeat_contacts=repeats, closed=c.closed_at is not None))
+            repeat_contacts=repeats, closed=c.closed_at is not None, opened_at=c.opened_at,
+            loop_closed=c.contacted_at is not None or after is not None))
     return out
 
 
@@ -174,3 +179,30 @@ def compare(rows: list[CaseOutcome]) -> dict[str, Any]:
         "repeat_difference": two_proportions(sum(r.repeat_contacts > 0 for r in treated), len(treated),
                                              sum(r.repeat_contacts > 0 for r in control), len(control)),
     }
+
+
+def weekly_conversion(rows: list[CaseOutcome], tz) -> list[dict[str, Any]]:
+    """Per week the cases opened (local week, Monday first): conversion of re-surveyed detractors,
+    treated and control."""
+    weeks: dict[dt.date, dict[str, list[CaseOutcome]]] = defaultdict(lambda: {"treated": [], "control": []})
+    for r in rows:
+        if r.category_before != "detractor" or not r.resurveyed or r.opened_at is None:
+            continue
+        local = r.opened_at.astimezone(tz).date()
+        weeks[local - dt.timedelta(days=local.weekday())]["control" if r.control else "treated"].append(r)
+    out = []
+    for week in sorted(weeks):
+        g = weeks[week]
+        out.append({"week": week.isoformat(), **{
+            key: {"resurveyed": len(g[key]), "converted": sum(x.converted for x in g[key]),
+                  "rate": _rate(sum(x.converted for x in g[key]), len(g[key]))} for key in ("treated", "control")}})
+    return out
+
+
+def repeat_rates(rows: list[CaseOutcome]) -> dict[str, float | None]:
+    """Share of cases with a repeat contact: loops closed (called back or re-surveyed) vs not."""
+    closed = [r for r in rows if r.loop_closed]
+    unclosed = [r for r in rows if not r.loop_closed]
+    return {"closed": _rate(sum(r.repeat_contacts > 0 for r in closed), len(closed)),
+            "unclosed": _rate(sum(r.repeat_contacts > 0 for r in unclosed), len(unclosed)),
+            "closed_cases": len(closed), "unclosed_cases": len(unclosed)}
