@@ -33,6 +33,7 @@ class CancellingSinkPlugin:
 
             def cancel(self, followups):
                 plugin.cancelled.extend(f.external_id for f in followups)
+                return [PushResult(f.id, ok=True, external_id=f.external_id) for f in followups]
 
         self.cls = CancellingSink
 
@@ -73,7 +74,7 @@ def snapshot(hub) -> dict:
             "items": sorted((i.id, i.customer_id, i.case_id) for i in s.scalars(select(m.FeedbackItem))),
             "cases": sorted((c.id, c.customer_id, c.status, c.sla_due_at, c.risk, c.priority, c.owner, c.outcome,
                              c.closed_at) for c in s.scalars(select(m.Case))),
-            "followups": sorted((f.id, f.case_id, f.status, f.last_error, f.external_id)
+            "followups": sorted((f.id, f.case_id, f.status, f.last_error, f.external_id, f.cancelled_at, f.sync_pending)
                                 for f in s.scalars(select(m.Followup))),
         }
 
@@ -108,7 +109,10 @@ def test_merging_two_customers_with_open_cases_gives_one_case_with_the_earlier_s
         actions = [(e.actor, e.action, e.case_id) for e in s.scalars(select(m.AuditEvent).order_by(m.AuditEvent.id))]
         record = s.scalar(select(m.CustomerMerge))
         assert record.actor == "user:anna" and record.reason == "same person: confirmed on the phone"
+    assert plugin.cancelled == []  # withdrawn through the outbox, not inside the merge
+    dispatch(hub)
     assert plugin.cancelled == [f"task-{dead.id}"]  # the redundant task cancelled in the CRM
+    assert dispatch(hub).sent == 0 and plugin.cancelled == [f"task-{dead.id}"]  # once
     assert ("user:anna", "customer.merged", None) in actions
     assert ("user:anna", "case.merged", b.case_id) in actions
     # A later post of the handle joins the one customer and the one case.

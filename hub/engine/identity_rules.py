@@ -56,6 +56,8 @@ EVIDENCE_MAX = 500
 # -- folding ------------------------------------------------------------------------
 def fold(text: str) -> str:
     """Lower case without accents: "Sébastien" and "sebastien" compare equal."""
+    if text.isascii():  # most names and addresses: no accents to take off
+        return text.lower()
     text = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
 
@@ -161,6 +163,8 @@ def mentions(f: Fresh, clean: Mapping[str, Any], at_kinds: Iterable[str]) -> lis
     sources += [("mention_text", "answer", f.item.text or "")]
     sources += [("mention_text", "answer", s) for s in _strings(extra.get("answers"))]
     for rule, where, text in sources:
+        if "@" not in text:  # neither an address nor a handle: the common case, skipped cheaply
+            continue
         if len(text) > 5000:
             text = text[:5000]
         for email in EMAIL_RE.findall(text):

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hub.engine import audit
+from hub.engine import audit, crm_sync
 from hub.engine import cases as lifecycle
 from hub.storage import models as m
 
@@ -153,43 +153,34 @@ def _combine_open_cases(session: Session, survivor_id: int, moved_cases: list[in
 def _one_live_callback(session: Session, primary: m.Case, other: m.Case, hub: Any, now: dt.datetime
                        ) -> list[dict[str, Any]]:
     """Keep one live follow-up: the primary's, else the other case's, moved over.
-    Every other live one is cancelled (in the CRM when the sink can cancel a task)."""
+    Every other live one is cancelled; a task the CRM already holds is cancelled
+    there through the outbox (:mod:`hub.engine.crm_sync`: retried, never lost)."""
     Fu = m.Followup
     live = list(session.scalars(select(Fu).where(Fu.case_id.in_((primary.id, other.id)),
                                                  Fu.status.in_(LIVE_FOLLOWUP)).order_by(Fu.id)))
     keep = next((f for f in live if f.case_id == primary.id), None) or next(iter(live), None)
     changes = []
     for f in live:
-        change = {"id": f.id, "case_id": f.case_id, "status": f.status, "last_error": f.last_error}
+        change = {"id": f.id, **{k: _plain(getattr(f, k)) for k in FOLLOWUP_STATE}}
         if f is keep:
             if f.case_id != primary.id:
                 f.case_id = primary.id
                 changes.append(change)
             continue
-        if f.status not in UNPUSHED:
-            change["crm_cancelled"] = _cancel_in_crm(session, hub, f)
-        f.status = "dead"
+        f.status, f.cancelled_at = "dead", now
         f.last_error = f"cancelled: case merged into case {primary.id}"
+        crm_sync.mark(f, now)  # the CRM's task is withdrawn at the next dispatch
         changes.append(change)
     return changes
 
 
-def _cancel_in_crm(session: Session, hub: Any, followup: m.Followup) -> bool:
-    """Cancel a pushed follow-up's task through its sink, if the sink can cancel tasks."""
-    if hub is None or followup.sink not in hub.registry.sinks:
-        return False
-    sink = hub.registry.sink(followup.sink)
-    cancel = getattr(sink, "cancel", None)
-    if cancel is None:
-        return False
-    from hub.storage.rows import followup_views
+#: What a merge may change on a follow-up, restored by its split.
+FOLLOWUP_STATE = ("case_id", "status", "last_error", "cancelled_at", "sync_pending", "sync_next_at",
+                  "sync_attempts", "sync_error")
 
-    try:
-        cancel(followup_views(session, [followup], kinds=hub.registry.identity_kinds))
-    except Exception as exc:  # an outage must not undo the merge; the outbox row says what happened
-        log.warning("cancelling the task of follow-up %s in %s failed: %s", followup.id, followup.sink, exc)
-        return False
-    return True
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
 def _merge_crm_contacts(session: Session, hub: Any, survivor_id: int, moved_identities: list[int], actor: str,
@@ -291,8 +282,14 @@ def _restore_combined(session: Session, combined: dict[str, Any] | None, actor: 
         primary.owner, primary.updated_at = b["owner"], now
     for change in combined.get("followups") or []:
         f = session.get(Fu, change["id"])
-        if f is not None:
-            f.case_id, f.status, f.last_error = change["case_id"], change["status"], change["last_error"]
+        if f is None:
+            continue
+        if f.crm_status == crm_sync.CANCELLED and f.cancelled_at is not None:
+            continue  # the CRM withdrew the task already: it stays cancelled (the primary's callback stands)
+        for key in FOLLOWUP_STATE:
+            if key in change:
+                value = change[key]
+                setattr(f, key, _time(value) if key in ("cancelled_at", "sync_next_at") else value)
     if other is not None:
         b = combined["other"]
         if other.status in lifecycle.CLOSED_CASE_STATUSES and b["status"] in lifecycle.OPEN_CASE_STATUSES:
