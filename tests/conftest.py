@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ def pytest_configure(config):
     from hub.sdk.http import default_policy, set_default_policy
 
     set_default_policy(default_policy().widened(kit.LOOPBACK_TEST_HOSTS))
+    # Hubs built from site files and the environment (CLI tests, subprocesses) too.
+    os.environ.setdefault("HUB_HTTP__ALLOWED_PRIVATE_HOSTS", json.dumps(list(kit.LOOPBACK_TEST_HOSTS)))
 
 
 def fixture_path(name: str) -> Path:
