@@ -286,10 +286,8 @@ def test_not_json_deliveries_are_refused(make_hub, name):
         assert s.scalar(select(func.count()).select_from(m.RawEvent)) == 0
 
 
-@covers("docs_aaa_direct_message_events.json", "docs_aaa_tweet_delete_events.json", "docs_aaa_user_event_revoke.json")
-@pytest.mark.parametrize("name, kind", [("docs_aaa_direct_message_events.json", "direct_message_events"),
-                                        ("docs_aaa_tweet_delete_events.json", "tweet_delete_events"),
-                                        ("docs_aaa_user_event_revoke.json", "user_event")])
+@covers("docs_aaa_direct_message_events.json")
+@pytest.mark.parametrize("name, kind", [("docs_aaa_direct_message_events.json", "direct_message_events")])
 def test_other_aaa_events_are_acknowledged_and_ignored(make_hub, name, kind):
     app = make_hub(user_id="2244994945")
     resp = post_signed(app.test_client(), raw_bytes(name))
@@ -297,6 +295,19 @@ def test_other_aaa_events_are_acknowledged_and_ignored(make_hub, name, kind):
     assert resp.get_json()["ignored"] == [kind]
     with app.extensions["hub"].db.Session() as s:
         assert s.scalar(select(func.count()).select_from(m.RawEvent)) == 0
+
+
+@covers("docs_aaa_tweet_delete_events.json", "docs_aaa_user_event_revoke.json")
+@pytest.mark.parametrize("name, key", [("docs_aaa_tweet_delete_events.json", "delete:1045405559317569537"),
+                                       ("docs_aaa_user_event_revoke.json", "revoke:63046977")])
+def test_deletes_and_revokes_become_erase_requests(make_hub, name, key):
+    """X's policy: a deleted post, or a user's revoked access, erases their posts here too (tests/test_gdpr.py)."""
+    app = make_hub(user_id="2244994945")
+    resp = post_signed(app.test_client(), raw_bytes(name))
+    assert resp.status_code == 200 and resp.get_json()["ignored"] == []
+    with app.extensions["hub"].db.Session() as s:
+        (raw,) = s.scalars(select(m.RawEvent)).all()
+    assert (raw.kind, raw.dedupe_key, raw.status) == ("erase_request", key, "processed")
 
 
 def test_every_fixture_file_is_covered():
