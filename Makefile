@@ -36,11 +36,23 @@ test: install-test browser
 screenshots: install-test browser
 	HUB_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -p no:xdist tests/test_browser_ui.py -k screenshots
 
-## browser: Debian's Chromium for the UI tests (never a downloaded browser)
-browser:
+# The accessibility engine the browser tests inject (npm package axe-core, the
+# version pinned by tests/browser/package-lock.json), installed into build/axe.
+# Without npm the accessibility tests are skipped, the others still run.
+AXE := build/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/browser/package.json tests/browser/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  mkdir -p build/axe && cp tests/browser/package.json tests/browser/package-lock.json build/axe/ && \
+	  { (cd build/axe && npm ci --no-audit --no-fund --silent) && touch $@ || \
+	    echo "note: npm ci failed; accessibility (axe-core) tests will be skipped"; }; \
+	else echo "note: npm missing; accessibility (axe-core) tests will be skipped (apt-get install npm)"; fi
+
+## browser: Debian's Chromium for the UI tests (never a downloaded browser), and axe-core
+browser: $(AXE)
 	@test -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "note: /usr/bin/chromium missing; browser tests will be skipped (apt-get install chromium chromium-driver)"; fi; }
+
 
 ## test-all: include the slow soak/load tests
 test-all: install-test browser

@@ -126,6 +126,10 @@ def test_agent_works_the_inbox_and_a_case(browser, site):
     items = seed(site)
     site.user("alice", "agent")
     context, page, errors = sign_in(browser, site, "alice")
+    # The to-do list has the one case of both channels; All feedback lists the items.
+    assert page.eval_on_selector_all("#rows tr.case-row", "els => els.map(e => +e.dataset.items)") == [2]
+    page.click('#views a[data-view="feedback"]')
+    page.wait_for_url("**/?view=feedback")
 
     # One list, both channels, worst first.
     listed = rows(page)
@@ -135,10 +139,10 @@ def test_agent_works_the_inbox_and_a_case(browser, site):
 
     # The channel filter narrows the list, and the view is a shareable URL.
     page.select_option("select[name=channel]", "social")
-    page.wait_for_url("**/?channel=social")
+    page.wait_for_url("**/?view=feedback&channel=social")
     assert [r["id"] for r in rows(page)] == [items["social"]["id"]]
     page.click("text=Reset")
-    page.wait_for_url(f"{site.url}/")
+    page.wait_for_url(f"{site.url}/?view=feedback")
 
     # A new item posted through the API appears without a reload, highlighted.
     page.evaluate("window.__sameDocument = true")
@@ -161,7 +165,7 @@ def test_agent_works_the_inbox_and_a_case(browser, site):
     page.click("#mark-contacted")
     page.wait_for_selector('#audit li[data-action="case.contacted"]')
     assert page.inner_text("#case-status").strip() == "contacted"
-    assert "user:alice" in page.inner_text('#audit li[data-action="case.contacted"]')
+    assert "alice" in page.inner_text('#audit li[data-action="case.contacted"] .actor')
     with site.hub.db.Session() as s:
         assert s.get(m.Case, items["survey"]["case_id"]).status == "contacted"
 
@@ -203,6 +207,7 @@ def test_script_in_a_post_is_shown_as_text_and_runs_nothing(browser, site):
                       text=evil + " ik zeg op", customer={"x_handle": "mallory", "name": "<b>Mallory</b>"})
     site.user("alice", "agent")
     context, page, errors = sign_in(browser, site, "alice")
+    page.goto(f"{site.url}/?view=feedback")
     # Also through the live-update path, which inserts server-rendered rows.
     second = site.post(source="x_account", external_id="evil-2", channel="social", reach=60000,
                        text=evil + " opzeggen", customer={"x_handle": "mallory2"})
