@@ -427,48 +427,6 @@ class PromotersConfig(_Section):
     delay_hours: NonNegative
 
 
-# -- closing the loop (hub.engine.loop) --
-Share = Annotated[float, Field(strict=False, ge=0, le=1)]
-NonNegative = Annotated[float, Field(strict=False, ge=0)]
-
-
-class ResurveyConfig(_Section):
-    delay_hours: NonNegative = Field(description="hours after the follow-up is completed before the re-survey")
-    notifier: Name | None = Field(None, description="notifier instance that sends invitations")
-    source: Name | None = Field(None, description="survey source whose re-survey link is sent")
-
-
-class ContactRulesConfig(_Section):
-    survey_cooldown_days: NonNegative = Field(description="at most one invitation per customer in this many days")
-    quiet_hours: Annotated[list[Hour], Field(min_length=2, max_length=2)] = Field(
-        description="[from, until] local hours without invitations; [0, 0] for none")
-
-
-class LoopConfig(_Section):
-    company_name: Name = Field(description="signs every message to customers")
-    control_share: Share = Field(description="share of eligible detractors held out of callbacks")
-    control_salt: Name = Field(description="seed of the control group's hash")
-    control_contact_hours: NonNegative = Field(description="a control case's stand-in for the time to a callback")
-    repeat_window_days: Positive = Field(description="inbound contacts this soon after closure are repeats")
-    answer_window_days: Positive = Field(description="an invitation is answered by an answer within this many days")
-    invitation_source: Name | None = Field(None, description="default source of proactive invitations")
-
-
-class RevenueConfig(_Section):
-    currency: Name
-    default_yearly_value: NonNegative = Field(description="yearly value of a customer the CRM has no revenue for")
-    silent_per_complaining: NonNegative = Field(description="silent unhappy customers per complaining one")
-    complainer_churn: Share = Field(description="churn of complaining customers whose complaint is handled")
-    silent_churn: Share = Field(description="churn of silent unhappy customers")
-
-
-class PromotersConfig(_Section):
-    enabled: StrictBool
-    review_url: Name | None = Field(None, description="the review or referral page promoters are sent to")
-    notifier: Name | None = Field(None, description="default: resurvey.notifier")
-    delay_hours: NonNegative
-
-
 class WebcareConfig(_Section):
     presence_seconds: Positive = Field(description="how long after its last check-in a case page counts as open")
     presence_poll_seconds: Positive = Field(description="how often an open case page checks in")
