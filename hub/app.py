@@ -84,9 +84,8 @@ def create_app(
     )
     app.extensions["hub"] = hub
 
-    from hub.api import reports_api
+    from hub.api import reports_api, webhooks
     from hub.api import routes as api
-    from hub.api import webhooks
 
     app.register_blueprint(api.bp)
     from hub.api import cases_api
