@@ -87,36 +87,6 @@ PATHS: dict[str, Any] = {
 }
 
 
-# -- closing the loop (hub/api/reports_api.py) --
-_SHARE = {"type": "number", "minimum": 0, "maximum": 1}
-_PERIOD = [_query("since", {"type": "string", "format": "date-time"}, "Cases opened from (ISO-8601)"),
-           _query("until", {"type": "string", "format": "date-time"}, "Cases opened before (ISO-8601)")]
-PATHS.update({
-    "/reports/outcomes": {"get": {
-        "summary": "Outcome of detractor cases, treated (called back) vs control (held out), with 95 % intervals",
-        "parameters": _PERIOD,
-        "responses": {"200": _json("OutcomeReport", "The comparison"), **ERRORS}}},
-    "/reports/revenue-at-risk": {"get": {
-        "summary": "Revenue at risk vs recovered; every model input can be overridden",
-        "parameters": [
-            _query("customers", {"type": "integer", "minimum": 0}, "Number of customers"),
-            _query("yearly_value", {"type": "number", "minimum": 0}, "Yearly value per customer"),
-            _query("unhappy_complaining", {"type": "integer", "minimum": 0}, "Unhappy customers who told us"),
-            _query("unhappy_silent", {"type": "integer", "minimum": 0}, "Unhappy customers who stayed silent"),
-            _query("complainer_churn", _SHARE, "Churn of complaining customers (complaint handled)"),
-            _query("silent_churn", _SHARE, "Churn of silent unhappy customers"),
-        ],
-        "responses": {"200": _json("RevenueReport", "The model's answer"), **ERRORS}}},
-    "/events": {"post": {
-        "summary": "Record that a customer churned, renewed or filed a complaint",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("EventInput")}}},
-        "responses": {"201": _json("EventStored", "Recorded"), "404": _json("Error", "Unknown customer"), **ERRORS}}},
-    "/invitations": {"post": {
-        "summary": "Invite customers to a survey (through a notifier, under the contact rules)",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("InvitationRequest")}}},
-        "responses": {"202": _json("InvitationBatch", "Queued (sent by the dispatcher)"), **ERRORS}}},
-})
-
 # The identity graph: review queue, customer search, merge and split.
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": _ref("Decision")}}}
 PATHS.update({
