@@ -5,8 +5,9 @@ identities, feedback items, cases, pending suggestions, CRM facts (attributes
 and value where the survivor has none).  Two open cases become one: the
 survivor's open case takes the other's items (both timelines), the earlier SLA,
 the higher risk and priority, and keeps one live callback; the other case is
-closed as merged and its redundant follow-up cancelled (in the CRM too when the
-sink can cancel a task, else only in the outbox).  The merged customer's row
+closed as merged and its redundant follow-up cancelled (``cancelled_at``: a task
+the CRM already holds is withdrawn by the next dispatch, retried through
+outages like every task change, :mod:`hub.engine.crm_sync`).  The merged customer's row
 stays, pointing at the survivor, so a split can bring it back under its own id.
 
 Everything a merge changed is written to its :class:`~hub.storage.models.CustomerMerge`
