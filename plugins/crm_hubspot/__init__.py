@@ -28,6 +28,13 @@ def hub_register_crm_sinks():
 
 
 @hookimpl
+def hub_register_notifiers():
+    from .notifier import HubSpotPropertyNotifier
+
+    return [HubSpotPropertyNotifier]
+
+
+@hookimpl
 def hub_register_emulators():
     from .emulator import hubspot_emulator
 
