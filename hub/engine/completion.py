@@ -83,10 +83,16 @@ def sync_completions(hub: Hub, batch: int = 100) -> int:
                 last_id = rows[-1].id
                 views = followup_views(s, list(rows), hub.case_url, hub.registry.identity_kinds)
             try:
-                completions = sink.sync_completed(views)
+                if crm_sync.reads_task_states(sink):
+                    # One read tells completions and changes made in the CRM (rescheduled, reassigned).
+                    states = sink.task_states(views)
+                    completions = [Completion(st.followup_id, completed_at=st.completed_at)
+                                   for st in states if st.completed]
+                    crm_sync.apply_states(hub, sink_name, [st for st in states if not st.completed])
+                else:
+                    completions = sink.sync_completed(views)
             except HttpError as exc:
                 log.warning("completion sync of %s failed: %s", sink_name, exc)
                 break
             total += complete_followups(hub, completions, actor=f"sink:{sink_name}", in_crm=True)
-    crm_sync.pull_changes(hub, batch)  # tasks rescheduled or reassigned in the CRM
     return total

@@ -240,12 +240,23 @@ def _record(s, row: m.Followup, op: str, view: FollowupView, res: PushResult | N
 
 
 # -- CRM -> hub ------------------------------------------------------------------------
+def reads_task_states(sink) -> bool:
+    """Whether ``sink`` implements ``task_states`` (else only ``sync_completed`` is asked)."""
+    from hub.sdk.connectors import CrmSink
+
+    return type(sink).task_states is not CrmSink.task_states
+
+
 def pull_changes(hub: Hub, batch: int = 100) -> int:
-    """Take over due times and owners changed in the CRM; returns how many follow-ups changed."""
-    teams = Teams(hub.config)
+    """Take over due times and owners changed in the CRM; returns how many follow-ups changed.
+
+    The completion sync does the same in its own read; this is for a sync of changes alone.
+    """
     changed = 0
     for sink_name in hub.registry.sinks:
         target = hub.registry.sink(sink_name)
+        if not reads_task_states(target):
+            continue
         last_id = 0
         while True:
             with hub.db.Session() as s:
@@ -261,12 +272,15 @@ def pull_changes(hub: Hub, batch: int = 100) -> int:
             except HttpError as exc:
                 log.warning("task sync of %s failed: %s", sink_name, exc)
                 break
-            if states:
-                changed += _apply_states(hub, teams, sink_name, states)
+            changed += apply_states(hub, sink_name, [st for st in states if not st.completed])
     return changed
 
 
-def _apply_states(hub: Hub, teams: Teams, sink_name: str, states) -> int:
+def apply_states(hub: Hub, sink_name: str, states) -> int:
+    """Due times and owners the CRM holds that differ from what the hub last knew: taken over, audited."""
+    if not states:
+        return 0
+    teams = Teams(hub.config)
     now = hub.clock.utcnow()
     changed = 0
     with hub.db.session() as s:

@@ -668,9 +668,12 @@ class HubSpotSink(CrmSink):
                     continue
                 props = obj.get("properties") or {}
                 done = props.get("hs_task_status") == "COMPLETED"
+                when = (_parse_time(props.get("hs_task_completion_date")) or _parse_time(obj.get("updatedAt"))
+                        if done else None)
                 out.append(TaskState(f.id, due_at=_parse_time(props.get("hs_timestamp")),
-                                     owner=props.get("hubspot_owner_id") or None, completed=done,
-                                     completed_at=_parse_time(props.get("hs_task_completion_date")) if done else None))
+                                     owner=props.get("hubspot_owner_id") or None, completed=done, completed_at=when))
+                if done:
+                    self.completed_hints.discard(str(obj["id"]))
         return out
 
     def _guarded(self, call) -> list[PushResult]:
