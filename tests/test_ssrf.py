@@ -16,7 +16,7 @@ import pytest
 
 from hub.config import ConfigError, load_config
 from hub.engine.registry import outbound_policy
-from hub.sdk import FakeClock, SourceConnector, hookimpl
+from hub.sdk import FakeClock, SourceConnector, Stream, hookimpl
 from hub.sdk.addresses import STRICT, OutboundPolicy
 from hub.sdk.http import BlockedDestinationError, HttpClient, RedirectRefusedError
 
@@ -227,3 +227,50 @@ def test_a_client_sharing_a_guarded_session_keeps_its_policy(internal):
     assert second.policy is STRICT
     with pytest.raises(BlockedDestinationError):
         second.get("/x")
+
+
+# -- through the hub ----------------------------------------------------------------------
+class Items(Stream):
+    name = "items"
+    path = "/items"
+
+    def parse_records(self, response):
+        return response.json()["items"]
+
+
+class PullSource(ApiSource):
+    plugin_name = "pull_source"
+
+    def streams(self):
+        return [Items(self)]
+
+    def normalize(self, raw):
+        return []
+
+
+class PullPlugin:
+    @hookimpl
+    def hub_register_connectors(self):
+        return [PullSource]
+
+
+def test_a_pull_to_a_name_that_resolves_private_fails_with_the_key_and_sends_nothing(make_app, internal, fake_dns):
+    from hub.engine.pulls import pull, source_status
+
+    fake_dns["vendor.test"] = ["127.0.0.1"]
+    app = make_app(plugins=(PullPlugin(),), http={"allowed_private_hosts": []},
+                   sources={"feed": {"plugin": "pull_source", "base_url": f"http://vendor.test:{internal.port}"}})
+    hub = app.extensions["hub"]
+    with pytest.raises(BlockedDestinationError):
+        pull(hub, "feed")
+    assert internal.hits == []
+    (status,) = source_status(hub)
+    assert "http.allowed_private_hosts" in status["last_error"] and "loopback" in status["last_error"]
+
+
+def test_the_crm_sinks_second_client_keeps_the_hubs_policy(make_app):
+    app = make_app(http={"allowed_private_hosts": ["10.0.0.0/8"]},
+                   sinks={"hs": {"plugin": "crm_hubspot", "token": "pat-x", "base_url": "http://10.0.0.7"}})
+    sink = app.extensions["hub"].registry.sink("hs")
+    assert sink.create_http.policy is sink.http.policy
+    assert sink.http.policy.refusal("x", "10.0.0.7") is None and sink.http.policy.refusal("x", "192.168.0.1")
