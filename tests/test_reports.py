@@ -133,6 +133,16 @@ def test_outcomes_compare_treated_and_control(make_app):
     # Recovered revenue: treated churn 0.1 against the control's 0.5, 10 customers at EUR 250.
     money = app.test_client().get("/api/v1/reports/revenue-at-risk", headers=bearer(hub)).get_json()
     assert money["recovered_basis"] == "control" and money["recovered"] == pytest.approx((0.5 - 0.1) * 10 * 250)
+    # The ledger per case, newest first.
+    ledger = app.test_client().get("/api/v1/reports/outcomes?detail=cases&limit=3", headers=bearer(hub)).get_json()
+    check(openapi_document(), "/reports/outcomes", "get", 200, ledger)
+    assert [c["case_id"] for c in ledger["cases"]] == sorted((c["case_id"] for c in ledger["cases"]), reverse=True)
+    newest = ledger["cases"][0]  # control c5: detractor, never re-surveyed, no callback
+    assert (newest["control"], newest["category_before"], newest["resurveyed"], newest["loop_closed"]) == (
+        True, "detractor", False, False)
+    assert len(ledger["cases"]) == 3 and body["cases"] is None
+    for bad in ("detail=everything", "detail=cases&limit=0", "detail=cases&limit=999"):
+        assert app.test_client().get(f"/api/v1/reports/outcomes?{bad}", headers=bearer(hub)).status_code == 400
     # A period without cases has nothing to compare.
     empty = app.test_client().get("/api/v1/reports/outcomes?since=2030-01-01T00:00:00Z",
                                   headers=bearer(hub)).get_json()

@@ -226,6 +226,26 @@ class PromoterStats(Answer):
     referrals: int = Field(description="requests the promoter followed up on")
 
 
+class CaseOutcome(Answer):
+    """One line of the outcome ledger."""
+
+    case_id: int
+    customer_id: int | None
+    control: bool
+    score_before: int | None
+    category_before: str | None
+    score_after: int | None = Field(description="the re-survey's answer")
+    category_after: str | None
+    resurveyed: bool
+    converted: bool = Field(description="detractor before, passive or promoter after")
+    hours_to_first_contact: float | None
+    churned: bool
+    renewed: bool
+    repeat_contacts: int
+    closed: bool
+    loop_closed: bool = Field(description="called back or re-surveyed")
+
+
 class OutcomeReport(Answer):
     """``GET /api/v1/reports/outcomes``: what callbacks achieve, treated vs control."""
 
@@ -237,6 +257,9 @@ class OutcomeReport(Answer):
     repeat_difference: Difference
     invitations: list[InvitationStats]
     promoters: PromoterStats
+    cases: list[CaseOutcome] | None = Field(
+        description="with ?detail=cases: the ledger, newest cases first (at most limit)")
+
 
 
 class RevenueInputs(Answer):

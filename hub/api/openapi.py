@@ -127,7 +127,9 @@ _PERIOD = [_query("since", {"type": "string", "format": "date-time"}, "Cases ope
 PATHS.update({
     "/reports/outcomes": {"get": {
         "summary": "Outcome of detractor cases, treated (called back) vs control (held out), with 95 % intervals",
-        "parameters": _PERIOD,
+        "parameters": [*_PERIOD, _query("detail", {"type": "string", "enum": ["cases"]}, "Also the ledger per case"),
+                       _query("limit", {"type": "integer", "minimum": 1, "maximum": answers.MAX_LIMIT,
+                                        "default": answers.DEFAULT_LIMIT}, "Cases in the ledger (with detail)")],
         "responses": {"200": _json("OutcomeReport", "The comparison"), **ERRORS}}},
     "/reports/revenue-at-risk": {"get": {
         "summary": "Revenue at risk vs recovered; every model input can be overridden",

@@ -83,9 +83,17 @@ def outcome_report():
     rows = outcomes.ledger(session, since=since, until=until,
                            repeat_window_days=float(loop.get("repeat_window_days", 30)))
     report = outcomes.compare(rows)
+    detail = flask.request.args.get("detail")
+    if detail not in (None, "", "cases"):
+        raise _BadParam("detail", "must be 'cases'")
+    limit = _number("limit", int) if detail else None
+    limit = answers.DEFAULT_LIMIT if limit is None else int(limit)
+    if detail and not 1 <= limit <= answers.MAX_LIMIT:
+        raise _BadParam("limit", f"must be 1-{answers.MAX_LIMIT}")
     report.update(control_share=float(loop.get("control_share", 0) or 0),
                   invitations=invitations.invitation_stats(session, since),
-                  promoters=promoters.promoter_report(session, since))
+                  promoters=promoters.promoter_report(session, since),
+                  cases=[r.as_dict() for r in sorted(rows, key=lambda r: -r.case_id)[:limit]] if detail else None)
     return answer(answers.OutcomeReport.model_validate(report))
 
 
