@@ -21,7 +21,8 @@ from hub.sdk.addresses import STRICT, OutboundPolicy
 from hub.sdk.http import BlockedDestinationError, HttpClient, RedirectRefusedError
 
 REFUSED = ["169.254.169.254", "127.0.0.1", "127.3.4.5", "::1", "10.1.2.3", "172.16.0.1", "172.31.255.254",
-           "192.168.1.1", "::ffff:127.0.0.1", "fe80::1", "100.64.0.1", "0.0.0.0", "fd00::1"]
+           "192.168.1.1", "::ffff:127.0.0.1", "fe80::1", "100.64.0.1", "0.0.0.0", "fd00::1",
+           "2002:7f00:1::", "64:ff9b::a9fe:a9fe"]  # 6to4 of 127.0.0.1, NAT64 of 169.254.169.254
 
 
 @pytest.mark.parametrize("address", REFUSED)
