@@ -70,6 +70,7 @@ class SlotPlanner:
         #: (team, slot) of every callback this planner placed, in order.
         self.taken: list[tuple[str, dt.datetime]] = []
         self.last: Plan | None = None
+        self._slots: dict[tuple[str, dt.datetime], list[dt.datetime]] = {}
 
     # -- teams and deadlines ----------------------------------------------------------
     def team(self, name: str | None = None) -> Team:
@@ -101,7 +102,10 @@ class SlotPlanner:
         """The callback's slot; ``ignore`` is a slot the callback being re-planned holds now."""
         chosen = self.teams[team]
         cap = chosen.capacity
-        slots = list(chosen.calendar.slots(now, limit=self.horizon_hours))
+        key = (chosen.name, now)
+        if key not in self._slots:  # a batch plans many callbacks at one "now": list the slots once
+            self._slots[key] = list(chosen.calendar.slots(now, limit=self.horizon_hours))
+        slots = self._slots[key]
         if not slots:
             raise RuntimeError(f"team {chosen.name}: no business hour within the planning horizon")
         deadline = sla_due or slots[-1] + HOUR
@@ -109,21 +113,26 @@ class SlotPlanner:
         def used(slot: dt.datetime) -> int:
             return self.load[(chosen.name, slot)] - (1 if ignore == (chosen.name, slot) else 0)
 
-        def free(slot: dt.datetime) -> bool:
-            return used(slot) < cap
+        def before_deadline(slot: dt.datetime) -> bool:
+            return self._at(slot, used(slot), cap) < deadline
 
-        before = [s for s in slots if self._at(s, used(s), cap) < deadline]
-        off_peak = next((s for s in before if free(s) and not self.is_peak(chosen, s)), None)
-        if off_peak is not None:
-            return self._take(chosen, off_peak, used(off_peak), ignore)
-        open_peaks = [s for s in before if free(s)]
-        if open_peaks:
-            slot = min(open_peaks, key=lambda s: (used(s), s))
-            return self._take(chosen, slot, used(slot), ignore)
-        after = [s for s in slots if s not in before]
-        slot = next((s for s in after if free(s)), None)
+        open_peaks = []
+        for slot in slots:
+            if slot >= deadline:
+                break  # sorted: no later slot is before the deadline either
+            n = used(slot)
+            if n >= cap or not before_deadline(slot):
+                continue
+            if not self.is_peak(chosen, slot):
+                return self._take(chosen, slot, n, ignore)  # the earliest off-peak slot with room
+            open_peaks.append((n, slot))
+        if open_peaks:  # only peak hours have room before the deadline: the least loaded of them
+            n, slot = min(open_peaks)
+            return self._take(chosen, slot, n, ignore)
+        slot = next((s for s in slots if used(s) < cap and not before_deadline(s)), None)
         if slot is None:  # every slot of the horizon is full: the least overbooked one after the deadline
-            slot = min(after or slots, key=lambda s: (used(s), s))
+            later = [s for s in slots if not before_deadline(s)]
+            slot = min(later or slots, key=lambda s: (used(s), s))
         return self._take(chosen, slot, used(slot), ignore, at_risk=True)
 
     @staticmethod
