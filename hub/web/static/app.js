@@ -194,8 +194,21 @@
     refresh();
   }
 
+  function setupScrollRegions() {
+    // A chart wider than a phone scrolls inside its card: make that card
+    // reachable by keyboard (arrow keys scroll it) and name it by its heading.
+    document.querySelectorAll(".chart-card").forEach(function (card) {
+      if (card.scrollWidth <= card.clientWidth) return;
+      var heading = card.querySelector("h2");
+      card.setAttribute("tabindex", "0");
+      card.setAttribute("role", "region");
+      if (heading) card.setAttribute("aria-label", heading.textContent.trim());
+    });
+  }
+
   onReady(function () {
     setupFilters();
+    setupScrollRegions();
     setupMenu();
     setupBulk();
     setupPresence();
