@@ -414,3 +414,25 @@ def test_nothing_known_is_a_clear_error(world):
         erase(world.hub, actor="test", email="nobody@example.nl")
     with pytest.raises(ValueError, match="exactly one"):
         export(world.hub, email=EMAIL, handle=HANDLE)
+
+
+def test_a_busy_database_does_not_fail_the_committed_erase(world, monkeypatch, tmp_path, database_url):
+    from sqlalchemy.exc import OperationalError
+
+    import hub.engine.privacy as privacy
+
+    w = world
+    ids = _fill(w)
+
+    def busy(hub):
+        raise OperationalError("VACUUM", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(privacy, "compact", busy)
+    report = erase(w.hub, actor="test", customer_id=ids["customer_id"])
+    assert report.compacted is False and report.customers == 1
+    assert w.count(m.Customer, m.Customer.id == ids["customer_id"]) == 0
+    monkeypatch.undo()
+    done = CliRunner().invoke(main, ["--config", str(w.site_file(tmp_path, database_url)), "gdpr", "compact"])
+    assert done.exit_code == 0 and "database compacted" in done.output
+    if database_url.startswith("sqlite"):
+        assert _database_bytes(database_url).lower().count(EMAIL.encode()) == 0

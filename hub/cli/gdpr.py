@@ -87,9 +87,22 @@ def erase_cmd(c: Ctx, email, handle, customer_id, yes) -> None:
     click.echo(f"erased {report.customers} customer(s), {report.identities} identities, {report.items} item(s), "
                f"{report.raw_events} raw event(s), {report.cases} case(s), {report.other_rows} related row(s); "
                f"{report.swept} mention(s) elsewhere replaced")
+    if not report.compacted:
+        click.echo("warning: the database was busy and is not compacted yet; run `feedback-hub gdpr compact`",
+                   err=True)
     if report.crm_requests:
         click.echo(f"CRM erasures: {report.crm_delivered} done, {report.crm_waiting} waiting for the CRM "
                    "(retried by the scheduler; `feedback-hub gdpr pending`)")
+
+
+@gdpr.command("compact")
+@pass_ctx
+def compact_cmd(c: Ctx) -> None:
+    """Rebuild the database file so erased data leaves no bytes behind (SQLite VACUUM; PostgreSQL VACUUM)."""
+    from hub.engine.privacy import compact
+
+    compact(c.hub())
+    click.echo("database compacted")
 
 
 @gdpr.command("pending")

@@ -96,6 +96,8 @@ class ErasureReport:
     crm_requests: list[int] = field(default_factory=list)
     crm_delivered: int = 0
     crm_waiting: int = 0
+    #: False when the file could not be compacted right away (busy): ``gdpr compact`` finishes it.
+    compacted: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -362,7 +364,7 @@ def erase(hub: Hub, *, actor: str, email: str | None = None, handle: str | None 
         counts = deliver_requests(hub, ids=report.crm_requests, compact_after=False)
         report.crm_delivered, report.crm_waiting = counts["sent"], counts["failed"] + counts["pending"]
     if compact_now:
-        compact(hub)
+        report.compacted = try_compact(hub)
     log.info("gdpr erase by %s: %s", actor, {k: v for k, v in report.as_dict().items() if k != "crm_requests"})
     return report
 
@@ -491,7 +493,7 @@ def deliver_requests(hub: Hub, *, ids: Sequence[int] | None = None, compact_afte
     if ids is not None:
         counts["pending"] = len(set(ids) - set(claimed))
     if compact_after and counts["sent"] + counts["dead"]:
-        compact(hub)
+        try_compact(hub)
     return counts
 
 
@@ -500,6 +502,17 @@ def _secure_delete(session: Session) -> None:
     """SQLite: overwrite freed content with zeros on this connection (the erase's and the outbox's)."""
     if session.get_bind().dialect.name == "sqlite":
         session.connection().exec_driver_sql("PRAGMA secure_delete=ON")
+
+
+def try_compact(hub: Hub) -> bool:
+    """:func:`compact`, but a busy database (a long reader, a lock) is logged, not raised:
+    the erase itself is committed; ``feedback-hub gdpr compact`` finishes the file later."""
+    try:
+        compact(hub)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the erase is done; only the file's free pages wait
+        log.warning("database not compacted after an erase (%s); run `feedback-hub gdpr compact`", safe_reason(exc))
+        return False
 
 
 def compact(hub: Hub) -> None:
