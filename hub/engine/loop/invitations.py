@@ -225,14 +225,17 @@ def mark_answered(hub: Hub, now: dt.datetime) -> int:
     answer from the customer to the invitation's source within ``loop.answer_window_days``."""
     window = dt.timedelta(days=float(hub.config.get("loop", {}).get("answer_window_days", 30)))
     I, F, C = m.Invitation, m.FeedbackItem, m.Case  # noqa: E741
-    first_answer = (select(func.min(F.received_at)).where(
-        F.customer_id == I.customer_id, F.source == I.source, F.received_at >= I.sent_at,
-        or_(I.case_id.is_(None), F.case_id == I.case_id)).scalar_subquery())
+    # (customer_id, occurred_at) is indexed: an answer is looked up per invitation by its customer.
+    answers = select(F.occurred_at).where(
+        F.customer_id == I.customer_id, F.source == I.source, F.occurred_at >= I.sent_at,
+        or_(I.case_id.is_(None), F.case_id == I.case_id))
+    first_answer = select(func.min(F.occurred_at)).where(*answers.whereclause.clauses).scalar_subquery()
     answered_case = select(C.id).where(C.id == I.case_id, C.resurvey_nps.is_not(None)).exists()
     with hub.db.session() as s:
+        # Only rows that have an answer are written: the others are not touched on every run.
         result = s.execute(update(I).where(
             I.status == "sent", I.answered_at.is_(None), I.sent_at >= now - window,
-            or_(I.kind != "resurvey", answered_case)).values(answered_at=first_answer)
+            or_(I.kind != "resurvey", answered_case), answers.exists()).values(answered_at=first_answer)
             .execution_options(synchronize_session=False))
         return result.rowcount or 0
 
