@@ -380,13 +380,13 @@ class MergeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     other_customer_id: int = Field(ge=1, le=2**63 - 1)
-    reason: str | None = Field(None, max_length=500, description="why (kept with the merge record)")
+    reason: str | None = Field(None, max_length=500, pattern=NO_NUL, description="why (kept with the merge record)")
 
 
 class IdentityRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(min_length=1, max_length=20)
-    value: str = Field(min_length=1, max_length=320)
+    kind: str = Field(min_length=1, max_length=20, pattern=NO_NUL)
+    value: str = Field(min_length=1, max_length=320, pattern=NO_NUL)
 
 
 class SplitRequest(BaseModel):
@@ -394,14 +394,14 @@ class SplitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     identities: list[IdentityRef] = Field(min_length=1, max_length=100)
-    reason: str | None = Field(None, max_length=500)
+    reason: str | None = Field(None, max_length=500, pattern=NO_NUL)
 
 
 class Decision(BaseModel):
     """Optional body of ``POST /api/v1/identity/suggestions/<id>/confirm|reject``."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(None, max_length=500)
+    reason: str | None = Field(None, max_length=500, pattern=NO_NUL)
 
 
 ANSWERS += (Suggestion, SuggestionPage, CustomerPage, MergeRequest, SplitRequest, Decision)

@@ -271,5 +271,6 @@ def sla_breach(case: m.Case) -> dt.datetime | None:
 @bp.app_context_processor
 def _helpers() -> dict[str, Any]:
     return {"reply_options": reply_options, "canned_answers": canned_answers, "case_activity": activity,
+            "identity_kind": lambda name: current_hub().registry.identity_kind(name),
             "presence_poll_ms": lambda: int(float(_settings().get("presence_poll_seconds", 15)) * 1000),
             "TEXT_SLOT": TEXT_SLOT}
