@@ -102,3 +102,14 @@ def test_a_breached_case_is_escalated_once_to_the_team_lead(make_app):
     assert event.actor == "scheduler" and event.detail["owner"] == "bea" and event.detail["team"] == "service"
     body = app.test_client().get(f"/api/v1/cases/{case_id}", headers=bearer(hub)).get_json()
     assert body["sla_state"] == "breached" and body["escalated_at"] is not None
+
+
+def test_the_case_page_shows_the_crm_tasks_owner_and_a_change_on_its_way(make_app):
+    app, hub, client = _app(make_app)
+    case_id = _case(app, hub)
+    with hub.db.session() as s:
+        f = s.scalars(select(m.Followup).where(m.Followup.case_id == case_id)).one()
+        f.status, f.external_id, f.crm_owner = "sent", "88000000001", "64492917"
+        f.sync_pending, f.sync_error = True, "HubSpot answered 503"
+    page = client.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert "64492917" in page and "waiting to reach the CRM" in page and "HubSpot answered 503" in page

@@ -375,6 +375,10 @@ class CustomerPage(Page[CustomerListed]):
     pass
 
 
+#: Text a database can store: PostgreSQL refuses NUL in text, so it is a 400 here, not a server error.
+NO_NUL = r"^[^\x00]*$"
+
+
 class MergeRequest(BaseModel):
     """``POST /api/v1/customers/<id>/merge``: the other customer becomes part of this one."""
 

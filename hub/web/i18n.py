@@ -632,4 +632,8 @@ NL.update({
     "planned callbacks": "geplande terugbelafspraken",
     "expected inbound": "verwachte instroom",
     "capacity": "capaciteit",
+    "CRM owner": "Eigenaar in het CRM",
+    "CRM update": "Wijziging naar het CRM",
+    "waiting to reach the CRM": "wacht om het CRM te bereiken",
+    "Cancelled": "Geannuleerd",
 })
