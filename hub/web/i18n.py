@@ -536,6 +536,7 @@ NL: dict[str, str] = {
     "Too many requests: wait a moment and try again.": "Te veel verzoeken: wacht even en probeer het opnieuw.",
     "Something went wrong on our side. It has been logged; try again in a moment.": "Er ging bij ons iets mis. Het is vastgelegd; probeer het zo opnieuw.",
     "Only {name} or an admin can delete this view.": "Alleen {name} of een beheerder kan deze weergave verwijderen.",
+    "Filters": "Filters",
     # webcare workspace: end
     # closing the loop: start
     "Unsubscribe": "Afmelden",

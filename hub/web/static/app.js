@@ -126,6 +126,17 @@
     });
   }
 
+  function setupFilterToggle() {
+    // On a phone the filters fold away behind a button (open when some are in use).
+    var button = document.getElementById("filters-toggle");
+    var form = document.getElementById("filters");
+    if (!button || !form) return;
+    button.addEventListener("click", function () {
+      var open = form.classList.toggle("open");
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+    });
+  }
+
   function setupMenu() {
     var button = document.getElementById("menu-toggle");
     var header = document.querySelector(".topbar");
@@ -210,6 +221,7 @@
     setupFilters();
     setupScrollRegions();
     setupMenu();
+    setupFilterToggle();
     setupBulk();
     setupPresence();
     setupReply();
