@@ -131,6 +131,8 @@ def test_bad_merge_and_split_requests_are_clear_4xx(client, auth):
         (f"/api/v1/customers/{cid}/split", {"identities": []}, 400),
         (f"/api/v1/customers/{cid}/split", {"identities": [{"kind": "email", "value": "zz@example.nl"}]}, 400),
         (f"/api/v1/customers/{cid}/split", {"identities": [{"kind": "email", "value": "julia@example.nl"}]}, 400),
+        (f"/api/v1/customers/{cid}/split", {"identities": [{"kind": "email", "value": "a\x00@b.nl"}]}, 400),
+        (f"/api/v1/customers/{cid}/merge", {"other_customer_id": b["customer_id"], "reason": "nul\x00"}, 400),
     ]
     for path, body, status in cases:
         r = client.post(path, json=body, headers=auth)
