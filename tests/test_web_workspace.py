@@ -99,6 +99,20 @@ def test_todo_view_has_one_row_per_case_with_its_items_and_channels(app, client,
     assert 'aria-current="page"' in page and "To do" in page
 
 
+def test_case_views_are_told_how_many_items_arrived(app, client, auth):
+    seed(client, auth)
+    alice = signed_in(app, "alice")
+    page = alice.get("/").get_data(as_text=True)
+    latest = int(re.search(r'data-after="(\d+)"', page).group(1))
+    assert 'data-live="notice"' in page
+    feedback(client, auth, external_id="n-1", channel="survey", nps=0, text="Nog steeds kapot",
+             customer={"email": "new@example.nl"})
+    feedback(client, auth, source="x_account", external_id="n-2", channel="social", text="@acme help",
+             customer={"x_handle": "newbie"})
+    body = alice.get(f"/inbox/updates.json?after={latest}&channel=social").get_json()
+    assert (body["new"], body["rows"], body["latest"]) == (1, [], latest + 2)
+
+
 def test_todo_orders_by_sla_due_then_risk_and_leaves_contacted_cases_to_waiting(app, client, auth):
     hub = app.extensions["hub"]
     made = [feedback(client, auth, external_id=f"o-{i}", channel="survey", nps=n, text=t,
@@ -207,7 +221,7 @@ def test_an_item_without_a_case_says_why_and_can_open_one_or_be_dismissed(app, c
     assert resp.headers["Location"] == f"/cases/{case.id}"
     assert (case.status, case.customer_id, opened.case_id, opened.actor) == ("new", happy.customer_id, case.id,
                                                                             "user:alice")
-    assert case.sla_due_at > TEST_NOW
+    assert case.sla_due_at > TEST_NOW and case.team == "service"  # the default team, as the pipeline does
 
     post(alice, f"/inbox/items/{old['id']}/dismiss", {"next": "/?view=feedback"})
     with hub.db.Session() as s:

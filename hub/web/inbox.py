@@ -42,7 +42,7 @@ from hub.engine import audit as audit_trail
 from hub.engine import cases as lifecycle
 from hub.engine.context import current_hub
 from hub.engine.identity_search import matching_customer_ids
-from hub.engine.planner import SlotPlanner
+from hub.engine.planner import planner_for
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
 from hub.storage.themes import has_theme, themes_of_extra
@@ -547,10 +547,12 @@ def open_case(item_id: int):
         case = session.scalars(select(C).where(C.customer_id == item.customer_id,
                                                C.status.in_(OPEN_CASE_STATUSES)).order_by(C.id.desc())).first()
     if case is None:
+        # The team and SLA as the pipeline would have given them (business hours of the team).
         priority = _priority(item.risk)
-        planner = SlotPlanner(current_hub().config.get("planner", {}))
-        case = C(customer_id=item.customer_id, status="new", priority=priority, risk=item.risk,
-                 sla_due_at=planner.sla_due(priority, current), opened_at=current, updated_at=current)
+        planner = planner_for(current_hub(), session, current)
+        team = planner.team_for(themes_of_extra(item.extra), item.channel).name
+        case = C(customer_id=item.customer_id, status="new", priority=priority, risk=item.risk, team=team,
+                 sla_due_at=planner.sla_due(priority, current, None, team), opened_at=current, updated_at=current)
         session.add(case)
         session.flush()
         action = "case.opened"
