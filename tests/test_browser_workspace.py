@@ -118,6 +118,12 @@ def test_four_pages_fit_the_window_and_pass_axe(browser, site, viewport):
         assert page.is_visible("#mainnav") and page.get_attribute("#menu-toggle", "aria-expanded") == "true"
         assert page.evaluate("getComputedStyle(document.querySelector('#rows tr')).display") == "grid"
         assert page.is_visible(f'#rows tr[data-case="{case_id}"] .c-status')
+        # Chart labels are drawn at a size a phone can read (the card scrolls, the page does not).
+        page.goto(f"{site.url}/dashboard")
+        sizes = page.eval_on_selector_all("svg.chart text", """els => els.map(e => [
+            e.getBoundingClientRect().height, e.closest('section') && e.closest('section').id, e.textContent])""")
+        small = [s for s in sizes if s[0] < 11]  # a text box of 11 px: letters of about 9 px and more
+        assert sizes and not small, small[:10]
     else:
         page.goto(f"{site.url}/")
         # Every column, Status included, is inside the window.

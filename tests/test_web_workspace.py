@@ -390,6 +390,18 @@ def test_unknown_pages_get_the_styled_error_page_in_the_users_language(app, clie
     assert 'id="error-page"' in page and "This page does not exist" in page
 
 
+def test_an_unexpected_failure_gets_the_styled_500_page_without_details(app):
+    def boom():
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/boom-for-test", "boom_for_test", boom)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    resp = app.test_client().get("/boom-for-test")
+    body = resp.get_data(as_text=True)
+    assert resp.status_code == 500 and 'data-code="500"' in body and "Something went wrong on our side" in body
+    assert "secret internals" not in body and "Traceback" not in body
+
+
 def test_dates_follow_the_users_language(app):
     from hub.web.filters import localdate
 
