@@ -56,29 +56,6 @@ def item_category(item: FeedbackIn) -> str | None:
     return score_category(item.score, item.scale)
 
 
-#: Score scales beside NPS, with their ranges: CSAT 1-5 (satisfaction), CES 1-7 (customer
-#: effort, 7 = very easy).  Each has the same three categories, so every scale feeds the same
-#: escalation: a CSAT 1-2 or a CES 1-3 is a detractor like an NPS 0-6.
-SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
-#: scale -> (highest detractor score, highest passive score)
-_SCALE_CUTS = {"nps": (6, 8), "csat": (2, 3), "ces": (3, 5)}
-
-
-def score_category(score: int | None, scale: str | None = "nps") -> str | None:
-    """The category of a score on its scale (None for no score or an unknown scale)."""
-    if score is None or scale not in _SCALE_CUTS:
-        return None
-    detractor, passive = _SCALE_CUTS[scale]
-    return "detractor" if score <= detractor else "passive" if score <= passive else "promoter"
-
-
-def item_category(item: FeedbackIn) -> str | None:
-    """An item's category: from ``nps`` when it has one, else from ``score`` on its ``scale``."""
-    if item.nps is not None:
-        return nps_category(item.nps)
-    return score_category(item.score, item.scale)
-
-
 def utcnow() -> dt.datetime:
     """Timezone-aware now in UTC; the hub stores every time in UTC."""
     return dt.datetime.now(dt.UTC)
@@ -175,34 +152,6 @@ class FeedbackIn:
     #: an NPS answer sets ``nps`` (and may set ``score`` with scale ``nps`` too).
     score: int | None = None
     scale: str | None = None
-    #: A change to an item the source sent before (same ``external_id``), one of
-    #: :data:`ITEM_CHANGES`: ``"edited"`` (the author changed it: the stored item
-    #: takes the new text and keeps the earlier one in ``extra["history"]``) or
-    #: ``"removed"`` (taken down at the source: the stored item is marked
-    #: ``extra["removed"]``, never deleted).  An edit of an item the hub never had
-    #: is stored as a new item; a removal of one changes nothing.
-    change: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.change is not None and self.change not in ITEM_CHANGES:
-            raise ValueError(f"change must be one of {', '.join(ITEM_CHANGES)}, not {self.change!r}")
-
-    #: A score on another scale (``scale`` csat 1-5 or ces 1-7, see :data:`SCALES`);
-    #: an NPS answer sets ``nps`` (and may set ``score`` with scale ``nps`` too).
-    score: int | None = None
-    scale: str | None = None
-    #: A change to an item the source sent before (same ``external_id``), one of
-    #: :data:`ITEM_CHANGES`: ``"edited"`` (the author changed it: the stored item
-    #: takes the new text and keeps the earlier one in ``extra["history"]``) or
-    #: ``"removed"`` (taken down at the source: the stored item is marked
-    #: ``extra["removed"]``, never deleted).  An edit of an item the hub never had
-    #: is stored as a new item; a removal of one changes nothing.
-    change: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.change is not None and self.change not in ITEM_CHANGES:
-            raise ValueError(f"change must be one of {', '.join(ITEM_CHANGES)}, not {self.change!r}")
-
     #: A change to an item the source sent before (same ``external_id``), one of
     #: :data:`ITEM_CHANGES`: ``"edited"`` (the author changed it: the stored item
     #: takes the new text and keeps the earlier one in ``extra["history"]``) or
