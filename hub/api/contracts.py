@@ -335,8 +335,20 @@ LOOP_CONTRACTS: tuple[type[BaseModel], ...] = (OutcomeReport, RevenueReport, Eve
                                                InvitationRequest, InvitationBatch)
 
 
+class Erasure(Answer):
+    """What a GDPR erase removed (``DELETE /api/v1/customers/<id>``): counts and ids only."""
+
+    customer_id: int
+    identities: int = Field(description="identities deleted")
+    items: int = Field(description="items emptied (tombstones keep their key, so a re-delivery stays out)")
+    raw_events: int = Field(description="raw payloads emptied")
+    cases: int = Field(description="cases deleted, with their follow-ups and notes")
+    crm_requests: int = Field(description="CRM sinks asked to delete the contact too")
+    crm_waiting: int = Field(description="of those, still waiting for their CRM (retried until done)")
+
+
 #: Every answer model, for the OpenAPI document (nested models come along).
-ANSWERS: tuple[type[BaseModel], ...] = (Feedback, FeedbackPage, CasePage, Customer, Health, Error)
+ANSWERS: tuple[type[BaseModel], ...] = (Feedback, FeedbackPage, CasePage, Customer, Health, Error, Erasure)
 #: The loop's reports and request bodies (hub/api/reports_api.py).
 ANSWERS += LOOP_CONTRACTS
 

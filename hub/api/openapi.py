@@ -83,7 +83,11 @@ PATHS: dict[str, Any] = {
         "responses": {"200": _json("CasePage", "A page"), **ERRORS}}},
     "/customers/{id}": {"get": {
         "summary": "A customer with identities and the timeline across channels", "parameters": ID,
-        "responses": {"200": _json("Customer", "The customer"), "404": _json("Error", "Unknown"), **ERRORS}}},
+        "responses": {"200": _json("Customer", "The customer"), "404": _json("Error", "Unknown"), **ERRORS}},
+        "delete": {
+            "summary": "GDPR erase: the customer, identities, items, payloads, cases and notes; the CRM contact too",
+            "parameters": ID,
+            "responses": {"200": _json("Erasure", "Erased"), "404": _json("Error", "Unknown"), **ERRORS}}},
 }
 
 
