@@ -12,7 +12,7 @@ import datetime as dt
 import re
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
 
 from hub.config import ConfigError
 from hub.engine import accounts
@@ -147,8 +147,15 @@ def test_password_change_by_an_admin_ends_the_users_sessions(app):
     assert login(anna, "anna").status_code == 302
     assert anna.get("/").status_code == 200
 
+    # "Create user" refuses the existing name; the admin resets the password on its row.
     resp = admin.post("/admin/users", data={"username": "anna", "password": "new-password-2", "role": "agent",
                                             "locale": "", "csrf_token": csrf_token(admin, "/admin/users")})
+    assert resp.status_code == 409
+    assert anna.get("/").status_code == 200
+    with app.extensions["hub"].db.Session() as s:
+        anna_id = s.scalars(select(m.User.id).where(m.User.username == "anna")).one()
+    resp = admin.post(f"/admin/users/{anna_id}/password",
+                      data={"password": "new-password-2", "csrf_token": csrf_token(admin, "/admin/users")})
     assert resp.status_code == 302
     assert anna.get("/").status_code == 302
     assert login(anna, "anna", "new-password-2").status_code == 302

@@ -20,8 +20,10 @@ MESSAGES = {
 }
 
 
-def page_error(exc: HTTPException) -> tuple[str, int]:
+def page_error(exc: HTTPException):
     """A page for ``exc``; keeps its status and headers (Retry-After, Allow)."""
+    if exc.response is not None:
+        return exc.response  # the raiser made its own answer (the login limiter's 429 page): keep it
     code = exc.code or 500
     message = gettext(MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400]))
     body = flask.render_template("error.html", code=code, message=message)
