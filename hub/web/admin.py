@@ -13,7 +13,6 @@ from typing import Any
 
 import flask
 from sqlalchemy import func, select
-
 from werkzeug.security import generate_password_hash
 
 from hub.engine.accounts import create_token, create_user, end_sessions, expiry_after
@@ -22,8 +21,8 @@ from hub.engine.dispatch import sink_outages
 from hub.engine.pulls import pull, source_status
 from hub.plugin_manager import plugin_infos
 from hub.storage import models as m
-from hub.web.common import audit, current_user, db_session, now, ui_blueprint
 from hub.web.admin_text import config_files, error_sentence, readable
+from hub.web.common import audit, current_user, db_session, now, ui_blueprint
 from hub.web.forms import CannedAnswerForm, PasswordResetForm, TokenForm, UserEditForm, UserForm
 from hub.web.i18n import gettext
 
