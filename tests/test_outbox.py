@@ -72,8 +72,9 @@ def test_an_outage_outlasting_max_attempts_alerts_but_never_kills(make_app):
         dispatch(hub, ignore_schedule=True)
     fu = _followup(hub)
     assert fu.status == "failed" and fu.attempts == 5 and "maintenance" in fu.last_error
-    with hub.db.Session() as s:  # the admin is told once, not five times
-        assert s.scalars(select(m.AuditEvent.action)).all() == ["sink.outage"]
+    with hub.db.Session() as s:  # the admin is told once, not five times (after the API post that made the item)
+        assert s.scalars(select(m.AuditEvent.action).order_by(m.AuditEvent.id)).all() == [
+            "api.feedback.posted", "sink.outage"]
 
 
 def test_all_flag_ignores_retry_time(make_app):
@@ -107,9 +108,9 @@ def test_completion_sync_moves_case_to_contacted_and_fires_hook(make_app):
         fu = s.scalars(select(m.Followup)).one()
         case = s.get(m.Case, fu.case_id)
         assert fu.status == "done" and case.status == "contacted" and case.contacted_at is not None
-        # the push scheduled the case, the CRM's completion contacted it: both audited
+        # the API post, then the push scheduled the case, the CRM's completion contacted it: all audited
         assert s.scalars(select(m.AuditEvent.action).order_by(m.AuditEvent.id)).all() == [
-            "case.scheduled", "followup.completed"]
+            "api.feedback.posted", "case.scheduled", "followup.completed"]
     assert sync_completions(hub) == 0
 
 
