@@ -94,10 +94,10 @@ def create_app(
     from hub.api import identity_api
 
     app.register_blueprint(identity_api.bp)
+    app.register_blueprint(reports_api.bp)
     from hub.api import privacy_api
 
     app.register_blueprint(privacy_api.bp)
-    app.register_blueprint(reports_api.bp)
     app.register_blueprint(webhooks.bp)
     try:
         from hub import web

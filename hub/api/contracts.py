@@ -179,6 +179,18 @@ class Error(BaseModel):
     error: ErrorDetail
 
 
+class Erasure(Answer):
+    """What a GDPR erase removed (``DELETE /api/v1/customers/<id>``): counts and ids only."""
+
+    customer_id: int
+    identities: int = Field(description="identities deleted")
+    items: int = Field(description="items emptied (tombstones keep their key, so a re-delivery stays out)")
+    raw_events: int = Field(description="raw payloads emptied")
+    cases: int = Field(description="cases deleted, with their follow-ups and notes")
+    crm_requests: int = Field(description="CRM sinks asked to delete the contact too")
+    crm_waiting: int = Field(description="of those, still waiting for their CRM (retried until done)")
+
+
 # -- closing the loop: reports, events, invitations (hub/api/reports_api.py) --
 class GroupOutcome(Answer):
     """Detractor cases of one group (treated: called back; control: held out)."""
@@ -261,7 +273,6 @@ class OutcomeReport(Answer):
         description="with ?detail=cases: the ledger, newest cases first (at most limit)")
 
 
-
 class RevenueInputs(Answer):
     customers: int
     yearly_value: float
@@ -333,18 +344,6 @@ class InvitationBatch(Answer):
 
 LOOP_CONTRACTS: tuple[type[BaseModel], ...] = (OutcomeReport, RevenueReport, EventInput, EventStored,
                                                InvitationRequest, InvitationBatch)
-
-
-class Erasure(Answer):
-    """What a GDPR erase removed (``DELETE /api/v1/customers/<id>``): counts and ids only."""
-
-    customer_id: int
-    identities: int = Field(description="identities deleted")
-    items: int = Field(description="items emptied (tombstones keep their key, so a re-delivery stays out)")
-    raw_events: int = Field(description="raw payloads emptied")
-    cases: int = Field(description="cases deleted, with their follow-ups and notes")
-    crm_requests: int = Field(description="CRM sinks asked to delete the contact too")
-    crm_waiting: int = Field(description="of those, still waiting for their CRM (retried until done)")
 
 
 #: Every answer model, for the OpenAPI document (nested models come along).

@@ -91,39 +91,6 @@ PATHS: dict[str, Any] = {
 }
 
 
-# The identity graph: review queue, customer search, merge and split.
-_REASON_BODY = {"required": False, "content": {"application/json": {"schema": _ref("Decision")}}}
-PATHS.update({
-    "/identity/suggestions": {"get": {
-        "summary": "Pending identity suggestions (are these one person?), newest first", "parameters": PAGING,
-        "responses": {"200": _json("SuggestionPage", "A page"), **ERRORS}}},
-    "/identity/suggestions/{id}/confirm": {"post": {
-        "summary": "Confirm: merge the two customers (or give the customer the identity)", "parameters": ID,
-        "requestBody": _REASON_BODY,
-        "responses": {"200": _json("Customer", "The customer who holds the identity now"),
-                      "404": _json("Error", "Unknown"), "409": _json("Error", "Already decided"), **ERRORS}}},
-    "/identity/suggestions/{id}/reject": {"post": {
-        "summary": "Reject: the pair is never suggested again", "parameters": ID, "requestBody": _REASON_BODY,
-        "responses": {"200": _json("Suggestion", "The rejected suggestion"), "404": _json("Error", "Unknown"),
-                      "409": _json("Error", "Already decided"), **ERRORS}}},
-    "/customers": {"get": {
-        "summary": "Find customers by name, e-mail or handle",
-        "parameters": [_query("q", {"type": "string", "minLength": 1, "maxLength": 200},
-                              "Part of a name, an e-mail address or a handle (with or without @)"), *PAGING],
-        "responses": {"200": _json("CustomerPage", "A page"), **ERRORS}}},
-    "/customers/{id}/merge": {"post": {
-        "summary": "Merge another customer into this one (identities, items, cases, follow-ups)", "parameters": ID,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MergeRequest")}}},
-        "responses": {"200": _json("Customer", "The surviving customer"), "404": _json("Error", "Unknown"),
-                      "409": _json("Error", "Already merged"), **ERRORS}}},
-    "/customers/{id}/split": {"post": {
-        "summary": "Split identities off (undoes the merge that brought exactly these)", "parameters": ID,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SplitRequest")}}},
-        "responses": {"201": _json("Customer", "The customer who holds the identities now"),
-                      "404": _json("Error", "Unknown"), **ERRORS}}},
-})
-
-
 # -- closing the loop (hub/api/reports_api.py) --
 _SHARE = {"type": "number", "minimum": 0, "maximum": 1}
 _PERIOD = [_query("since", {"type": "string", "format": "date-time"}, "Cases opened from (ISO-8601)"),
@@ -155,66 +122,6 @@ PATHS.update({
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("InvitationRequest")}}},
         "responses": {"202": _json("InvitationBatch", "Queued (sent by the dispatcher)"), **ERRORS}}},
 })
-
-# The identity graph: review queue, customer search, merge and split.
-_REASON_BODY = {"required": False, "content": {"application/json": {"schema": _ref("Decision")}}}
-PATHS.update({
-    "/identity/suggestions": {"get": {
-        "summary": "Pending identity suggestions (are these one person?), newest first", "parameters": PAGING,
-        "responses": {"200": _json("SuggestionPage", "A page"), **ERRORS}}},
-    "/identity/suggestions/{id}/confirm": {"post": {
-        "summary": "Confirm: merge the two customers (or give the customer the identity)", "parameters": ID,
-        "requestBody": _REASON_BODY,
-        "responses": {"200": _json("Customer", "The customer who holds the identity now"),
-                      "404": _json("Error", "Unknown"), "409": _json("Error", "Already decided"), **ERRORS}}},
-    "/identity/suggestions/{id}/reject": {"post": {
-        "summary": "Reject: the pair is never suggested again", "parameters": ID, "requestBody": _REASON_BODY,
-        "responses": {"200": _json("Suggestion", "The rejected suggestion"), "404": _json("Error", "Unknown"),
-                      "409": _json("Error", "Already decided"), **ERRORS}}},
-    "/customers": {"get": {
-        "summary": "Find customers by name, e-mail or handle",
-        "parameters": [_query("q", {"type": "string", "minLength": 1, "maxLength": 200},
-                              "Part of a name, an e-mail address or a handle (with or without @)"), *PAGING],
-        "responses": {"200": _json("CustomerPage", "A page"), **ERRORS}}},
-    "/customers/{id}/merge": {"post": {
-        "summary": "Merge another customer into this one (identities, items, cases, follow-ups)", "parameters": ID,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("MergeRequest")}}},
-        "responses": {"200": _json("Customer", "The surviving customer"), "404": _json("Error", "Unknown"),
-                      "409": _json("Error", "Already merged"), **ERRORS}}},
-    "/customers/{id}/split": {"post": {
-        "summary": "Split identities off (undoes the merge that brought exactly these)", "parameters": ID,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SplitRequest")}}},
-        "responses": {"201": _json("Customer", "The customer who holds the identities now"),
-                      "404": _json("Error", "Unknown"), **ERRORS}}},
-})
-
-# One case (with its callbacks and their CRM tasks), changes to it, and the planner's load.
-PATHS.update({
-    "/cases/{id}": {
-        "get": {
-            "summary": "A case with its SLA state, team, follow-up and CRM task state", "parameters": ID,
-            "responses": {"200": _json("CaseDetail", "The case"), "404": _json("Error", "Unknown"), **ERRORS}},
-        "patch": {
-            "summary": "Change a case: status, owner, callback time, outcome, root cause, resolved, note "
-                       "(the UI's rules, audit and CRM effects)",
-            "parameters": ID,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CasePatch")}}},
-            "responses": {"200": _json("CaseDetail", "The changed case"), "404": _json("Error", "Unknown"),
-                          "409": _json("Error", "A status move the lifecycle does not allow, or a closed case"),
-                          **ERRORS}},
-    },
-    "/planner/load": {"get": {
-        "summary": "Planned callbacks, capacity, expected inbound and peaks per hour",
-        "parameters": [
-            {"name": "from", "in": "query", "required": True, "schema": {"type": "string", "format": "date-time"},
-             "description": "First hour (ISO time with zone)"},
-            {"name": "to", "in": "query", "required": True, "schema": {"type": "string", "format": "date-time"},
-             "description": "End (exclusive); at most 31 days after from"},
-            _query("team", {"type": "string", "maxLength": 50}, "One team ([teams.<name>]); default all teams"),
-        ],
-        "responses": {"200": _json("PlannerLoadAnswer", "One row per hour"), **ERRORS}}},
-})
-
 
 # The identity graph: review queue, customer search, merge and split.
 _REASON_BODY = {"required": False, "content": {"application/json": {"schema": _ref("Decision")}}}

@@ -635,9 +635,9 @@ from hub.cli.load import import_load as _import_load_command  # noqa: E402, I001
 main.add_command(_import_load_command)
 from hub.cli.outbox import outbox as _outbox_commands  # noqa: E402, I001  (import-light: click only)
 main.add_command(_outbox_commands)
-from hub.cli.invite import invite as _invite_command, suppress as _suppress_command  # noqa: E402, I001
-main.add_command(_invite_command)
-main.add_command(_suppress_command)
 from hub.cli.gdpr import gdpr as _gdpr_commands, retention as _retention_commands  # noqa: E402, I001
 main.add_command(_gdpr_commands)
 main.add_command(_retention_commands)
+from hub.cli.invite import invite as _invite_command, suppress as _suppress_command  # noqa: E402, I001
+main.add_command(_invite_command)
+main.add_command(_suppress_command)

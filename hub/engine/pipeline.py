@@ -47,7 +47,6 @@ import bisect
 import dataclasses
 import datetime as dt
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field

@@ -169,10 +169,6 @@ class Case(Base):
     root_cause: Mapped[str | None] = mapped_column(String(200))
     resolved: Mapped[bool | None] = mapped_column(Boolean)
     resurvey_nps: Mapped[int | None] = mapped_column(Integer)
-    #: The team that calls back (hub.engine.teams), in whose hours the SLA counts.
-    team: Mapped[str | None] = mapped_column(String(50))
-    #: When the SLA sweep escalated the breached case (once).
-    escalated_at: Mapped[dt.datetime | None] = mapped_column()
     #: Held out of callbacks: the randomised control group (hub.engine.loop.control_group).
     control: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: Counts the case's changes (see :func:`_count_case_change`): a form carries
@@ -180,6 +176,10 @@ class Case(Base):
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: When an agent last answered the customer in public (a reply on the post).
     answered_publicly_at: Mapped[dt.datetime | None] = mapped_column()
+    #: The team that calls back (hub.engine.teams), in whose hours the SLA counts.
+    team: Mapped[str | None] = mapped_column(String(50))
+    #: When the SLA sweep escalated the breached case (once).
+    escalated_at: Mapped[dt.datetime | None] = mapped_column()
 
     customer: Mapped[Customer | None] = relationship()
 
@@ -496,33 +496,6 @@ class CustomerMerge(Base):
     split_by: Mapped[str | None] = mapped_column(String(100))
 
 
-# -- business-hours planner (hub.engine.planner, hub.engine.load) ------------------------------
-class PlannerLoad(Base):
-    """Callbacks planned per team and hour slot, kept as they are planned, moved or
-    cancelled, so planning a batch reads the horizon's slots instead of every follow-up."""
-
-    __tablename__ = "planner_load"
-    __table_args__ = (UniqueConstraint("team", "slot"), CheckConstraint("planned >= 0", name="planned"))
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    team: Mapped[str] = mapped_column(String(50))
-    #: UTC start of the local hour.
-    slot: Mapped[dt.datetime] = mapped_column(index=True)
-    planned: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class InboundLoad(Base):
-    """An imported call-volume series (``feedback-hub import-load``): inbound calls per hour."""
-
-    __tablename__ = "inbound_load"
-    __table_args__ = (UniqueConstraint("source", "hour"), CheckConstraint("calls >= 0", name="calls"))
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    source: Mapped[str] = mapped_column(String(100), default="import")
-    hour: Mapped[dt.datetime] = mapped_column(index=True)
-    calls: Mapped[float] = mapped_column(Float)
-
-
 # -- privacy: erasures propagated to the CRMs (hub.engine.privacy) ---------------------
 #: pending -> sending -> sent | failed (retried, never dead for an outage) | dead (the CRM refused it)
 PRIVACY_REQUEST_STATUSES = ("pending", "sending", "sent", "failed", "dead")
@@ -554,3 +527,30 @@ class PrivacyRequest(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# -- business-hours planner (hub.engine.planner, hub.engine.load) ------------------------------
+class PlannerLoad(Base):
+    """Callbacks planned per team and hour slot, kept as they are planned, moved or
+    cancelled, so planning a batch reads the horizon's slots instead of every follow-up."""
+
+    __tablename__ = "planner_load"
+    __table_args__ = (UniqueConstraint("team", "slot"), CheckConstraint("planned >= 0", name="planned"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    team: Mapped[str] = mapped_column(String(50))
+    #: UTC start of the local hour.
+    slot: Mapped[dt.datetime] = mapped_column(index=True)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class InboundLoad(Base):
+    """An imported call-volume series (``feedback-hub import-load``): inbound calls per hour."""
+
+    __tablename__ = "inbound_load"
+    __table_args__ = (UniqueConstraint("source", "hour"), CheckConstraint("calls >= 0", name="calls"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), default="import")
+    hour: Mapped[dt.datetime] = mapped_column(index=True)
+    calls: Mapped[float] = mapped_column(Float)
