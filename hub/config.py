@@ -412,6 +412,15 @@ class LoopConfig(_Section):
     invitation_source: Name | None = Field(None, description="default source of proactive invitations")
 
 
+class CrmFactsConfig(_Section):
+    interval_seconds: Positive = Field(description="how often sinks that expose customer facts are read")
+    invite: list[Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]{0,49}$")]] = Field(
+        description="CRM moments that invite the customer to a survey, e.g. deal_won, deal_lost")
+    invite_delay_hours: NonNegative = Field(description="hours after the moment before the invitation")
+    source: Name | None = Field(None, description="survey source of these invitations (default: loop.invitation_source)")
+    notifier: Name | None = Field(None, description="notifier of these invitations (default: resurvey.notifier)")
+
+
 class RevenueConfig(_Section):
     currency: Name
     default_yearly_value: NonNegative = Field(description="yearly value of a customer the CRM has no revenue for")
@@ -496,6 +505,7 @@ class CoreConfig(BaseModel):
     contact_rules: ContactRulesConfig
     loop: LoopConfig
     revenue: RevenueConfig
+    crm_facts: CrmFactsConfig
     promoters: PromotersConfig
     notifiers: Annotated[dict[str, InstanceTable], AfterValidator(_instance_names("notifiers"))] = {}
     sources: Annotated[dict[str, InstanceTable], AfterValidator(_instance_names("sources"))] = {}

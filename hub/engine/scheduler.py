@@ -127,6 +127,12 @@ class HubScheduler:
         # CRM erasures after a GDPR erase wait out outages like follow-ups do.
         sch.add_job(self._guard(deliver_requests, self.hub), "interval",
                     seconds=float(self.cfg.get("dispatch_interval_seconds", 15)), id="privacy", name="privacy")
+        from hub.engine.loop.crm_facts import sync_customer_facts
+
+        # Renewals, churn and closed deals from CRMs that expose them (outcomes, proactive invitations).
+        sch.add_job(self._guard(sync_customer_facts, self.hub), "interval",
+                    seconds=float((self.hub.config.get("crm_facts") or {}).get("interval_seconds", 600)),
+                    id="crm_facts", name="crm_facts")
         retention_hours = float((self.hub.config.get("retention") or {}).get("interval_hours", 24))
         sch.add_job(self._guard(run_retention, self.hub), "interval", seconds=retention_hours * 3600,
                     id="retention", name="retention")

@@ -367,6 +367,24 @@ class ContactMatch:
     handles: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class CustomerFact:
+    """Something the CRM knows happened to a customer (``CrmSink.customer_facts``).
+
+    ``kind`` is ``"renewed"`` or ``"churned"`` (what the outcome ledger counts) or
+    ``None`` for a moment that is no outcome (a ticket closed); ``moment`` names what
+    happened (``deal_won``, ``deal_lost``, ``ticket_closed``...) and is what proactive
+    invitations are configured by.  ``record`` identifies the CRM record and its state
+    (e.g. ``deal:123:closedwon``): the hub records each record once.
+    """
+
+    record: str
+    moment: str
+    occurred_at: dt.datetime
+    contact_ids: tuple[str, ...] = ()
+    kind: str | None = None
+
+
 class CrmSink(_Plugin):
     """Base class of follow-up sinks (CRMs, ticketing, the built-in local sink)."""
 
@@ -431,6 +449,19 @@ class CrmSink(_Plugin):
         """What the CRM's tasks say now (due time, owner, status), for changes made
         in the CRM to show in the hub after the next sync (default: nothing known)."""
         return []
+
+    def reads_customer_facts(self) -> bool:
+        """Whether :meth:`customer_facts` asks the CRM (default: no, the sink exposes none)."""
+        return False
+
+    def customer_facts(self, cursor: str | None) -> tuple[list[CustomerFact], str | None]:
+        """(facts changed since ``cursor``, the new cursor); ``None``: from the beginning.
+
+        Facts may repeat (the core records each ``record`` once); raise
+        ``RetriableError`` for an outage or a 429, the core asks again later
+        from the same cursor.  Default: none.
+        """
+        return [], cursor
 
     def erases_people(self) -> bool:
         """Whether :meth:`erase_person` does anything for this instance (default: no).

@@ -48,6 +48,8 @@ TASK_PRIORITIES = ("NONE", "LOW", "MEDIUM", "HIGH")
 TASK_TYPES = ("EMAIL", "CALL", "TODO")
 CONTACT_DEFAULTS = ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname")
 TASK_DEFAULTS = ("hs_createdate", "hs_lastmodifieddate", "hs_object_id")
+DEAL_DEFAULTS = ("amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate",
+                 "hs_object_id", "pipeline")
 OPERATORS = ("EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY",
              "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN")
 
@@ -166,6 +168,10 @@ class HubSpotState:
             #: Contact merges received: {"primary", "merged"} (the merged contact is gone, its tasks moved).
             self.merged: list[dict[str, str]] = []
             self._task_ids = itertools.count(88_000_000_001)
+            #: Deals (lifecycle facts: closed won / lost) and their contacts.
+            self.deals: dict[str, _Record] = {}
+            self.deal_contacts: dict[str, list[str]] = {}
+            self._deal_ids = itertools.count(19_000_000_001)
 
     def _next_id(self, counter, table: dict) -> str:
         while True:
@@ -185,6 +191,29 @@ class HubSpotState:
             lag = 0.0 if searchable else max(self.search_lag_seconds, 3600.0)
             self.contacts[cid] = _Record(obj, indexed_at=now + lag)
             return copy.deepcopy(obj)
+
+    def add_deal(self, properties: dict[str, Any], contact_ids: list[str] | tuple[str, ...] = (),
+                 deal_id: str | None = None) -> dict[str, Any]:
+        """Seed a deal associated with ``contact_ids``; modified "now" (the clock's time)."""
+        with self.lock:
+            now = self.clock.time()
+            did = str(deal_id) if deal_id else self._next_id(self._deal_ids, self.deals)
+            props = {k: (None if v is None else str(v)) for k, v in properties.items()}
+            props.update({"hs_object_id": did, "createdate": _iso(now), "hs_lastmodifieddate": _iso(now)})
+            obj = {"id": did, "properties": props, "createdAt": _iso(now), "updatedAt": _iso(now), "archived": False}
+            self.deals[did] = _Record(obj, indexed_at=now + self.search_lag_seconds)
+            self.deal_contacts[did] = [str(c) for c in contact_ids]
+            return copy.deepcopy(obj)
+
+    def update_deal(self, deal_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """Change a deal's properties (e.g. ``dealstage`` to ``closedwon``); modified now."""
+        with self.lock:
+            rec = self.deals[str(deal_id)]
+            now = _iso(self.clock.time())
+            rec.obj["properties"].update({k: (None if v is None else str(v)) for k, v in properties.items()})
+            rec.obj["properties"]["hs_lastmodifieddate"] = now
+            rec.obj["updatedAt"] = now
+            return copy.deepcopy(rec.obj)
 
     def load(self, kind: str, obj: dict[str, Any]) -> None:
         """Store a captured object (fixture) as is; ``objectType`` (a Pipedream addition) is dropped."""
@@ -472,8 +501,8 @@ def search(state: HubSpotState, kind: str, request: dict[str, Any]) -> dict[str,
     if not 0 < limit <= 200:
         raise SearchError("limit must be between 1 and 200")
     offset = int(request.get("after") or 0)
-    table = state.contacts if kind == "contacts" else state.tasks
-    defaults = CONTACT_DEFAULTS if kind == "contacts" else TASK_DEFAULTS
+    table = {"contacts": state.contacts, "deals": state.deals}.get(kind, state.tasks)
+    defaults = {"contacts": CONTACT_DEFAULTS, "deals": DEAL_DEFAULTS}.get(kind, TASK_DEFAULTS)
     now = state.clock.time()
     with state.lock:
         visible = [(tid, rec) for tid, rec in table.items() if rec.indexed_at <= now and not rec.obj.get("archived")]
@@ -592,6 +621,41 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
             return reply(search(state, "tasks", payload()))
         except (SearchError, ValueError, TypeError) as exc:
             return reply(error_body("VALIDATION_ERROR", f"There was a problem with the request. {exc}"), 400)
+
+    @bp.post("/crm/v3/objects/deals/search")
+    def deals_search():
+        try:
+            return reply(search(state, "deals", payload()))
+        except (SearchError, ValueError, TypeError) as exc:
+            return reply(error_body("VALIDATION_ERROR", f"There was a problem with the request. {exc}"), 400)
+
+    @bp.post("/crm/v4/associations/deals/contacts/batch/read")
+    def deal_contacts_batch_read():
+        results, missing = [], []
+        for item in payload().get("inputs") or []:
+            did = str(item.get("id", ""))
+            if did not in state.deals:
+                missing.append(did)
+                continue
+            results.append({"from": {"id": did}, "to": [
+                {"toObjectId": int(c), "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}]}
+                for c in state.deal_contacts.get(did, [])]})
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results,
+                                "startedAt": _iso(state.clock.time()), "completedAt": _iso(state.clock.time())}
+        if missing:
+            body.update(numErrors=1, errors=[{"status": "error", "category": "OBJECT_NOT_FOUND",
+                                              "message": "No deals found with the given ids",
+                                              "context": {"fromObjectId": missing}}])
+            return reply(body, 207)
+        return reply(body)
+
+    @bp.post("/_control/deals")
+    def control_deal():
+        data = flask.request.get_json(silent=True) or {}
+        if data.get("id") and str(data["id"]) in state.deals:
+            return reply(state.update_deal(str(data["id"]), data.get("properties") or {}))
+        return reply(state.add_deal(data.get("properties") or {}, data.get("contact_ids") or [], data.get("id")), 201)
 
     @bp.post("/crm/v3/objects/contacts")
     def contact_create():

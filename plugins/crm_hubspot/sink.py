@@ -63,7 +63,7 @@ from hub.sdk import (
     parse_retry_after,
     webhooks,
 )
-from hub.sdk.connectors import ContactMatch
+from hub.sdk.connectors import ContactMatch, CustomerFact
 
 from .content import find_marker, hs_timestamp, pick_owner, task_input, task_priority
 from .ratelimit import DailyLimitReached, DailyQuota, header_int
@@ -83,6 +83,10 @@ CONTACTS_BATCH_UPDATE = "/crm/v3/objects/contacts/batch/update"
 #: Permanently deletes a contact and its content (GDPR); by e-mail it also blocklists the address.
 CONTACTS_GDPR_DELETE = "/crm/v3/objects/contacts/gdpr-delete"
 CONTACTS_MERGE = "/crm/v3/objects/contacts/merge"
+DEALS_SEARCH = "/crm/v3/objects/deals/search"
+DEAL_CONTACT_ASSOCIATIONS = "/crm/v4/associations/deals/contacts/batch/read"
+#: Search pages read per facts run (HubSpot's search stops at 10,000 hits; the cursor resumes).
+FACT_PAGES = 100
 
 #: Most ids or values HubSpot takes in one batch read / search IN filter.
 BATCH_LIMIT = 100
@@ -206,6 +210,12 @@ class HubSpotSink(CrmSink):
         Setting("nps_property", default="", help="contact property the case's latest NPS is written to (empty: none)"),
         Setting("risk_property", default="", help="contact property the case's risk (0-100) is written to (empty: none)"),
         Setting("case_link_property", default="", help="contact property the link to the case is written to (empty: none)"),
+        Setting("deal_facts", type=bool, default=False,
+                help="read closed deals as customer facts: won = renewed, lost = churned (needs crm.objects.deals.read)"),
+        Setting("deal_stage_property", default="dealstage", help="deal property holding the stage"),
+        Setting("deal_close_property", default="closedate", help="deal property holding when it closed"),
+        Setting("won_stages", type=list, default=["closedwon"], help="deal stages that mean the customer renewed"),
+        Setting("lost_stages", type=list, default=["closedlost"], help="deal stages that mean the customer churned"),
     ]
 
     def __init__(self, instance: Instance, *, clock: Clock | None = None, session: requests.Session | None = None):
@@ -808,6 +818,62 @@ class HubSpotSink(CrmSink):
 
     def merges_contacts(self) -> bool:
         return bool(self.config.get("merge_contacts"))
+
+    # -- customer facts: closed deals ----------------------------------------------
+    def reads_customer_facts(self) -> bool:
+        return bool(self.config.get("deal_facts"))
+
+    def customer_facts(self, cursor: str | None) -> tuple[list[CustomerFact], str | None]:
+        """Deals in a won or lost stage modified since ``cursor`` (epoch ms of hs_lastmodifieddate).
+
+        GTE, not GT: deals modified in the same millisecond as the last one read are
+        not lost; the one read again is recorded once by the core (its ``record``).
+        """
+        stage_prop = self.config.get("deal_stage_property") or "dealstage"
+        close_prop = self.config.get("deal_close_property") or "closedate"
+        won = {str(x) for x in self.config.get("won_stages") or []}
+        lost = {str(x) for x in self.config.get("lost_stages") or []}
+        if not won | lost:
+            return [], cursor
+        request: dict[str, Any] = {
+            "filterGroups": [{"filters": [
+                {"propertyName": "hs_lastmodifieddate", "operator": "GTE", "value": cursor or "0"},
+                {"propertyName": stage_prop, "operator": "IN", "values": sorted(won | lost)}]}],
+            "properties": [stage_prop, close_prop, "hs_lastmodifieddate"],
+            "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}], "limit": BATCH_LIMIT}
+        deals: list[dict[str, Any]] = []
+        for _page in range(FACT_PAGES):
+            body = self._search(DEALS_SEARCH, request)
+            deals.extend(body.get("results") or [])
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+            request = {**request, "after": after}
+        contacts = self.deal_contacts([str(d["id"]) for d in deals])
+        facts, newest = [], int(cursor) if cursor and cursor.isdigit() else None
+        for deal in deals:
+            props = deal.get("properties") or {}
+            stage, modified = props.get(stage_prop), _parse_time(props.get("hs_lastmodifieddate"))
+            if modified is not None:
+                ms = int(modified.timestamp() * 1000)
+                newest = ms if newest is None else max(newest, ms)
+            closed = _parse_time(props.get(close_prop))
+            # An expected close date in the future is no fact yet: the stage change is.
+            when = min(x for x in (closed, modified) if x is not None) if closed or modified else self.clock.utcnow()
+            is_won = stage in won
+            facts.append(CustomerFact(record=f"deal:{deal['id']}:{stage}", moment="deal_won" if is_won else "deal_lost",
+                                      occurred_at=when, contact_ids=tuple(contacts.get(str(deal["id"]), ())),
+                                      kind="renewed" if is_won else "churned"))
+        return facts, (str(newest) if newest is not None else cursor)
+
+    def deal_contacts(self, deal_ids: list[str]) -> dict[str, list[str]]:
+        """Deal id -> its contacts' ids (v4 associations, a hundred deals per request)."""
+        out: dict[str, list[str]] = {}
+        for chunk in _chunks(deal_ids):
+            body = self.http.post(DEAL_CONTACT_ASSOCIATIONS, json={"inputs": [{"id": i} for i in chunk]}).json()
+            for row in body.get("results") or []:
+                out[str(row["from"]["id"])] = [str(t["toObjectId"]) for t in row.get("to") or []]
+        return out
 
     def merge_contacts(self, primary_id: str, other_id: str) -> None:
         """``POST /crm/v3/objects/contacts/merge``: ``other_id`` becomes part of ``primary_id``."""
