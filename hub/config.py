@@ -263,6 +263,16 @@ class PlannerConfig(_Section):
         return _known_country(value)
 
 
+def _email_address(value: str) -> str:
+    local, at, domain = value.partition("@")
+    if not (local and at and "." in domain) or any(c.isspace() for c in value):
+        raise PydanticCustomError("email", "not an e-mail address (got {value})", {"value": repr(value)})
+    return value
+
+
+EmailAddress = Annotated[str, StringConstraints(strict=True, min_length=3), AfterValidator(_email_address)]
+
+
 class TeamConfig(_Section):
     """``[teams.<name>]``: who calls back; calendar keys override ``[planner]``'s."""
 
@@ -271,6 +281,7 @@ class TeamConfig(_Section):
     crm_owner: Name | None = Field(None, description="CRM owner id the team's callback tasks get")
     lead: Name | None = Field(None, description="hub user who takes over the team's breached cases")
     lead_crm_owner: Name | None = Field(None, description="CRM owner id of the team lead")
+    lead_email: EmailAddress | None = Field(None, description="where the SLA alert of a breached case goes ([sla] notifier)")
     themes: list[Name] = []
     channels: list[Name] = []
     peak_hours: list[Annotated[int, Field(strict=True, ge=0, le=23)]] | None = None
@@ -297,6 +308,8 @@ class SlaConfig(_Section):
     at_risk_share: Annotated[float, Field(strict=False, gt=0, lt=1)] = Field(
         description="a case is at risk when less than this share of its SLA's business hours is left")
     escalate: StrictBool = Field(description="escalate breached cases (priority up, owner the team lead)")
+    notifier: Name | None = Field(None, description="notifier instance that alerts the team lead of a breach (none: no alert)")
+    language: Literal["nl", "en"] | None = Field(None, description="language of the alert (default: the notifier's)")
 
 
 def _rate_limit(value: str) -> str:
@@ -517,6 +530,15 @@ class CoreConfig(BaseModel):
         if not value.startswith(("http://", "https://")):
             raise PydanticCustomError("url", "must start with http:// or https:// (got {value})", {"value": repr(value)})
         return value
+
+    @model_validator(mode="after")
+    def _sla_alert_notifier_exists(self) -> CoreConfig:
+        name = self.sla.notifier
+        table = self.notifiers.get(name) if name else None
+        if name and (table is None or getattr(table, "enabled", True) is False):
+            raise PydanticCustomError("notifier", "names notifier {quoted}, but there is no enabled [notifiers.{name}] table",
+                                      {"quoted": repr(name), "name": name, "key": "sla.notifier"})
+        return self
 
     @model_validator(mode="after")
     def _route_has_a_sink(self) -> CoreConfig:

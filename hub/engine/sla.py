@@ -14,7 +14,8 @@ Contacted cases met (or missed) their SLA for good: ``met`` / ``missed``.
 :func:`sweep` (a scheduler job) escalates each breached case once: priority
 one step up, the team lead (``[teams.<team>] lead``) as owner, an audit event,
 the CRM told (the task's priority and owner follow through the outbox), and
-``hub_sla_breached`` after commit.
+``hub_sla_breached`` after commit; with ``[sla] notifier`` set, an alert to the
+team lead's ``lead_email`` through that notifier (:mod:`hub.engine.sla_alerts`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from hub.engine import audit
+from hub.engine import audit, sla_alerts
 from hub.engine.teams import Teams
 from hub.sdk.schema import OPEN_CASE_STATUSES
 from hub.storage import models as m
@@ -106,6 +107,7 @@ def sweep(hub: Hub, limit: int = 500) -> int:
                     f.crm_owner = None  # the task goes to the lead's CRM owner at the next sync
                 f.sync_pending = f.external_id is not None
                 f.sync_next_at = now
+            sla_alerts.queue(hub, s, case, team, late, now)  # with the escalation, or not at all
             fired.append((case.id, team.name, case.owner if team.lead else None, late))
         s.flush()
         views = {cid: case_view(s.get(m.Case, cid)) for cid, *_ in fired}
@@ -114,4 +116,5 @@ def sweep(hub: Hub, limit: int = 500) -> int:
                                      for cid, t, lead, late in fired])
     if fired:
         log.warning("SLA breached and escalated: %d case(s)", len(fired))
+    sla_alerts.send_due(hub)  # this breach's alerts, and earlier ones an outage held back
     return len(fired)

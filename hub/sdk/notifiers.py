@@ -28,14 +28,16 @@ for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from hub.sdk.connectors import _Plugin
 
 #: What an invitation asks for: a re-survey after a callback, a proactive
-#: survey, or a promoter's review / referral.
-MESSAGE_KINDS = ("resurvey", "survey", "review")
+#: survey, or a promoter's review / referral; ``sla_alert`` tells a team lead
+#: (staff, not a customer) that a case breached its SLA.
+MESSAGE_KINDS = ("resurvey", "survey", "review", "sla_alert")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class Message:
     name: str | None = None
     #: The case a re-survey asks about, if any.
     case_id: int | None = None
+    #: Further facts a kind's wording uses (an SLA alert's team, lateness and
+    #: risk), as text; never a customer's words.
+    details: Mapping[str, str] = field(default_factory=dict)
 
 
 class DeliveryError(Exception):

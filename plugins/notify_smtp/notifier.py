@@ -7,7 +7,9 @@ accident) or ``none`` (a local relay).  ``password`` is a secret reference
 (``env:SMTP_PASSWORD``); the registry resolves it at start.
 
 The wording lives in ``data/<kind>.<language>.txt``: a ``Subject:`` line, then
-the body, with ``$company``, ``$name``, ``$link`` and ``$unsubscribe_url``.
+the body, with ``$company``, ``$name``, ``$link`` and ``$unsubscribe_url``
+(an SLA alert to a team lead: ``$case_id``, ``$team``, ``$late_by_hours``,
+``$risk`` and ``$link`` instead, without an unsubscribe link).
 A language without templates falls back to the instance's ``language``.
 
 Each message carries a ``Message-ID`` made from the invitation's key, so a
@@ -40,8 +42,9 @@ def render(message: Message, fallback_language: str = "nl") -> tuple[str, str]:
     first, _, body = text.partition("\n")
     if not first.startswith("Subject: "):
         raise ValueError(f"template {message.kind}.{language}.txt must start with a Subject: line")
-    values = {"company": message.company, "name": message.name or NO_NAME[language], "link": message.link,
-              "unsubscribe_url": message.unsubscribe_url}
+    values = {**message.details, "company": message.company, "name": message.name or NO_NAME[language],
+              "link": message.link, "unsubscribe_url": message.unsubscribe_url,
+              "case_id": "" if message.case_id is None else str(message.case_id)}
     return Template(first[len("Subject: "):]).substitute(values), Template(body).substitute(values)
 
 
@@ -99,9 +102,10 @@ class SmtpNotifier(Notifier):
         mail["Date"] = formatdate(self.clock.time(), localtime=False, usegmt=True)
         domain = parseaddr(self.config["sender"])[1].rpartition("@")[2] or "feedback-hub.invalid"
         mail["Message-ID"] = f"<{message.key}@{domain}>"
-        # One-click opt-out for mail clients (RFC 2369 / 8058).
-        mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
-        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if message.unsubscribe_url:  # a staff alert has none: nothing to opt out of
+            # One-click opt-out for mail clients (RFC 2369 / 8058).
+            mail["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         mail["Content-Language"] = message.language if message.language in LANGUAGES else self.config["language"]
         mail.set_content(body)
         return mail

@@ -1,0 +1,204 @@
+"""SLA alerts: a breached case's team lead hears of it through a notifier.
+
+When :func:`hub.engine.sla.sweep` escalates a breached case (once per case),
+it calls :func:`queue` in the same transaction, so the escalation and its
+alert are written together or not at all.  The alert is a row first and a
+message only when :func:`send_due` gets to it, like an invitation
+(:mod:`hub.engine.loop.invitations`): claimed (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), sent outside any transaction, then ``sent``; ``failed`` and tried
+again with backoff (an SMTP outage delays it, never loses it); or ``dead``
+when the notifier says retrying cannot help.  A row left ``sending`` by a
+crash is claimed again after ``dispatch.claim_timeout_seconds``; the
+notifier reuses the alert's key as its Message-ID.
+
+It is staff mail, not a customer survey: the contact rules (cooldown,
+opt-out, quiet hours) do not apply, there is no unsubscribe link, and the
+message holds only the case id, its link, the team, how late it is and its
+risk score - no customer text, name or address.
+
+Configuration: ``[sla] notifier`` names the notifier instance (none: no
+alerts), ``[teams.<team>] lead_email`` the address; a team without one gets
+no alert (audited as skipped, reason ``no_address``).
+
+Storage: the rows live in ``connector_state`` under the reserved instance
+name :data:`INSTANCE` (bracketed: no configured instance is named so), one per
+case (``stream`` = ``case:<id>``, unique: one alert per case and breach).
+Columns used: ``cursor`` the status, ``last_run_at`` the next attempt,
+``last_item_at`` the claim time, ``last_success_at`` when it was sent,
+``items_total`` the attempts, ``last_error``; ``state`` holds the facts of
+the message (address, team, hours late, risk, notifier).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from hub.engine import audit
+from hub.engine.loop.notifiers import notifiers_of
+from hub.engine.teams import Team
+from hub.sdk.notifiers import DeliveryError, Message
+from hub.storage import models as m
+
+if TYPE_CHECKING:
+    from hub.engine.context import Hub
+
+log = logging.getLogger(__name__)
+ACTOR = "scheduler"
+KIND = "sla_alert"
+#: ``connector_state.instance`` of the alert rows.
+INSTANCE = "[sla-alert]"
+Row = m.ConnectorState
+
+
+@dataclass
+class AlertReport:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def key_of(case_id: int) -> str:
+    """The alert's idempotency key (and Message-ID): one per case and breach."""
+    return f"sla-alert-case-{case_id}"
+
+
+def _stream(case_id: int) -> str:
+    return f"case:{case_id}"
+
+
+def rows(session: Session, case_id: int | None = None) -> list[m.ConnectorState]:
+    """The alert rows (of one case), oldest first."""
+    q = select(Row).where(Row.instance == INSTANCE)
+    if case_id is not None:
+        q = q.where(Row.stream == _stream(case_id))
+    return list(session.scalars(q.order_by(Row.id)))
+
+
+def queue(hub: Hub, session: Session, case: m.Case, team: Team, late_by_hours: float,
+          now: dt.datetime) -> m.ConnectorState | None:
+    """The alert of ``case``'s breach, queued in ``session`` unless alerts are off or it exists."""
+    notifier = (hub.config.get("sla") or {}).get("notifier")
+    if not notifier:
+        return None
+    existing = rows(session, case.id)
+    if existing:
+        return existing[0]
+    address = ((hub.config.get("teams") or {}).get(team.name) or {}).get("lead_email")
+    if not address:
+        audit.record(session, actor=ACTOR, action="sla_alert.skipped", at=now, case_id=case.id,
+                     team=team.name, reason="no_address")
+        return None
+    row = Row(instance=INSTANCE, stream=_stream(case.id), cursor="pending", last_run_at=now, items_total=0,
+              state={"to": address, "team": team.name, "late_by_hours": round(late_by_hours, 1),
+                     "risk": int(case.risk or 0), "notifier": notifier})
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=ACTOR, action="sla_alert.queued", at=now, case_id=case.id, team=team.name,
+                 notifier=notifier)
+    return row
+
+
+# -- sending ------------------------------------------------------------------------
+def _claim(hub: Hub, now: dt.datetime, limit: int) -> list[int]:
+    stale = now - dt.timedelta(seconds=float(hub.config.get("dispatch", {}).get("claim_timeout_seconds", 300)))
+    q = select(Row).where(Row.instance == INSTANCE, or_(
+        and_(Row.cursor.in_(("pending", "failed")), Row.last_run_at <= now),
+        and_(Row.cursor == "sending", Row.last_item_at <= stale))).order_by(Row.last_run_at, Row.id).limit(limit)
+    if hub.db.dialect == "postgresql":
+        q = q.with_for_update(skip_locked=True)  # two schedulers never send one alert twice
+    with hub.db.session() as s:
+        claimed = s.scalars(q).all()
+        for row in claimed:
+            row.cursor, row.last_item_at = "sending", now
+            row.items_total = (row.items_total or 0) + 1
+        return [r.id for r in claimed]
+
+
+def send_due(hub: Hub, *, max_rounds: int = 20) -> AlertReport:
+    """Send every alert that is due; returns counts."""
+    batch = int(hub.config.get("dispatch", {}).get("batch_size", 100))
+    report = AlertReport()
+    for _ in range(max_rounds):
+        now = hub.clock.utcnow()
+        ids = _claim(hub, now, batch)
+        if not ids:
+            break
+        for row_id in ids:
+            _send_one(hub, row_id, now, report)
+    return report
+
+
+def case_id_of(row: m.ConnectorState) -> int:
+    return int(row.stream.partition(":")[2])
+
+
+def message_of(hub: Hub, row: m.ConnectorState, language: str) -> Message:
+    """The alert's message: facts only, the notifier's templates word it."""
+    case_id, facts = case_id_of(row), row.state
+    return Message(kind=KIND, to=facts["to"], language=language,
+                   company=(hub.config.get("loop") or {}).get("company_name", ""), link=hub.case_url(case_id),
+                   unsubscribe_url="", key=key_of(case_id), case_id=case_id,
+                   details={"team": str(facts["team"]), "late_by_hours": f"{float(facts['late_by_hours']):.1f}",
+                            "risk": str(facts["risk"])})
+
+
+def _send_one(hub: Hub, row_id: int, now: dt.datetime, report: AlertReport) -> None:
+    with hub.db.session() as s:
+        row = s.get(Row, row_id)
+        name, attempts = row.state.get("notifier"), row.items_total
+        notifiers = notifiers_of(hub)
+        if name not in notifiers.instances:  # the configuration changed since it was queued
+            failure: DeliveryError | None = DeliveryError(f"notifier {name!r} is not configured", retriable=False)
+            message = None
+        else:
+            notifier = notifiers.get(name)
+            language = (hub.config.get("sla") or {}).get("language") or notifier.config.get("language") or "nl"
+            message, failure = message_of(hub, row, language), None
+    delivery_id = None
+    if failure is None:
+        # Sent outside any transaction: a slow mail server holds no lock.
+        try:
+            delivery_id = notifier.send(message)
+        except DeliveryError as exc:
+            failure = exc
+        except Exception as exc:  # noqa: BLE001 - a notifier's bug: kept and retried, never lost
+            log.exception("notifier %s failed on an SLA alert", name)
+            failure = DeliveryError(f"{type(exc).__name__}: {exc}", retriable=True)
+    _settle(hub, row_id, now, name, attempts, delivery_id, failure, report)
+
+
+def _settle(hub: Hub, row_id: int, now: dt.datetime, name: str | None, attempts: int, delivery_id: str | None,
+            failure: DeliveryError | None, report: AlertReport) -> None:
+    with hub.db.session() as s:
+        row = s.get(Row, row_id)
+        case_id = case_id_of(row)
+        row.last_item_at = None
+        if failure is None:
+            row.cursor, row.last_success_at, row.last_error = "sent", now, None
+            row.state = {**row.state, "message_id": (delivery_id or "")[:200]}
+            audit.record(s, actor=ACTOR, action="sla_alert.sent", at=now, case_id=case_id, notifier=name)
+            report.sent += 1
+        elif failure.retriable:
+            row.cursor, row.last_error = "failed", str(failure)
+            row.last_run_at = now + max(_backoff(hub, attempts), dt.timedelta(seconds=float(failure.retry_after or 0)))
+            report.retried += 1
+        else:
+            row.cursor, row.last_error = "dead", str(failure)
+            audit.record(s, actor=ACTOR, action="sla_alert.dead", at=now, case_id=case_id, notifier=name)
+            report.dead += 1
+            report.errors.append(f"SLA alert of case {case_id}: {failure}")
+
+
+def _backoff(hub: Hub, attempts: int) -> dt.timedelta:
+    cfg = hub.config.get("dispatch", {})
+    base, cap = float(cfg.get("backoff_base_seconds", 30)), float(cfg.get("backoff_max_seconds", 3600))
+    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
+    return dt.timedelta(seconds=random.uniform(ceiling / 2, ceiling))
