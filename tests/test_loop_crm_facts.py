@@ -164,3 +164,33 @@ def test_an_outage_leaves_the_cursor_and_a_sink_without_facts_is_not_asked(make_
         assert not any("/deals/" in r.path for r in portal2.log)
     finally:
         crm2.stop()
+
+
+def test_the_emulator_control_api_seeds_and_changes_deals():
+    import requests
+
+    clock = FakeClock(START.timestamp())
+    portal = HubSpotState(clock=clock, token=TOKEN)
+    crm = LiveServer(make_emulator_app(portal))
+    try:
+        made = requests.post(f"{crm.url}/_control/deals", json={"properties": {"dealstage": "qualifiedtobuy"},
+                                                                "contact_ids": ["51"]}, timeout=5)
+        assert made.status_code == 201
+        deal_id = made.json()["id"]
+        clock.now += 60
+        changed = requests.post(f"{crm.url}/_control/deals", json={"id": deal_id,
+                                                                   "properties": {"dealstage": "closedwon"}}, timeout=5)
+        assert changed.status_code == 200 and changed.json()["properties"]["dealstage"] == "closedwon"
+        found = requests.post(f"{crm.url}/crm/v3/objects/deals/search", headers={"Authorization": f"Bearer {TOKEN}"},
+                              json={"filterGroups": [{"filters": [
+                                  {"propertyName": "dealstage", "operator": "EQ", "value": "closedwon"},
+                                  {"propertyName": "hs_lastmodifieddate", "operator": "GT",
+                                   "value": str(int(START.timestamp() * 1000))}]}]}, timeout=5).json()
+        assert [d["id"] for d in found["results"]] == [deal_id]
+        assoc = requests.post(f"{crm.url}/crm/v4/associations/deals/contacts/batch/read",
+                              headers={"Authorization": f"Bearer {TOKEN}"},
+                              json={"inputs": [{"id": deal_id}, {"id": "404"}]}, timeout=5)
+        assert assoc.status_code == 207
+        assert [t["toObjectId"] for t in assoc.json()["results"][0]["to"]] == [51]
+    finally:
+        crm.stop()
