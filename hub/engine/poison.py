@@ -31,7 +31,10 @@ DEDUPE_KEY, RAW_KIND = 200, 50
 
 
 def clean_text(value: str) -> str:
-    """``value`` without NUL and with each lone surrogate replaced by U+FFFD."""
+    """``value`` without NUL and with each lone surrogate replaced by U+FFFD
+    (the very same object when it needs neither: the common case stays cheap)."""
+    if value.isascii():  # no surrogate can be in it; only a NUL could
+        return value.replace("\x00", "") if "\x00" in value else value
     if "\x00" in value:
         value = value.replace("\x00", "")
     try:
@@ -43,14 +46,42 @@ def clean_text(value: str) -> str:
 
 
 def clean_json(value: Any) -> Any:
-    """A JSON value with every string (keys too) cleaned by :func:`clean_text`."""
+    """A JSON value with every string (keys too) cleaned by :func:`clean_text`
+    (tuples become lists).  A value that needs no cleaning comes back as the
+    same object, so that callers can tell "unchanged" by identity, without copies."""
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, dict):
-        return {clean_json(k) if isinstance(k, str) else k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+        return value if _is_clean(value) else {
+            clean_json(k) if isinstance(k, str) else k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return value if _is_clean(value) else [clean_json(v) for v in value]
+    if isinstance(value, tuple):
         return [clean_json(v) for v in value]
     return value
+
+
+def _is_clean(value: Any) -> bool:
+    """Whether :func:`clean_json` would give ``value`` back unchanged: one flat
+    walk, no copies (a subclass of str, dict or list is left to the full path)."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        t = type(v)
+        if t is str:
+            if not (v.isascii() and "\x00" not in v) and clean_text(v) is not v:
+                return False
+        elif t is dict:
+            for k in v:
+                if isinstance(k, str) and not (type(k) is str and k.isascii() and "\x00" not in k) \
+                        and clean_text(k) is not k:
+                    return False
+            todo.extend(v.values())
+        elif t is list:
+            todo.extend(v)
+        elif isinstance(v, str | dict | list | tuple):
+            return False
+    return True
 
 
 def _fit_key(value: str, limit: int) -> str:
@@ -74,15 +105,27 @@ def _customer(c: CustomerRef) -> CustomerRef:
     handles = tuple((k, v) for k, v in ((_opt(k), _opt(v)) for k, v in c.handles)
                     if k and v and len(k) <= IDENTITY_KIND and len(v) <= IDENTITY_VALUE)
     # An over-long email or phone is no identity anyone can match: dropped, never cut to a wrong one.
-    return CustomerRef(email=_opt(c.email, IDENTITY_VALUE, drop_long=True), name=_opt(c.name, NAME),
-                       crm_id=_opt(c.crm_id, IDENTITY_VALUE, drop_long=True),
-                       phone=_opt(c.phone, IDENTITY_VALUE, drop_long=True), handles=handles)
+    fields = dict(email=_opt(c.email, IDENTITY_VALUE, drop_long=True), name=_opt(c.name, NAME),
+                  crm_id=_opt(c.crm_id, IDENTITY_VALUE, drop_long=True),
+                  phone=_opt(c.phone, IDENTITY_VALUE, drop_long=True), handles=handles)
+    if handles == c.handles and _same(c, fields):
+        return c
+    return CustomerRef(**fields)
+
+
+def _same(obj: Any, fields: dict[str, Any]) -> bool:
+    """Whether every cleaned field is the object ``obj`` already holds (nothing was cleaned)."""
+    return all(getattr(obj, name) is value for name, value in fields.items())
+
+
+def _json_object(value: Any) -> Any:
+    """``clean_json(value or {})``, keeping an empty dict itself (so "unchanged" holds)."""
+    return clean_json(value) if isinstance(value, dict) else clean_json(value or {})
 
 
 def storable(item: FeedbackIn) -> FeedbackIn:
     """``item`` as every supported database can store it (the same item when it already is)."""
-    cleaned = dataclasses.replace(
-        item,
+    fields = dict(
         external_id=_fit_key(clean_text(item.external_id), EXTERNAL_ID),
         channel=clean_text(item.channel)[:CHANNEL],
         text=_opt(item.text),
@@ -90,17 +133,23 @@ def storable(item: FeedbackIn) -> FeedbackIn:
         thread_id=None if item.thread_id is None else _fit_key(clean_text(item.thread_id), THREAD_ID),
         url=_opt(item.url, URL, drop_long=True),
         customer=_customer(item.customer),
-        extra=clean_json(item.extra or {}),
+        extra=_json_object(item.extra),
     )
+    if _same(item, fields):  # the common case: no copy made, none compared
+        return item
+    cleaned = dataclasses.replace(item, **fields)
     return item if cleaned == item else cleaned
 
 
 def storable_raw(raw: RawIn) -> RawIn:
     """A raw event as every supported database can store it: as verbatim as that allows."""
-    cleaned = dataclasses.replace(
-        raw, payload=clean_json(raw.payload), kind=clean_text(raw.kind)[:RAW_KIND],
+    fields = dict(
+        payload=clean_json(raw.payload), kind=clean_text(raw.kind)[:RAW_KIND],
         dedupe_key=None if raw.dedupe_key is None else _fit_key(clean_text(raw.dedupe_key), DEDUPE_KEY),
-        headers=clean_json(raw.headers or {}))
+        headers=_json_object(raw.headers))
+    if _same(raw, fields):
+        return raw
+    cleaned = dataclasses.replace(raw, **fields)
     return raw if cleaned == raw else cleaned
 
 
