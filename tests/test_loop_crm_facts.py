@@ -194,3 +194,25 @@ def test_the_emulator_control_api_seeds_and_changes_deals():
         assert [t["toObjectId"] for t in assoc.json()["results"][0]["to"]] == [51]
     finally:
         crm.stop()
+
+
+def test_the_scheduler_reads_customer_facts_at_the_configured_interval(make_app):
+    from hub.engine.scheduler import HubScheduler
+
+    app = make_app(crm_facts={"interval_seconds": 900})
+    sched = HubScheduler(app.extensions["hub"])
+    sched.start()
+    try:
+        jobs = {j.id: j for j in sched.scheduler.get_jobs()}
+    finally:
+        sched.shutdown()
+    assert jobs["crm_facts"].trigger.interval == dt.timedelta(seconds=900)
+
+
+def test_a_badly_named_moment_is_refused_by_the_config(make_app):
+    import pytest
+
+    from hub.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"crm_facts\.invite\[0\]"):
+        make_app(crm_facts={"invite": ["Deal Won!"]})
