@@ -196,8 +196,10 @@ def resolve(b: Batch) -> None:
 
     wanted = {kv for f in b.fresh for kv in f.identities} | {mt.identity for ms in said.values() for mt in ms}
     I = m.Identity  # noqa: E741
+    # The kinds too: the unique (kind, value) index then serves the look-up (by value alone, a scan).
+    wanted_kinds = sorted({k for k, _ in wanted})
     for k, v, cid in _select_in(b.session, sorted({v for _, v in wanted}), lambda chunk: select(
-            I.kind, I.value, I.customer_id).where(I.value.in_(chunk))):
+            I.kind, I.value, I.customer_id).where(I.kind.in_(wanted_kinds), I.value.in_(chunk))):
         if (k, v) in wanted:
             b.identities[(k, v)] = b.customer(cid)
 
