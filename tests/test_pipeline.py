@@ -137,7 +137,26 @@ def test_resurvey_answer_is_linked_to_its_case(hub):
                                                                customer=CustomerRef(email="r@x.nl")))], NOW)[0]
     assert again.case_id == first.case_id
     with hub.db.Session() as s:
-        assert s.get(m.Case, first.case_id).resurvey_nps == 9
+        case = s.get(m.Case, first.case_id)
+        assert (case.resurvey_nps, case.resurvey_score, case.resurvey_scale) == (9, 9, "nps")
+
+
+def test_a_csat_resurvey_answer_is_the_cases_outcome_on_its_own_scale(hub):
+    from hub.engine.loop.outcomes import ledger
+
+    with hub.db.session() as s:
+        first = Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("a", "survey", NOW, nps=2,
+                                                               customer=CustomerRef(email="c@x.nl")))], NOW)[0]
+    with hub.db.session() as s:
+        Pipeline(hub).ingest(s, "t", [Entry(FeedbackIn("b", "survey", NOW, score=5, scale="csat",
+                                                       resurvey_case_id=first.case_id,
+                                                       customer=CustomerRef(email="c@x.nl")))], NOW)
+    with hub.db.Session() as s:
+        case = s.get(m.Case, first.case_id)
+        assert (case.resurvey_nps, case.resurvey_score, case.resurvey_scale) == (None, 5, "csat")
+        [outcome] = [o for o in ledger(s) if o.case_id == first.case_id]
+    # CSAT 5 is a promoter on its scale (as NPS 9-10 is): the detractor converted.
+    assert (outcome.score_before, outcome.score_after, outcome.category_after) == (2, 5, "promoter")
 
 
 def test_planner_avoids_peaks_and_spreads_within_sla():

@@ -312,12 +312,12 @@ def open_cases(b: Batch) -> None:
     answer joins the case it answers and records its score there."""
     _load_open_cases(b)
     resurveys = _existing_cases(b, {f.item.resurvey_case_id for f in b.fresh if f.item.resurvey_case_id})
-    resurvey_nps: dict[int, int] = {}
+    answers: dict[int, dict[str, Any]] = {}
     for f in b.fresh:
         if f.item.resurvey_case_id in resurveys:
             f.case = f.item.resurvey_case_id
-            if f.item.nps is not None:
-                resurvey_nps[f.item.resurvey_case_id] = f.item.nps  # type: ignore[index]
+            if (answer := _resurvey_answer(f.item)) is not None:
+                answers[f.item.resurvey_case_id] = answer  # type: ignore[index]
         elif (case := b.cases.get(f.customer)) is not None:
             _raise(case, f.risk, f.decision)
             f.case = case
@@ -329,7 +329,7 @@ def open_cases(b: Batch) -> None:
         if f.case is None and (case := b.cases.get(f.customer)) is not None and case.new:
             f.case = case
     _insert_cases(b)
-    _update_cases(b, resurvey_nps)
+    _update_cases(b, answers)
 
 
 def _load_open_cases(b: Batch) -> None:
@@ -385,14 +385,27 @@ def _insert_cases(b: Batch) -> None:
             [{"cust": c.customer.id, "since": b.now - b.window, "case": c.id} for c in earlier])
 
 
-def _update_cases(b: Batch, resurvey_nps: dict[int, int]) -> None:
+def _resurvey_answer(item: FeedbackIn) -> dict[str, Any] | None:
+    """What a re-survey answer writes on its case: the score on its scale (an NPS
+    answer also keeps ``resurvey_nps``, which the API has always shown)."""
+    if item.nps is not None:
+        return {"resurvey_nps": item.nps, "resurvey_score": item.nps, "resurvey_scale": "nps"}
+    if item.score is not None and item.scale:
+        return {"resurvey_score": item.score, "resurvey_scale": item.scale}
+    return None
+
+
+def _update_cases(b: Batch, resurvey_answers: dict[int, dict[str, Any]]) -> None:
     dirty = [c for c in b.cases.values() if c.dirty and not c.new]
     if dirty:
         b.session.execute(update(m.Case), [{"id": c.id, "risk": c.risk, "priority": c.priority, "updated_at": b.now}
                                            for c in dirty])
-    if resurvey_nps:
-        b.session.execute(update(m.Case), [{"id": k, "resurvey_nps": v, "updated_at": b.now}
-                                           for k, v in resurvey_nps.items()])
+    # One executemany per set of columns: an NPS answer also writes resurvey_nps.
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for case_id, answer in resurvey_answers.items():
+        by_columns[tuple(sorted(answer))].append({"id": case_id, **answer, "updated_at": b.now})
+    for rows in by_columns.values():
+        b.session.execute(update(m.Case), rows)
 
 
 def plan_outbox(b: Batch) -> None:

@@ -169,6 +169,9 @@ class Case(Base):
     root_cause: Mapped[str | None] = mapped_column(String(200))
     resolved: Mapped[bool | None] = mapped_column(Boolean)
     resurvey_nps: Mapped[int | None] = mapped_column(Integer)
+    #: The re-survey answer on its own scale (nps, csat or ces): the case's outcome.
+    resurvey_score: Mapped[int | None] = mapped_column(Integer)
+    resurvey_scale: Mapped[str | None] = mapped_column(String(4))
     #: Held out of callbacks: the randomised control group (hub.engine.loop.control_group).
     control: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     #: Counts the case's changes (see :func:`_count_case_change`): a form carries

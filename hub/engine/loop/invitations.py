@@ -149,7 +149,7 @@ def _refusal(hub: Hub, s: Session, row: m.Invitation, now: dt.datetime) -> tuple
         return "no_address", None
     if row.case_id is not None and row.kind == "resurvey":
         case = s.get(m.Case, row.case_id)
-        if case is not None and case.resurvey_nps is not None:
+        if case is not None and (case.resurvey_score is not None or case.resurvey_nps is not None):
             return "already_answered", None
     if contact_rules.in_cooldown(s, contact_rules.Rules.of(hub.config), row, now):
         return contact_rules.COOLDOWN, None
@@ -230,7 +230,8 @@ def mark_answered(hub: Hub, now: dt.datetime) -> int:
         F.customer_id == I.customer_id, F.source == I.source, F.occurred_at >= I.sent_at,
         or_(I.case_id.is_(None), F.case_id == I.case_id))
     first_answer = select(func.min(F.occurred_at)).where(*answers.whereclause.clauses).scalar_subquery()
-    answered_case = select(C.id).where(C.id == I.case_id, C.resurvey_nps.is_not(None)).exists()
+    answered_case = select(C.id).where(C.id == I.case_id,
+                                      or_(C.resurvey_score.is_not(None), C.resurvey_nps.is_not(None))).exists()
     with hub.db.session() as s:
         # Only rows that have an answer are written: the others are not touched on every run.
         result = s.execute(update(I).where(

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.sdk.schema import nps_category
+from hub.sdk.schema import score_category
 from hub.storage import models as m
 
 Z95 = 1.959963984540054
@@ -75,7 +75,8 @@ def ledger(session: Session, *, since: dt.datetime | None = None, until: dt.date
            repeat_window_days: float = 30) -> list[CaseOutcome]:
     """One :class:`CaseOutcome` per case opened in [since, until)."""
     C, F, E = m.Case, m.FeedbackItem, m.CustomerEvent
-    q = select(C.id, C.customer_id, C.control, C.opened_at, C.contacted_at, C.closed_at, C.resurvey_nps)
+    q = select(C.id, C.customer_id, C.control, C.opened_at, C.contacted_at, C.closed_at, C.resurvey_nps,
+               C.resurvey_score, C.resurvey_scale)
     if since is not None:
         q = q.where(C.opened_at >= since)
     if until is not None:
@@ -101,7 +102,7 @@ def ledger(session: Session, *, since: dt.datetime | None = None, until: dt.date
     out = []
     for c in cases:
         before, category_before = first.get(c.id, (None, None))
-        after = c.resurvey_nps
+        after, scale = (c.resurvey_score, c.resurvey_scale) if c.resurvey_score is not None else (c.resurvey_nps, "nps")
         # A loop closed with the callback (or the case's closure); an unclosed one counts from its opening.
         ref = c.closed_at or c.contacted_at or c.opened_at
         seen = events.get(c.customer_id, [])
@@ -109,7 +110,7 @@ def ledger(session: Session, *, since: dt.datetime | None = None, until: dt.date
                                             if case_id != c.id and ref < at <= ref + window)
         out.append(CaseOutcome(
             case_id=c.id, customer_id=c.customer_id, control=bool(c.control), score_before=before,
-            category_before=category_before, score_after=after, category_after=nps_category(after),
+            category_before=category_before, score_after=after, category_after=score_category(after, scale),
             hours_to_first_contact=round((c.contacted_at - c.opened_at).total_seconds() / 3600, 2)
             if c.contacted_at else None,
             churned=any(kind == "churned" and at >= c.opened_at for kind, at in seen),

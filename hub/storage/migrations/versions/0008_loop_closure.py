@@ -27,6 +27,8 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 def upgrade() -> None:
     with op.batch_alter_table('case', schema=None) as batch_op:
         batch_op.add_column(sa.Column('control', sa.Boolean(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('resurvey_score', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('resurvey_scale', sa.String(length=4), nullable=True))
     with op.batch_alter_table('feedback_item', schema=None) as batch_op:
         batch_op.add_column(sa.Column('score', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('scale', sa.String(length=4), nullable=True))
@@ -105,4 +107,6 @@ def downgrade() -> None:
         batch_op.drop_column('scale')
         batch_op.drop_column('score')
     with op.batch_alter_table('case', schema=None) as batch_op:
+        batch_op.drop_column('resurvey_scale')
+        batch_op.drop_column('resurvey_score')
         batch_op.drop_column('control')
