@@ -21,9 +21,8 @@ from pydantic import ValidationError
 
 from hub.api import contracts as answers
 from hub.api.routes import answer, db_session, error, token_required
-from hub.engine import audit
 from hub.engine.context import current_hub, hub_of
-from hub.engine.loop import invitations, outcomes, promoters, revenue
+from hub.engine.loop import events, invitations, outcomes, promoters, revenue
 from hub.engine.loop.notifiers import notifiers_of
 from hub.sdk.contracts import customer_ref, input_error, loads_bounded
 from hub.storage import models as m
@@ -140,12 +139,8 @@ def post_event():
     customer_id = _known_customer(session, hub, ref)
     if customer_id is None:
         return error(404, "not_found", "no customer with these identities")
-    row = m.CustomerEvent(customer_id=customer_id, type=event.type, occurred_at=event.occurred_at or now,
-                          source=f"api:{flask.g.get('api_token', '?')}"[:100], created_at=now)
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=_actor(), action=f"customer.{event.type}", at=now, customer_id=customer_id,
-                 event_id=row.id)
+    row = events.record_event(session, customer_id=customer_id, kind=event.type, occurred_at=event.occurred_at or now,
+                              source=f"api:{flask.g.get('api_token', '?')}", now=now, actor=_actor())
     session.commit()
     return answer(answers.EventStored.model_validate(row), 201)
 

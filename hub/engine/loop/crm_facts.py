@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.engine import audit
 from hub.engine.loop import invitations
+from hub.engine.loop.events import record_event
 from hub.sdk import RetriableError
 from hub.sdk.connectors import CustomerFact
 from hub.storage import models as m
@@ -45,17 +45,6 @@ class FactReport:
     invitations: int = 0
     unknown_customers: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-def record_event(session: Session, *, customer_id: int, kind: str, occurred_at: dt.datetime, source: str,
-                 now: dt.datetime, actor: str) -> m.CustomerEvent:
-    """A ``customer_event`` row and its audit entry, as ``POST /api/v1/events`` makes them."""
-    row = m.CustomerEvent(customer_id=customer_id, type=kind, occurred_at=occurred_at, source=source[:100],
-                          created_at=now)
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor, action=f"customer.{kind}", at=now, customer_id=customer_id, event_id=row.id)
-    return row
 
 
 def event_source(sink: str, fact: CustomerFact) -> str:
