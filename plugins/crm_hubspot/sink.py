@@ -620,22 +620,8 @@ class HubSpotSink(CrmSink):
     # -- completion -------------------------------------------------------
     def sync_completed(self, followups: list[FollowupView]) -> list[Completion]:
         """Batch-read the status of sent tasks; COMPLETED ones are reported."""
-        self.daily.check()
-        by_task = {str(f.external_id): f for f in followups if f.external_id}
-        out: list[Completion] = []
-        for chunk in _chunks(sorted(by_task)):
-            body = self.http.post(TASKS_BATCH_READ, json={
-                "properties": ["hs_task_status", "hs_task_completion_date"],
-                "inputs": [{"id": t} for t in chunk]}).json()
-            for obj in body.get("results", []):
-                props = obj.get("properties") or {}
-                f = by_task.get(str(obj.get("id")))
-                if f is None or props.get("hs_task_status") != "COMPLETED":
-                    continue
-                when = _parse_time(props.get("hs_task_completion_date")) or _parse_time(obj.get("updatedAt"))
-                out.append(Completion(f.id, outcome=None, completed_at=when))
-                self.completed_hints.discard(str(obj["id"]))
-        return out
+        return [Completion(t.followup_id, outcome=None, completed_at=t.completed_at)
+                for t in self.task_states(followups) if t.completed]
 
     # -- two-way sync: changes made in the hub ------------------------------
     def update(self, followups: list[FollowupView]) -> list[PushResult]:
