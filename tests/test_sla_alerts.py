@@ -75,7 +75,8 @@ def test_a_breached_case_alerts_its_lead_exactly_once_across_sweeps(make_app, sm
     breached = _audit(hub, "case.sla_breached")[0].detail["late_by_hours"]
     assert f"Risicoscore: {case.risk}." in body and case.risk > 0
     assert f"Te laat: {float(breached):.1f} werkuren." in body
-    assert row.cursor == "sent" and row.items_total == 1
+    assert row.status == "sent" and row.attempts == 1 and row.sent_at == hub.clock.utcnow() - dt.timedelta(minutes=3)
+    assert row.idempotency_key == sla_alerts.key_of(case_id) and row.address == LEAD and row.claimed_at is None
     assert len(_audit(hub, "sla_alert.queued")) == 1 and len(_audit(hub, "sla_alert.sent")) == 1
 
 
@@ -100,13 +101,13 @@ def test_an_smtp_outage_delays_the_alert_and_it_is_sent_once_after_recovery(make
     assert sla.sweep(hub) == 1
     with hub.db.Session() as s:
         [row] = sla_alerts.rows(s, case_id)
-    assert row.cursor == "failed" and "421" in row.last_error and smtp.inbox.messages == []
-    retry_at = row.last_run_at
+    assert row.status == "failed" and "421" in row.last_error and smtp.inbox.messages == []
+    retry_at = row.next_attempt_at
     assert retry_at > hub.clock.utcnow()
     hub.clock.now = (retry_at - dt.timedelta(seconds=1)).timestamp()
     sla.sweep(hub)  # not yet due: untouched
     with hub.db.Session() as s:
-        assert sla_alerts.rows(s, case_id)[0].items_total == 1
+        assert sla_alerts.rows(s, case_id)[0].attempts == 1
     smtp.inbox.reply = None  # the server is back
     hub.clock.now = retry_at.timestamp()
     sla.sweep(hub)
@@ -115,7 +116,7 @@ def test_an_smtp_outage_delays_the_alert_and_it_is_sent_once_after_recovery(make
     assert len(smtp.inbox.messages) == 1 and smtp.inbox.recipients == [[LEAD]]
     with hub.db.Session() as s:
         [row] = sla_alerts.rows(s, case_id)
-    assert row.cursor == "sent" and row.items_total == 2 and row.last_error is None
+    assert row.status == "sent" and row.attempts == 2 and row.last_error is None
 
 
 def test_an_alert_left_sending_by_a_crash_is_sent_again_with_the_same_message_id(make_app, smtp):
@@ -127,7 +128,7 @@ def test_an_alert_left_sending_by_a_crash_is_sent_again_with_the_same_message_id
     now = hub.clock.utcnow()
     with hub.db.session() as s:  # as if a scheduler died between claiming and sending
         [row] = sla_alerts.rows(s, case_id)
-        row.cursor, row.last_item_at = "sending", now
+        row.status, row.claimed_at = "sending", now
     smtp.inbox.reply = None
     hub.clock.now += 60
     sla.sweep(hub)
@@ -190,7 +191,7 @@ def test_a_rejected_address_ends_the_alert_dead_without_retrying(make_app, smtp)
     sla.sweep(hub)
     with hub.db.Session() as s:
         [row] = sla_alerts.rows(s, case_id)
-    assert row.cursor == "dead" and "550" in row.last_error and smtp.inbox.messages == []
+    assert row.status == "dead" and "550" in row.last_error and smtp.inbox.messages == []
     assert len(_audit(hub, "sla_alert.dead")) == 1
 
 

@@ -20,13 +20,12 @@ Configuration: ``[sla] notifier`` names the notifier instance (none: no
 alerts), ``[teams.<team>] lead_email`` the address; a team without one gets
 no alert (audited as skipped, reason ``no_address``).
 
-Storage: the rows live in ``connector_state`` under the reserved instance
-name :data:`INSTANCE` (bracketed: no configured instance is named so), one per
-case (``stream`` = ``case:<id>``, unique: one alert per case and breach).
-Columns used: ``cursor`` the status, ``last_run_at`` the next attempt,
-``last_item_at`` the claim time, ``last_success_at`` when it was sent,
-``items_total`` the attempts, ``last_error``; ``state`` holds the facts of
-the message (address, team, hours late, risk, notifier).
+Storage: one ``staff_alert`` row (:class:`hub.storage.models.StaffAlert`) per
+case and breach, unique by its ``idempotency_key`` (:func:`key_of`), deleted
+with its case.  ``status`` and ``attempts``, ``next_attempt_at``,
+``claimed_at``, ``sent_at`` and ``last_error`` are the outbox's state;
+``notifier`` and ``address`` say where it goes; ``facts`` holds what the
+message says (team, hours late, risk) and, once sent, the notifier's message id.
 """
 
 from __future__ import annotations
@@ -52,9 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ACTOR = "scheduler"
 KIND = "sla_alert"
-#: ``connector_state.instance`` of the alert rows.
-INSTANCE = "[sla-alert]"
-Row = m.ConnectorState
+Row = m.StaffAlert
 
 
 @dataclass
@@ -70,20 +67,16 @@ def key_of(case_id: int) -> str:
     return f"sla-alert-case-{case_id}"
 
 
-def _stream(case_id: int) -> str:
-    return f"case:{case_id}"
-
-
-def rows(session: Session, case_id: int | None = None) -> list[m.ConnectorState]:
+def rows(session: Session, case_id: int | None = None) -> list[m.StaffAlert]:
     """The alert rows (of one case), oldest first."""
-    q = select(Row).where(Row.instance == INSTANCE)
+    q = select(Row)
     if case_id is not None:
-        q = q.where(Row.stream == _stream(case_id))
+        q = q.where(Row.case_id == case_id)
     return list(session.scalars(q.order_by(Row.id)))
 
 
 def queue(hub: Hub, session: Session, case: m.Case, team: Team, late_by_hours: float,
-          now: dt.datetime) -> m.ConnectorState | None:
+          now: dt.datetime) -> m.StaffAlert | None:
     """The alert of ``case``'s breach, queued in ``session`` unless alerts are off or it exists."""
     notifier = (hub.config.get("sla") or {}).get("notifier")
     if not notifier:
@@ -96,9 +89,9 @@ def queue(hub: Hub, session: Session, case: m.Case, team: Team, late_by_hours: f
         audit.record(session, actor=ACTOR, action="sla_alert.skipped", at=now, case_id=case.id,
                      team=team.name, reason="no_address")
         return None
-    row = Row(instance=INSTANCE, stream=_stream(case.id), cursor="pending", last_run_at=now, items_total=0,
-              state={"to": address, "team": team.name, "late_by_hours": round(late_by_hours, 1),
-                     "risk": int(case.risk or 0), "notifier": notifier})
+    row = Row(case_id=case.id, idempotency_key=key_of(case.id), notifier=notifier, address=address,
+              status="pending", next_attempt_at=now, attempts=0, created_at=now,
+              facts={"team": team.name, "late_by_hours": round(late_by_hours, 1), "risk": int(case.risk or 0)})
     session.add(row)
     session.flush()
     audit.record(session, actor=ACTOR, action="sla_alert.queued", at=now, case_id=case.id, team=team.name,
@@ -109,16 +102,16 @@ def queue(hub: Hub, session: Session, case: m.Case, team: Team, late_by_hours: f
 # -- sending ------------------------------------------------------------------------
 def _claim(hub: Hub, now: dt.datetime, limit: int) -> list[int]:
     stale = now - dt.timedelta(seconds=float(hub.config.get("dispatch", {}).get("claim_timeout_seconds", 300)))
-    q = select(Row).where(Row.instance == INSTANCE, or_(
-        and_(Row.cursor.in_(("pending", "failed")), Row.last_run_at <= now),
-        and_(Row.cursor == "sending", Row.last_item_at <= stale))).order_by(Row.last_run_at, Row.id).limit(limit)
+    q = select(Row).where(or_(
+        and_(Row.status.in_(("pending", "failed")), Row.next_attempt_at <= now),
+        and_(Row.status == "sending", Row.claimed_at <= stale))).order_by(Row.next_attempt_at, Row.id).limit(limit)
     if hub.db.dialect == "postgresql":
         q = q.with_for_update(skip_locked=True)  # two schedulers never send one alert twice
     with hub.db.session() as s:
         claimed = s.scalars(q).all()
         for row in claimed:
-            row.cursor, row.last_item_at = "sending", now
-            row.items_total = (row.items_total or 0) + 1
+            row.status, row.claimed_at = "sending", now
+            row.attempts = (row.attempts or 0) + 1
         return [r.id for r in claimed]
 
 
@@ -136,14 +129,14 @@ def send_due(hub: Hub, *, max_rounds: int = 20) -> AlertReport:
     return report
 
 
-def case_id_of(row: m.ConnectorState) -> int:
-    return int(row.stream.partition(":")[2])
+def case_id_of(row: m.StaffAlert) -> int:
+    return row.case_id
 
 
-def message_of(hub: Hub, row: m.ConnectorState, language: str) -> Message:
+def message_of(hub: Hub, row: m.StaffAlert, language: str) -> Message:
     """The alert's message: facts only, the notifier's templates word it."""
-    case_id, facts = case_id_of(row), row.state
-    return Message(kind=KIND, to=facts["to"], language=language,
+    case_id, facts = case_id_of(row), row.facts
+    return Message(kind=KIND, to=row.address or "", language=language,
                    company=(hub.config.get("loop") or {}).get("company_name", ""), link=hub.case_url(case_id),
                    unsubscribe_url="", key=key_of(case_id), case_id=case_id,
                    details={"team": str(facts["team"]), "late_by_hours": f"{float(facts['late_by_hours']):.1f}",
@@ -153,7 +146,7 @@ def message_of(hub: Hub, row: m.ConnectorState, language: str) -> Message:
 def _send_one(hub: Hub, row_id: int, now: dt.datetime, report: AlertReport) -> None:
     with hub.db.session() as s:
         row = s.get(Row, row_id)
-        name, attempts = row.state.get("notifier"), row.items_total
+        name, attempts = row.notifier, row.attempts
         notifiers = notifiers_of(hub)
         if name not in notifiers.instances:  # the configuration changed since it was queued
             failure: DeliveryError | None = DeliveryError(f"notifier {name!r} is not configured", retriable=False)
@@ -180,18 +173,18 @@ def _settle(hub: Hub, row_id: int, now: dt.datetime, name: str | None, attempts:
     with hub.db.session() as s:
         row = s.get(Row, row_id)
         case_id = case_id_of(row)
-        row.last_item_at = None
+        row.claimed_at = None
         if failure is None:
-            row.cursor, row.last_success_at, row.last_error = "sent", now, None
-            row.state = {**row.state, "message_id": (delivery_id or "")[:200]}
+            row.status, row.sent_at, row.last_error = "sent", now, None
+            row.facts = {**row.facts, "message_id": (delivery_id or "")[:200]}
             audit.record(s, actor=ACTOR, action="sla_alert.sent", at=now, case_id=case_id, notifier=name)
             report.sent += 1
         elif failure.retriable:
-            row.cursor, row.last_error = "failed", str(failure)
-            row.last_run_at = now + max(_backoff(hub, attempts), dt.timedelta(seconds=float(failure.retry_after or 0)))
+            row.status, row.last_error = "failed", str(failure)
+            row.next_attempt_at = now + max(_backoff(hub, attempts), dt.timedelta(seconds=float(failure.retry_after or 0)))
             report.retried += 1
         else:
-            row.cursor, row.last_error = "dead", str(failure)
+            row.status, row.last_error = "dead", str(failure)
             audit.record(s, actor=ACTOR, action="sla_alert.dead", at=now, case_id=case_id, notifier=name)
             report.dead += 1
             report.errors.append(f"SLA alert of case {case_id}: {failure}")

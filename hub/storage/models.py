@@ -557,3 +557,34 @@ class InboundLoad(Base):
     source: Mapped[str] = mapped_column(String(100), default="import")
     hour: Mapped[dt.datetime] = mapped_column(index=True)
     calls: Mapped[float] = mapped_column(Float)
+
+
+# -- SLA alerts to team leads (hub.engine.sla_alerts) ------------------------------------
+#: pending -> sending -> sent | failed (retried) | dead
+STAFF_ALERT_STATUSES = ("pending", "sending", "sent", "failed", "dead")
+
+
+class StaffAlert(Base):
+    """The outbox of staff alerts (a breached case's team lead), like ``invitation``:
+    claimed row by row, retried, one row per idempotency key so nothing is sent twice."""
+
+    __tablename__ = "staff_alert"
+    __table_args__ = (
+        Index("ix_staff_alert_status_next", "status", "next_attempt_at"),
+        status_check(STAFF_ALERT_STATUSES),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="CASCADE"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    notifier: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column()
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: What the message says (team, hours late, risk) and the notifier's message id once sent.
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,8 @@ Create Date: 2026-12-02 01:00:00
 * ``followup``: the team, a cancellation time and what the CRM's task holds
   (due time, status, owner) plus the sync's own retry state;
 * ``planner_load``: callbacks planned per team and hour slot (kept incrementally);
-* ``inbound_load``: an imported call-volume series.
+* ``inbound_load``: an imported call-volume series;
+* ``staff_alert``: the outbox of SLA alerts to team leads (:mod:`hub.engine.sla_alerts`).
 
 Existing follow-ups already in a CRM are taken to hold their current due time
 (``crm_due_at = due_at``), so the upgrade itself sends no updates.  Batch mode,
@@ -61,9 +62,36 @@ def upgrade() -> None:
         sa.UniqueConstraint("source", "hour", name=op.f("uq_inbound_load_source_hour")),
     )
     op.create_index(op.f("ix_inbound_load_hour"), "inbound_load", ["hour"], unique=False)
+    op.create_table(
+        "staff_alert",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("case_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=False),
+        sa.Column("notifier", sa.String(length=100), nullable=False),
+        sa.Column("address", sa.String(length=320), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("facts", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed', 'dead')",
+                           name=op.f("ck_staff_alert_status")),
+        sa.ForeignKeyConstraint(["case_id"], ["case.id"], name=op.f("fk_staff_alert_case_id_case"),
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_alert")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_staff_alert_idempotency_key")),
+    )
+    op.create_index(op.f("ix_staff_alert_case_id"), "staff_alert", ["case_id"], unique=False)
+    op.create_index("ix_staff_alert_status_next", "staff_alert", ["status", "next_attempt_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_staff_alert_status_next", table_name="staff_alert")
+    op.drop_index(op.f("ix_staff_alert_case_id"), table_name="staff_alert")
+    op.drop_table("staff_alert")
     op.drop_index(op.f("ix_inbound_load_hour"), table_name="inbound_load")
     op.drop_table("inbound_load")
     op.drop_index(op.f("ix_planner_load_slot"), table_name="planner_load")
