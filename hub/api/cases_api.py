@@ -14,11 +14,10 @@ import datetime as dt
 from typing import Any
 
 import flask
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from hub.api import contracts as answers
-from hub.api.routes import MAX_ID, _json_body, answer, db_session, error, token_actor, token_required
+from hub.api.routes import MAX_ID, answer, db_session, error, json_model, token_actor, token_required
 from hub.engine import case_actions as actions
 from hub.engine import cases as lifecycle
 from hub.engine import sla
@@ -63,12 +62,7 @@ def get_case(case_id: int):
 
 
 def _patch_body() -> answers.CasePatch:
-    payload = _json_body()
-    try:
-        patch = answers.CasePatch.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(".".join(str(p) for p in first["loc"]) or "body", first["msg"]) from None
+    patch = json_model(answers.CasePatch)
     if not patch.model_fields_set:
         raise InputError("body", "nothing to change: send any of " + ", ".join(answers.CasePatch.model_fields))
     return patch

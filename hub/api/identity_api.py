@@ -7,10 +7,7 @@ Every change is made by :mod:`hub.engine.suggestions` / :mod:`hub.engine.merge`
 
 from __future__ import annotations
 
-from typing import Any
-
 import flask
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,12 +15,12 @@ from hub.api import contracts as answers
 from hub.api.routes import (
     MAX_ID,
     _cursor,
-    _json_body,
     _limit,
     _next_cursor,
     answer,
     db_session,
     error,
+    json_model,
     text_param,
     token_required,
 )
@@ -55,19 +52,6 @@ def customer_answer(session: Session, customer: m.Customer) -> answers.Customer:
                             merged_into_id=customer.merged_into_id)
 
 
-def _body(model: type[BaseModel], required: bool = True) -> Any:
-    """The request's JSON as ``model`` (InputError naming the field), or None for an optional empty body."""
-    if not required and not flask.request.get_data(cache=True):
-        return None
-    payload = _json_body()
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InputError(field, first["msg"]) from None
-
-
 def _commit(session: Session) -> None:
     try:
         session.commit()
@@ -97,7 +81,7 @@ def _decide(suggestion_id: int, decide):
     if (missing := _row_id_or_404(suggestion_id, "suggestion")) is not None:
         return missing
     try:
-        body = _body(answers.Decision, required=False)
+        body = json_model(answers.Decision, required=False)
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
     session = db_session()
@@ -169,7 +153,7 @@ def merge_customers(customer_id: int):
     if (missing := _row_id_or_404(customer_id, "customer")) is not None:
         return missing
     try:
-        body = _body(answers.MergeRequest)
+        body = json_model(answers.MergeRequest)
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
     session, hub = db_session(), current_hub()
@@ -189,7 +173,7 @@ def split_customer(customer_id: int):
     if (missing := _row_id_or_404(customer_id, "customer")) is not None:
         return missing
     try:
-        body = _body(answers.SplitRequest)
+        body = json_model(answers.SplitRequest)
     except InputError as exc:
         return error(400, "invalid", exc.message, exc.field)
     session, hub = db_session(), current_hub()

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any
 
 import flask
-from pydantic import ValidationError
 
 from hub.api import contracts as answers
-from hub.api.routes import answer, db_session, error, token_required
+from hub.api.routes import answer, db_session, error, json_model, token_required
 from hub.engine.context import current_hub, hub_of
 from hub.engine.loop import events, invitations, outcomes, promoters, revenue
 from hub.engine.loop.notifiers import notifiers_of
-from hub.sdk.contracts import customer_ref, input_error, loads_bounded
+from hub.sdk.contracts import InputError, customer_ref
 from hub.storage import models as m
 
 bp = flask.Blueprint("loop_api", __name__, url_prefix="/api/v1")
@@ -61,14 +59,6 @@ class _BadParam(ValueError):
 @bp.errorhandler(_BadParam)
 def _bad_param(exc: _BadParam):
     return error(400, "invalid", f"{exc.name} {exc.message}", field=exc.name)
-
-
-def _json_body() -> Any:
-    raw = flask.request.get_data(cache=False)
-    try:
-        return loads_bounded(raw)
-    except ValueError as exc:
-        raise _BadParam("body", f"is not valid JSON ({exc})") from None
 
 
 # -- reports --------------------------------------------------------------------------------
@@ -124,12 +114,10 @@ def revenue_at_risk():
 @token_required
 def post_event():
     hub = current_hub()
-    body = _json_body()
     try:
-        event = answers.EventInput.model_validate(body)
-    except ValidationError as exc:
-        problem = input_error(exc, body)
-        return error(400, "invalid", problem.message, field=problem.field)
+        event = json_model(answers.EventInput)
+    except InputError as exc:
+        return error(400, "invalid", exc.message, field=exc.field)
     ref = customer_ref(event.customer)
     if not ref.identities():
         return error(400, "invalid", "name the customer by at least one identity (email, phone, crm_id...)",
@@ -163,12 +151,10 @@ def _known_customer(session, hub, ref) -> int | None:
 @token_required
 def post_invitations():
     hub = current_hub()
-    body = _json_body()
     try:
-        request = answers.InvitationRequest.model_validate(body)
-    except ValidationError as exc:
-        problem = input_error(exc, body)
-        return error(400, "invalid", problem.message, field=problem.field)
+        request = json_model(answers.InvitationRequest)
+    except InputError as exc:
+        return error(400, "invalid", exc.message, field=exc.field)
     source = request.source or hub.config.get("loop", {}).get("invitation_source")
     if not source:
         return error(400, "invalid", "name the survey source (or set loop.invitation_source)", field="source")

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import flask
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,7 @@ from hub.engine.accounts import check_token, scope_allows
 from hub.engine.context import current_hub
 from hub.engine.pipeline import Pipeline
 from hub.engine.raw_events import ingest_inputs
-from hub.sdk.contracts import InputError, JsonTooDeep, loads_bounded, parse_feedback
+from hub.sdk.contracts import InputError, JsonTooDeep, input_error, loads_bounded, parse_feedback
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 from hub.storage import models as m
 from hub.storage.themes import has_theme, themes_of_extra
@@ -159,6 +159,20 @@ def _json_body() -> Any:
         raise InputError("body", str(exc)) from None
     except ValueError as exc:  # UnicodeDecodeError included
         raise InputError("body", f"malformed JSON: {exc}") from None
+
+
+def json_model(model: type[BaseModel], *, required: bool = True) -> Any:
+    """The request's JSON body as ``model``, else InputError naming the field.
+
+    With ``required=False`` an empty body is None (an optional reason, say).
+    """
+    if not required and not flask.request.get_data(cache=True):
+        return None
+    payload = _json_body()
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise input_error(exc, payload) from None
 
 
 @bp.post("/feedback")
