@@ -33,10 +33,9 @@ from hub.engine import load as planned_load
 from hub.engine.dispatch import (
     _backoff,
     _is_outage,
-    _record_outage,
-    _record_recovery,
     _retry_wait,
     _waiting_sinks,
+    record_sink_health,
 )
 from hub.engine.teams import Teams
 from hub.sdk.http import HttpError
@@ -192,13 +191,7 @@ def push_changes(hub: Hub, *, sink: str | None = None, batch: int = 100, max_rou
         view_by_id = {v.id: v for v in views}
         with hub.db.session() as s:
             rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(ids))).all()
-            for name, res in outages.items():
-                retry_at = now + _retry_wait(res.retry_after) if res.retry_after else None
-                down[name] = retry_at or now
-                _record_outage(hub, s, name, res.error or "failed", retry_at,
-                               max(r.sync_attempts for r in rows if r.sink == name), now)
-            for name in healthy - set(outages):
-                _record_recovery(s, name, now)
+            record_sink_health(hub, s, outages, healthy, down, rows, "sync_attempts", now)
             for row in rows:
                 _record(s, row, ops[row.id], view_by_id[row.id], results.get(row.id), down, cfg, now, report)
     return report

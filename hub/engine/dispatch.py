@@ -92,6 +92,20 @@ def _waiting_sinks(hub: Hub, now: dt.datetime) -> dict[str, dt.datetime]:
     return {name: at for name, at in times.items() if at > now}
 
 
+def record_sink_health(hub: Hub, s, outages: dict[str, PushResult], healthy: set[str], down: dict[str, dt.datetime],
+                       rows: list[m.Followup], attempts: str, now: dt.datetime) -> None:
+    """After a round of calls: sinks that answered with an outage wait (``down``
+    gets when they may be tried again) and alert; those that answered well recover.
+    ``attempts`` names the rows' attempt counter (pushes or CRM-sync changes), for the alert."""
+    for name, res in outages.items():
+        retry_at = now + _retry_wait(res.retry_after) if res.retry_after else None
+        down[name] = retry_at or now
+        _record_outage(hub, s, name, res.error or "failed", retry_at,
+                       max(getattr(r, attempts) for r in rows if r.sink == name), now)
+    for name in healthy - set(outages):
+        _record_recovery(s, name, now)
+
+
 def _record_outage(hub: Hub, s, sink: str, reason: str, retry_at: dt.datetime | None, attempts: int,
                    now: dt.datetime) -> None:
     """Remember that ``sink`` is failing; alert the admin once it has failed for a while."""
@@ -257,13 +271,7 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
     with hub.db.session() as s:
         rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(ids))).all()
         view_by_id = {v.id: v for v in views}
-        for name, res in outages.items():
-            retry_at = now + _retry_wait(res.retry_after) if res.retry_after else None
-            down[name] = retry_at or now
-            _record_outage(hub, s, name, res.error or "failed", retry_at,
-                           max(r.attempts for r in rows if r.sink == name), now)
-        for name in healthy - set(outages):
-            _record_recovery(s, name, now)
+        record_sink_health(hub, s, outages, healthy, down, rows, "attempts", now)
         for row in rows:
             res = results.get(row.id)
             row.claimed_at = None
