@@ -36,10 +36,11 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.engine import audit
+from hub.engine.claims import drain
 from hub.engine.loop.notifiers import notifiers_of
 from hub.engine.teams import Team
 from hub.sdk.notifiers import DeliveryError, Message
@@ -100,33 +101,9 @@ def queue(hub: Hub, session: Session, case: m.Case, team: Team, late_by_hours: f
 
 
 # -- sending ------------------------------------------------------------------------
-def _claim(hub: Hub, now: dt.datetime, limit: int) -> list[int]:
-    stale = now - dt.timedelta(seconds=float(hub.config.get("dispatch", {}).get("claim_timeout_seconds", 300)))
-    q = select(Row).where(or_(
-        and_(Row.status.in_(("pending", "failed")), Row.next_attempt_at <= now),
-        and_(Row.status == "sending", Row.claimed_at <= stale))).order_by(Row.next_attempt_at, Row.id).limit(limit)
-    if hub.db.dialect == "postgresql":
-        q = q.with_for_update(skip_locked=True)  # two schedulers never send one alert twice
-    with hub.db.session() as s:
-        claimed = s.scalars(q).all()
-        for row in claimed:
-            row.status, row.claimed_at = "sending", now
-            row.attempts = (row.attempts or 0) + 1
-        return [r.id for r in claimed]
-
-
 def send_due(hub: Hub, *, max_rounds: int = 20) -> AlertReport:
     """Send every alert that is due; returns counts."""
-    batch = int(hub.config.get("dispatch", {}).get("batch_size", 100))
-    report = AlertReport()
-    for _ in range(max_rounds):
-        now = hub.clock.utcnow()
-        ids = _claim(hub, now, batch)
-        if not ids:
-            break
-        for row_id in ids:
-            _send_one(hub, row_id, now, report)
-    return report
+    return drain(hub, Row, _send_one, AlertReport(), max_rounds=max_rounds)
 
 
 def case_id_of(row: m.StaffAlert) -> int:

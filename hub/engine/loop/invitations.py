@@ -21,11 +21,12 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.engine import audit
+from hub.engine.claims import drain
 from hub.engine.loop import contact_rules
 from hub.engine.loop.notifiers import notifiers_of
 from hub.sdk.notifiers import DeliveryError, Message
@@ -77,35 +78,9 @@ def skip(session: Session, row: m.Invitation, reason: str, now: dt.datetime, act
                  invitation_id=row.id, kind=row.kind, reason=reason)
 
 
-# -- claiming ----------------------------------------------------------------------
-def _claim(hub: Hub, now: dt.datetime, limit: int) -> list[int]:
-    stale = now - dt.timedelta(seconds=float(hub.config.get("dispatch", {}).get("claim_timeout_seconds", 300)))
-    I = m.Invitation  # noqa: E741
-    q = select(I).where(or_(and_(I.status.in_(("pending", "failed")), I.next_attempt_at <= now),
-                            and_(I.status == "sending", I.claimed_at <= stale))).order_by(I.next_attempt_at, I.id)
-    q = q.limit(limit)
-    if hub.db.dialect == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    with hub.db.session() as s:
-        rows = s.scalars(q).all()
-        for row in rows:
-            row.status, row.claimed_at = "sending", now
-            row.attempts += 1
-        return [r.id for r in rows]
-
-
 def send_due(hub: Hub, *, max_rounds: int = 100) -> InvitationReport:
     """Send every invitation that is due, under the contact rules; returns counts."""
-    batch = int(hub.config.get("dispatch", {}).get("batch_size", 100))
-    report = InvitationReport()
-    for _ in range(max_rounds):
-        now = hub.clock.utcnow()
-        ids = _claim(hub, now, batch)
-        if not ids:
-            break
-        for invitation_id in ids:
-            _send_one(hub, invitation_id, now, report)
-    return report
+    return drain(hub, m.Invitation, _send_one, InvitationReport(), max_rounds=max_rounds)
 
 
 # -- one invitation ------------------------------------------------------------------
