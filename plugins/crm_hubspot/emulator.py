@@ -527,6 +527,32 @@ def search(state: HubSpotState, kind: str, request: dict[str, Any]) -> dict[str,
 
 
 # -- the blueprint ---------------------------------------------------------------
+def association_targets(ids: list[str], *, type_id: int) -> list[dict[str, Any]]:
+    """The ``to`` list of a v4 association answer (``typeId`` 203 contact->task, 3 deal->contact)."""
+    return [{"toObjectId": int(i), "associationTypes": [
+        {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]} for i in ids]
+
+
+def associations_read(state: HubSpotState, request: dict[str, Any], plural: str, known: Any,
+                      targets_of: Any, *, type_id: int) -> tuple[dict[str, Any], int]:
+    """``POST /crm/v4/associations/<from>/<to>/batch/read``: 200, or 207 naming the unknown ids."""
+    results, missing = [], []
+    for item in request.get("inputs") or []:
+        oid = str(item.get("id", ""))
+        if oid not in known:
+            missing.append(oid)
+            continue
+        results.append({"from": {"id": oid}, "to": association_targets(targets_of(oid), type_id=type_id)})
+    body: dict[str, Any] = {"status": "COMPLETE", "results": results,
+                            "startedAt": _iso(state.clock.time()), "completedAt": _iso(state.clock.time())}
+    if not missing:
+        return body, 200
+    body.update(numErrors=1, errors=[{"status": "error", "category": "OBJECT_NOT_FOUND",
+                                      "message": f"No {plural} found with the given ids",
+                                      "context": {"fromObjectId": missing}}])
+    return body, 207
+
+
 def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emulator") -> flask.Blueprint:
     """The emulator's routes over ``state`` (a demo portal when None)."""
     state = state or HubSpotState.demo()
@@ -631,24 +657,8 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
 
     @bp.post("/crm/v4/associations/deals/contacts/batch/read")
     def deal_contacts_batch_read():
-        results, missing = [], []
-        for item in payload().get("inputs") or []:
-            did = str(item.get("id", ""))
-            if did not in state.deals:
-                missing.append(did)
-                continue
-            results.append({"from": {"id": did}, "to": [
-                {"toObjectId": int(c), "associationTypes": [
-                    {"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}]}
-                for c in state.deal_contacts.get(did, [])]})
-        body: dict[str, Any] = {"status": "COMPLETE", "results": results,
-                                "startedAt": _iso(state.clock.time()), "completedAt": _iso(state.clock.time())}
-        if missing:
-            body.update(numErrors=1, errors=[{"status": "error", "category": "OBJECT_NOT_FOUND",
-                                              "message": "No deals found with the given ids",
-                                              "context": {"fromObjectId": missing}}])
-            return reply(body, 207)
-        return reply(body)
+        return reply(*associations_read(state, payload(), "deals", state.deals,
+                                        lambda did: state.deal_contacts.get(did, []), type_id=3))
 
     @bp.post("/_control/deals")
     def control_deal():
@@ -919,27 +929,12 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
 
     # -- associations and owners --------------------------------------------------
     def assoc_to(task_ids: list[str]) -> list[dict[str, Any]]:
-        return [{"toObjectId": int(t), "associationTypes": [
-            {"category": "HUBSPOT_DEFINED", "typeId": 203, "label": None}]} for t in task_ids]
+        return association_targets(task_ids, type_id=203)
 
     @bp.post("/crm/v4/associations/contacts/tasks/batch/read")
     def contact_tasks_batch_read():
-        data = payload()
-        results, missing = [], []
-        for item in data.get("inputs") or []:
-            cid = str(item.get("id", ""))
-            if cid not in state.contacts:
-                missing.append(cid)
-                continue
-            results.append({"from": {"id": cid}, "to": assoc_to(state.contact_tasks(cid))})
-        body: dict[str, Any] = {"status": "COMPLETE", "results": results,
-                                "startedAt": _iso(state.clock.time()), "completedAt": _iso(state.clock.time())}
-        if missing:
-            body.update(numErrors=1, errors=[{"status": "error", "category": "OBJECT_NOT_FOUND",
-                                              "message": "No contacts found with the given ids",
-                                              "context": {"fromObjectId": missing}}])
-            return reply(body, 207)
-        return reply(body)
+        return reply(*associations_read(state, payload(), "contacts", state.contacts, state.contact_tasks,
+                                        type_id=203))
 
     @bp.get("/crm/v4/objects/contacts/<cid>/associations/tasks")
     def contact_tasks(cid: str):
