@@ -410,3 +410,20 @@ def test_dates_follow_the_users_language(app):
         assert localdate(when) == "21-11-2026"
     with app.test_request_context(headers={"Accept-Language": "en"}):
         assert localdate(when) == "21 Nov 2026"
+
+
+def test_a_poll_answered_after_a_click_does_not_put_back_the_older_session(app, client, auth):
+    """The race the browser met: a presence poll sent before "Assign to me"
+    and answered after it must not re-send the session cookie from before
+    the click, or the click's flash message is lost on the next page."""
+    items = seed(client, auth)
+    case_id = items["survey"]["case_id"]
+    bob = signed_in(app, "bob")
+    url = f"/cases/{case_id}"
+    page = bob.get(url).get_data(as_text=True)
+    poll = bob.post(f"{url}/presence.json", headers={"X-CSRFToken": token_of(page)})
+    assert poll.status_code == 200
+    assert "Set-Cookie" not in poll.headers  # a background poll never writes the cookie
+    updates = bob.get("/inbox/updates.json?after=0")
+    assert updates.status_code == 200 and "Set-Cookie" not in updates.headers
+    assert "Set-Cookie" in bob.get(url).headers  # an agent's own request still slides the session

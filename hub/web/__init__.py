@@ -27,7 +27,7 @@ from flask_wtf.csrf import CSRFError
 from hub.web import admin, auth, cases, dashboard, inbox, login_limits, loop_views, unsubscribe, workspace
 from hub.web import audit as audit_pages
 from hub.web import customers as customer_pages
-from hub.web.common import close_session, csrf, render_error
+from hub.web.common import SessionCookies, close_session, csrf, render_error
 from hub.web.filters import register_filters
 from hub.web.i18n import current_locale, gettext, ngettext
 
@@ -53,6 +53,7 @@ def init_app(app: flask.Flask) -> None:
     # the lifetime counts from the last request, not from the login.
     app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(hours=web_cfg.get("session_hours", 12))
     app.config["SESSION_REFRESH_EACH_REQUEST"] = True
+    app.session_interface = SessionCookies()
     csrf.init_app(app)
     for name in ("api", "webhooks"):
         if name in app.blueprints:

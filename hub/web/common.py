@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import flask
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import Session
 
@@ -52,6 +53,31 @@ def current_user() -> m.User | None:
 def has_role(role: str) -> bool:
     user = current_user()
     return user is not None and ROLE_RANK.get(user.role, -1) >= ROLE_RANK[role]
+
+
+def background(view: F) -> F:
+    """Mark a view an open page calls on its own (polling), not the agent.
+
+    Its answer never re-sends the session cookie (``SessionCookies``), so a
+    poll cannot put back the cookie from before the agent's last click."""
+    view._hub_background = True  # type: ignore[attr-defined]
+    return view
+
+
+class SessionCookies(SecureCookieSessionInterface):
+    """The signed cookie session, except that background polls leave it alone.
+
+    Why: the session slides (re-sent on every answer) and holds the flash
+    message of the last form post.  A poll sent just before a post and
+    answered just after it carries the older cookie; the browser stores it
+    last, and the post's flash ("Assigned to you") is gone from the next page.
+    A poll that really changes the session (a sign-out) still writes it."""
+
+    def should_set_cookie(self, app: flask.Flask, session: Any) -> bool:
+        view = app.view_functions.get(flask.request.endpoint or "")
+        if getattr(view, "_hub_background", False) and not session.modified:
+            return False
+        return super().should_set_cookie(app, session)
 
 
 def public(view: F) -> F:

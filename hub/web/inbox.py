@@ -46,7 +46,7 @@ from hub.engine.planner import planner_for
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
 from hub.storage.themes import has_theme, themes_of_extra
-from hub.web.common import current_user, db_session, now, requires, safe_next, ui_blueprint
+from hub.web.common import background, current_user, db_session, now, requires, safe_next, ui_blueprint
 from hub.web.filters import team_tz
 from hub.web.i18n import gettext
 
@@ -446,6 +446,7 @@ def _query_of(filters: InboxFilters) -> str:
 
 
 @bp.get("/inbox/updates.json")
+@background
 def updates():
     """Items newer than ``after`` that pass the page's filters, as row HTML
     (All feedback), or only how many arrived (case views: the page offers a reload)."""

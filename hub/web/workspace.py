@@ -37,7 +37,7 @@ from hub.engine import audit as audit_trail
 from hub.engine.context import current_hub
 from hub.storage import models as m
 from hub.web import cases
-from hub.web.common import current_user, db_session, has_role, now, requires, ui_blueprint
+from hub.web.common import background, current_user, db_session, has_role, now, requires, ui_blueprint
 from hub.web.filters import localtime
 from hub.web.i18n import gettext, outcome_label
 
@@ -89,6 +89,7 @@ cases.bp.before_request(refuse_stale_write)
 
 # -- presence ----------------------------------------------------------------------
 @bp.post("/<int:case_id>/presence.json")
+@background
 def presence(case_id: int):
     session = db_session()
     case = session.get(m.Case, case_id)
