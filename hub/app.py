@@ -78,11 +78,13 @@ def create_app(
         config=cfg,
         registry=registry,
         db=db,
-        executor=make_executor(cfg["executor"], cfg["executor_workers"]),
+        executor=make_executor(cfg["executor"], cfg["executor_workers"], cfg),
         clock=clock,
         instance_path=instance_path,
     )
     app.extensions["hub"] = hub
+    if hasattr(hub.executor, "bind"):  # a Celery worker in this process runs jobs with this hub
+        hub.executor.bind(app)
 
     from hub.api import reports_api, webhooks
     from hub.api import routes as api

@@ -483,6 +483,18 @@ def _instance_names(section: str):
     return check
 
 
+class CeleryConfig(_Section):
+    """``[celery]``: the distributed executor (``executor = "celery"``, docs/celery.md)."""
+
+    visibility_timeout_seconds: Positive = Field(
+        description="Redis broker: a task a worker took but did not acknowledge is given to another worker after "
+                    "this long (longer than the longest job, or it runs twice)")
+    queue_prefix: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_-]{1,40}$")] = Field(
+        description="queues are <prefix>.pull, <prefix>.ingest, <prefix>.dispatch, <prefix>.default")
+    queues: list[Literal["pull", "ingest", "dispatch", "default"]] = Field(
+        min_length=1, description="the kinds of work `feedback-hub worker` consumes by default")
+
+
 class CoreConfig(BaseModel):
     """The top level of the merged configuration."""
 
@@ -496,8 +508,11 @@ class CoreConfig(BaseModel):
 
     public_url: Name = Field(description="how users and vendors reach this hub (links in CRM tasks, webhooks)")
     max_body_bytes: Count
-    executor: Literal["threads", "inline"]
+    executor: Literal["threads", "inline", "celery"]
     executor_workers: Annotated[int, Field(strict=True, ge=1, le=256)]
+    broker_url: Name | None = Field(None, description="Celery broker for executor = \"celery\": redis://... or amqp://... "
+                                    "(a secret: env:NAME or file:PATH)")
+    celery: CeleryConfig | None = None
     database_url: Name | None = None
     instance_path: Name | None = None
     secret_key: Name | None = None
@@ -538,6 +553,17 @@ class CoreConfig(BaseModel):
         if name and (table is None or getattr(table, "enabled", True) is False):
             raise PydanticCustomError("notifier", "names notifier {quoted}, but there is no enabled [notifiers.{name}] table",
                                       {"quoted": repr(name), "name": name, "key": "sla.notifier"})
+        return self
+
+    @model_validator(mode="after")
+    def _celery_has_a_broker(self) -> CoreConfig:
+        if self.executor == "celery" and not self.broker_url:
+            raise PydanticCustomError("broker", "executor \"celery\" needs a broker_url (HUB_BROKER_URL=redis://... "
+                                      "or amqp://...)", {"key": "broker_url"})
+        if self.broker_url and not self.broker_url.startswith(("redis://", "rediss://", "amqp://", "amqps://",
+                                                               "env:", "file:")):
+            raise PydanticCustomError("broker", "must be redis://, rediss://, amqp:// or amqps:// (or env:NAME, "
+                                      "file:PATH)", {"key": "broker_url"})
         return self
 
     @model_validator(mode="after")

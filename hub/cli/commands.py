@@ -485,16 +485,35 @@ def scheduler(c: Ctx) -> None:
 
 
 @main.command()
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between rounds.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between rounds (without Celery).")
+@click.option("--queues", "queues", default=None, metavar="KINDS",
+              help="executor celery: kinds of work to take, comma-separated: pull,ingest,dispatch,default "
+                   "(default [celery] queues).")
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="executor celery: jobs run at once.")
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True,
+              help="executor celery: processes (a job's crash cannot take the worker down) or threads.")
 @pass_ctx
-def worker(c: Ctx, interval: float) -> None:
-    """Process pending webhook events and dispatch follow-ups in a loop.
+def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: str) -> None:
+    """Run background jobs: a Celery worker when executor is celery (docs/celery.md),
+    else process pending webhook events and dispatch follow-ups in a loop.
 
-    Safe to run several: outbox rows are claimed one by one."""
+    Safe to run several: raw events and outbox rows are claimed one by one."""
     from hub.engine.dispatch import dispatch as run_dispatch
     from hub.engine.scheduler import replay_pending
 
-    hub = c.hub()
+    app = c.app()
+    hub = app.extensions["hub"]
+    if hub.config["executor"] == "celery":
+        from hub.engine.celery_app import run_worker, worker_queues
+
+        kinds = [k.strip() for k in queues.split(",") if k.strip()] if queues else None
+        try:
+            worker_queues(hub.config, kinds)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--queues") from None
+        sys.exit(run_worker(app, kinds=kinds, concurrency=concurrency, pool=pool,
+                            loglevel="DEBUG" if logging.getLogger().level == logging.DEBUG else "INFO"))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

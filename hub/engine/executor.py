@@ -1,9 +1,10 @@
 """The executor seam: where background work runs.
 
 Jobs (pull an instance, process webhook raw events, dispatch the outbox) are
-plain functions called with plain arguments, so they can move to Celery tasks
-later without change.  ``threads`` runs them in a small pool inside the
-process; ``inline`` runs them at once (tests, CLI).
+plain functions called with plain arguments, so they run as Celery tasks
+unchanged.  ``threads`` runs them in a small pool inside the
+process; ``inline`` runs them at once (tests, CLI); ``celery`` sends them to
+workers on any machine (:mod:`hub.engine.celery_app`).
 """
 
 from __future__ import annotations
@@ -48,5 +49,9 @@ class ThreadExecutor:
         self.pool.shutdown(wait=wait)
 
 
-def make_executor(kind: str, workers: int):
+def make_executor(kind: str, workers: int, cfg=None):
+    if kind == "celery":  # the distributed executor (hub.engine.celery_app); celery is imported only then
+        from hub.engine.celery_app import CeleryExecutor
+
+        return CeleryExecutor(cfg)
     return InlineExecutor() if kind == "inline" else ThreadExecutor(workers)
