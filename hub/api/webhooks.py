@@ -17,7 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from hub.engine.completion import complete_followups
 from hub.engine.context import current_hub
-from hub.engine.raw_events import process_raw_events, store_raw
+from hub.engine.raw_events import enqueue, store_pending
 from hub.sdk.connectors import WebhookRejected, WebhookRequest
 from hub.sdk.schema import Completion
 from hub.storage import models as m
@@ -39,6 +39,9 @@ def _complete_by_external_id(hub, sink: str, external_ids: list[str]) -> int:
 
 @bp.route("/<instance>", methods=["GET", "POST", "PUT"])
 def receive(instance: str):
+    # The request path only verifies, stores the raw event pending (one INSERT,
+    # committed) and hands its id on (raw_events.enqueue): processing runs
+    # batched in the executor, never in the request.
     hub = current_hub()
     inst = hub.registry.instance(instance)
     if inst is None:
@@ -63,11 +66,9 @@ def receive(instance: str):
         if inst.kind != "source":
             # Sinks use webhooks for their own state changes (they return no raw events).
             return _reject(500, "sink webhooks cannot carry feedback")
-        with hub.db.session() as s:
-            ids = store_raw(s, instance, result.raw_events, hub.clock.utcnow())
-        stored = [i for i in ids if i is not None]
+        stored = store_pending(hub.db, instance, result.raw_events, hub.clock.utcnow())
         if stored:
-            hub.executor.submit(process_raw_events, hub, instance, stored)
+            enqueue(hub, instance, stored)
     body_out = result.body
     if isinstance(body_out, dict) and result.raw_events and "stored" not in body_out:
         body_out = {**body_out, "stored": len(stored), "duplicates": len(result.raw_events) - len(stored)}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,6 +80,48 @@ def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.date
         for i, r in keyed_rows:
             out[i] = got.get(r["dedupe_key"])
     return out
+
+
+def _pending_row(source: str, raw: RawIn, now: dt.datetime) -> dict[str, Any]:
+    return {"source": source, "kind": raw.kind, "dedupe_key": raw.dedupe_key, "payload": raw.payload,
+            "headers": raw.headers or None, "received_at": now, "status": "pending"}
+
+
+def store_pending(db: Any, source: str, raws: Sequence[RawIn], now: dt.datetime) -> list[int]:
+    """A webhook delivery's raw events, stored ``pending`` and committed: the ids of the new ones.
+
+    The request path's whole write: one small INSERT per event on a plain
+    connection (no ORM session), ``ON CONFLICT DO NOTHING`` so a redelivery
+    is a duplicate (no id) without a look-up first.  Committed before the
+    caller answers 2xx, so an acknowledged delivery is never lost.
+    """
+    rows = [_pending_row(source, storable_raw(raw), now) for raw in raws]
+    out: list[int] = []
+    seen: set[str] = set()
+    with db.engine.begin() as conn:
+        ignore = _insert_ignore(conn.dialect.name)
+        for r in rows:
+            key = r["dedupe_key"]
+            if key is not None:
+                if key in seen:
+                    continue  # the same event twice in one delivery
+                seen.add(key)
+                new_id = conn.execute(ignore.returning(RAW.c.id), r).scalar()
+            else:
+                new_id = conn.execute(insert(RAW).returning(RAW.c.id), r).scalar_one()
+            if new_id is not None:
+                out.append(new_id)
+    return out
+
+
+def _insert_ignore(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(RAW).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(RAW).on_conflict_do_nothing()
 
 
 @dataclass
@@ -192,9 +236,14 @@ def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int], statuses: 
     """
     connector = hub.registry.connector(source)
     with hub.db.session() as session, joined(session):
+        # The claim: rows another worker is processing right now are skipped
+        # (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's write lock, taken at
+        # BEGIN IMMEDIATE, serializes workers instead), and rows already
+        # processed are no longer in ``statuses``: a second run of the same
+        # ids does nothing, so no event becomes two items.
         rows = session.scalars(select(m.RawEvent).where(m.RawEvent.id.in_(list(raw_ids)),
                                                         m.RawEvent.status.in_(list(statuses)))
-                               .order_by(m.RawEvent.id)).all()
+                               .order_by(m.RawEvent.id).with_for_update(skip_locked=True)).all()
         for row in rows:
             row.error = None
         done = normalize_and_mark(session, connector, source, rows)
@@ -205,6 +254,110 @@ def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int], statuses: 
             counts["processed"] -= len(failed)
             counts["failed"] += len(failed)
     return counts
+
+
+#: Raw events processed in one pipeline batch by the in-process drainer.
+BATCH = 100
+#: How long the drainer thread waits for more work before it ends (it starts again on the next submit).
+LINGER_SECONDS = 0.5
+
+
+class RawEventBatcher:
+    """The in-process executor's raw-event drainer: one thread per hub and process.
+
+    Why: one pipeline run per delivery costs its fixed handful of statements
+    (and on SQLite the write lock) for every single item.  Deliveries hand their
+    ids here instead; the thread wakes, takes everything pending and processes
+    it :data:`BATCH` at a time per source, so the cost per item falls as the
+    rate rises.  The ids live only in memory: the rows are committed
+    ``pending`` first, so a crash leaves them for ``replay_pending``.
+    """
+
+    def __init__(self, hub: Hub, batch_size: int = BATCH):
+        self._hub = weakref.ref(hub)
+        self.batch_size = batch_size
+        self._cond = threading.Condition()
+        self._pending: dict[str, list[int]] = {}
+        self._running = False
+        self._busy = 0  # ids taken and not yet processed
+
+    def add(self, source: str, ids: Sequence[int]) -> None:
+        with self._cond:
+            self._pending.setdefault(source, []).extend(ids)
+            self._cond.notify_all()
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="hub-raw-events", daemon=True).start()
+
+    def _take(self) -> dict[str, list[int]] | None:
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(LINGER_SECONDS)
+            if not self._pending or self._hub() is None:
+                self._running = False
+                self._cond.notify_all()
+                return None
+            work, self._pending = self._pending, {}
+            self._busy = sum(map(len, work.values()))
+            return work
+
+    def _run(self) -> None:
+        while (work := self._take()) is not None:
+            hub = self._hub()
+            for source, ids in work.items():
+                for start in range(0, len(ids), self.batch_size):
+                    if hub is None:
+                        break
+                    try:
+                        process_raw_events(hub, source, ids[start:start + self.batch_size])
+                    except Exception:  # the events stay pending: replay_pending takes them later
+                        log.exception("processing %d raw events of %s failed", len(ids[start:]), source)
+            del hub
+            with self._cond:
+                self._busy = 0
+                self._cond.notify_all()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything handed in was processed; False on timeout (tests, benchmarks)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+
+_batchers: dict[int, tuple[weakref.ref, RawEventBatcher]] = {}
+_batchers_lock = threading.Lock()
+
+
+def batcher(hub: Hub) -> RawEventBatcher:
+    """This process's drainer of ``hub`` (made on first use; the Hub is not hashable)."""
+    with _batchers_lock:
+        entry = _batchers.get(id(hub))
+        if entry is None or entry[0]() is not hub:
+            for key in [k for k, (ref, _) in _batchers.items() if ref() is None]:
+                del _batchers[key]
+            entry = _batchers[id(hub)] = (weakref.ref(hub), RawEventBatcher(hub))
+        return entry[1]
+
+
+def enqueue(hub: Hub, source: str, ids: Sequence[int]) -> None:
+    """Hand stored ``pending`` raw events to be processed (the webhook path's last step).
+
+    The in-process ``threads`` executor batches them in :func:`batcher`'s
+    drainer; any other executor gets the plain job (``inline`` runs it now,
+    a distributed one sends it to a worker, where the claim in
+    :func:`process_raw_events` keeps two workers from taking the same event).
+    """
+    from hub.engine.executor import ThreadExecutor
+
+    if isinstance(hub.executor, ThreadExecutor):
+        batcher(hub).add(source, ids)
+    else:
+        hub.executor.submit(process_raw_events, hub, source, list(ids))
+
+
+def drain(hub: Hub, timeout: float = 30.0) -> bool:
+    """Wait for the in-process drainer of ``hub`` (True at once when it has none)."""
+    entry = _batchers.get(id(hub))
+    return entry is None or entry[0]() is not hub or entry[1].drain(timeout)
 
 
 REPLAY_BATCH = 500

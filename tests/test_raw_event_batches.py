@@ -1,0 +1,189 @@
+"""Webhook deliveries are stored pending and processed in batches: one drainer
+thread per hub takes everything pending; a claim keeps two workers off the
+same raw event; processing twice changes nothing; a crash leaves events
+pending for replay.  Every acknowledged delivery ends as exactly one item."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.engine import raw_events
+from hub.engine.scheduler import replay_pending
+from hub.sdk import FakeClock
+from hub.sdk.testing import post_webhook, sign_hmac
+from hub.storage import models as m
+from tests.conftest import fixture_path
+
+SECRET = "whsec-batches"
+DOCS = json.loads(fixture_path("typeform/webhook_form_response_docs_example.json").read_text())
+
+
+def delivery(token: str) -> bytes:
+    event = copy.deepcopy(DOCS)
+    event["form_response"]["token"] = token
+    return json.dumps(event).encode()
+
+
+def typeform_hub(make_app, executor: str = "threads"):
+    app = make_app(executor=executor, clock=FakeClock(dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC).timestamp()),
+                   sources={"nps": {"plugin": "survey_typeform", "form_id": "lT4Z3j", "token": "tok",
+                                    "webhook_secret": SECRET, "base_url": "http://127.0.0.1:9"}})
+    return app, app.extensions["hub"]
+
+
+def send(client, token: str):
+    body = delivery(token)
+    r = post_webhook(client, "nps", body, {"Typeform-Signature": sign_hmac(SECRET, body)})
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def statuses(hub) -> dict[str, int]:
+    with hub.db.Session() as s:
+        return dict(s.execute(select(m.RawEvent.status, func.count()).group_by(m.RawEvent.status)).all())
+
+
+def items(hub) -> int:
+    with hub.db.Session() as s:
+        return s.scalar(select(func.count()).select_from(m.FeedbackItem))
+
+
+def pending_ids(hub) -> list[int]:
+    with hub.db.Session() as s:
+        return list(s.scalars(select(m.RawEvent.id).where(m.RawEvent.status == "pending").order_by(m.RawEvent.id)))
+
+
+def test_deliveries_arriving_while_a_batch_runs_are_processed_together(make_app, monkeypatch):
+    app, hub = typeform_hub(make_app)
+    calls: list[int] = []
+    first_running, release = threading.Event(), threading.Event()
+    original = raw_events.process_raw_events
+
+    def counting(hub_, source, ids, *args):
+        calls.append(len(ids))
+        if len(calls) == 1:
+            first_running.set()
+            assert release.wait(10)
+        return original(hub_, source, ids, *args)
+
+    monkeypatch.setattr(raw_events, "process_raw_events", counting)
+    client = app.test_client()
+    assert send(client, "t0") == {"ok": True, "stored": 1, "duplicates": 0}  # answered before processing
+    assert first_running.wait(10)
+    for i in range(1, 30):
+        send(client, f"t{i}")
+    assert statuses(hub) == {"pending": 30}  # acknowledged = stored, nothing processed in the request
+    release.set()
+    assert raw_events.drain(hub, 30)
+    assert calls == [1, 29]  # the 29 that queued up behind the first batch: one pipeline run
+    assert statuses(hub) == {"processed": 30} and items(hub) == 30
+
+
+def test_a_batch_larger_than_the_batch_size_is_cut(make_app, monkeypatch):
+    app, hub = typeform_hub(make_app, executor="inline")
+    client = app.test_client()
+    monkeypatch.setattr(raw_events, "enqueue", lambda *a: None)  # store only
+    import hub.api.webhooks as webhooks
+
+    monkeypatch.setattr(webhooks, "enqueue", lambda *a: None)
+    for i in range(7):
+        send(client, f"c{i}")
+    calls: list[int] = []
+    original = raw_events.process_raw_events
+    monkeypatch.setattr(raw_events, "process_raw_events", lambda h, s, ids, *a: calls.append(len(ids)) or
+                        original(h, s, ids, *a))
+    batcher = raw_events.RawEventBatcher(hub, batch_size=3)
+    batcher.add("nps", pending_ids(hub))
+    assert batcher.drain(30)
+    assert calls == [3, 3, 1] and items(hub) == 7
+
+
+def test_redeliveries_are_duplicates_and_processing_twice_changes_nothing(make_app):
+    app, hub = typeform_hub(make_app)
+    client = app.test_client()
+    send(client, "same")
+    assert send(client, "same") == {"ok": True, "stored": 0, "duplicates": 1}
+    assert raw_events.drain(hub, 30)
+    with hub.db.Session() as s:
+        (raw_id,) = s.scalars(select(m.RawEvent.id))
+    # A second worker handed the same id (a redelivered task) finds it processed: nothing happens.
+    again = raw_events.process_raw_events(hub, "nps", [raw_id])
+    assert again == {"processed": 0, "skipped": 0, "failed": 0, "items": 0}
+    assert statuses(hub) == {"processed": 1} and items(hub) == 1
+
+
+def test_a_failed_batch_leaves_its_events_pending_for_replay(make_app, monkeypatch):
+    app, hub = typeform_hub(make_app)
+    original = raw_events.process_raw_events
+
+    def crash(*_a, **_k):
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(raw_events, "process_raw_events", crash)
+    client = app.test_client()
+    for i in range(3):
+        send(client, f"p{i}")
+    assert raw_events.drain(hub, 30)
+    assert statuses(hub) == {"pending": 3} and items(hub) == 0
+    monkeypatch.setattr(raw_events, "process_raw_events", original)
+    hub.clock.now += 300
+    assert replay_pending(hub) == 3
+    assert statuses(hub) == {"processed": 3} and items(hub) == 3
+
+
+def test_two_workers_never_process_the_same_raw_event(make_app, monkeypatch):
+    """Worker A holds its claim (its plugin is slow); worker B, given the same
+    ids, skips the locked rows (PostgreSQL) or waits for A's commit (SQLite's
+    write lock) and then finds them processed: one item each, none failed."""
+    app, hub = typeform_hub(make_app, executor="inline")
+    import hub.api.webhooks as webhooks
+
+    monkeypatch.setattr(webhooks, "enqueue", lambda *a: None)  # store only
+    client = app.test_client()
+    for i in range(5):
+        send(client, f"w{i}")
+    ids = pending_ids(hub)
+    connector = hub.registry.connector("nps")
+    normalize = connector.normalize
+    claimed, release = threading.Event(), threading.Event()
+
+    def slow_normalize(raw):
+        if threading.current_thread().name == "worker-a":
+            claimed.set()
+            assert release.wait(10)
+        return normalize(raw)
+
+    monkeypatch.setattr(connector, "normalize", slow_normalize)
+    results: dict[str, dict[str, int]] = {}
+    a = threading.Thread(target=lambda: results.update(a=raw_events.process_raw_events(hub, "nps", ids)),
+                         name="worker-a")
+    a.start()
+    assert claimed.wait(10)
+    if hub.db.dialect == "postgresql":
+        results["b"] = raw_events.process_raw_events(hub, "nps", ids)  # does not wait: the rows are locked
+        release.set()
+    else:
+        b = threading.Thread(target=lambda: results.update(b=raw_events.process_raw_events(hub, "nps", ids)),
+                             name="worker-b")
+        b.start()
+        release.set()
+        b.join(30)
+    a.join(30)
+    assert results["a"] == {"processed": 5, "skipped": 0, "failed": 0, "items": 5}
+    assert results["b"] == {"processed": 0, "skipped": 0, "failed": 0, "items": 0}
+    assert statuses(hub) == {"processed": 5} and items(hub) == 5
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+def test_every_acknowledged_delivery_is_one_item(make_app, executor):
+    app, hub = typeform_hub(make_app, executor=executor)
+    client = app.test_client()
+    acknowledged = sum(send(client, f"a{i % 12}")["stored"] for i in range(20))  # 8 redeliveries among them
+    assert raw_events.drain(hub, 30)
+    assert acknowledged == 12 and items(hub) == 12 and statuses(hub) == {"processed": 12}
