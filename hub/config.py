@@ -184,7 +184,10 @@ class SchedulerConfig(_Section):
     pull_interval_seconds: Positive
     dispatch_interval_seconds: Positive
     sync_interval_seconds: Positive
-    lease_seconds: Positive
+    lease_seconds: Positive = Field(description="SQLite: a crashed scheduler's lease frees after this long")
+    leader_check_seconds: Positive = Field(2.0, description="how often the leading scheduler proves it still "
+                                           "leads (it stops its jobs at once when not)")
+    standby_retry_seconds: Positive = Field(5.0, description="how often a standby scheduler asks for leadership")
 
 
 class DispatchConfig(_Section):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from hub.cli import main
 from hub.storage import models as m
@@ -135,37 +135,38 @@ def test_plugins_settings_lists_every_kind_with_types_defaults_ranges_and_help(c
     assert "every instance also takes:" in out and "    schedule_seconds: int/float, >= 1\n" in out
 
 
-def _wait_for_lease(database_url, timeout=30):
-    from sqlalchemy.orm import Session
-
-    from hub.storage.database import make_engine
-
-    engine = make_engine(database_url)
+def _wait_for_text(path, needle, timeout=30.0):
     deadline = time.time() + timeout
-    try:
-        while time.time() < deadline:
-            with Session(engine) as s:
-                if s.scalar(select(func.count()).select_from(m.SchedulerLease)):
-                    return True
-            time.sleep(0.2)
-        return False
-    finally:
-        engine.dispose()
+    while time.time() < deadline:
+        if path.exists() and needle in path.read_text():
+            return True
+        time.sleep(0.1)
+    return False
 
 
-def test_second_scheduler_on_same_database_refuses(cli_env, database_url, tmp_path):
-    env = {**os.environ, **cli_env, "HUB_SCHEDULER__LEASE_SECONDS": "60"}
+def test_second_scheduler_on_same_database_waits_and_takes_over(cli_env, database_url, tmp_path):
+    """A second node's scheduler is a standby, not an error; the first's SIGTERM hands over at once."""
+    env = {**os.environ, **cli_env, "HUB_SCHEDULER__LEASE_SECONDS": "60", "HUB_SCHEDULER__STANDBY_RETRY_SECONDS": "0.3"}
     exe = [sys.executable, "-m", "hub.cli"]
-    first = subprocess.Popen([*exe, "scheduler"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             cwd=tmp_path)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    procs = []
     try:
-        assert _wait_for_lease(database_url), "first scheduler never took the lease"
-        second = subprocess.run([*exe, "scheduler"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
-        assert second.returncode != 0
-        assert "another scheduler" in second.stderr
+        for log in logs:
+            with log.open("w") as out:
+                procs.append(subprocess.Popen([*exe, "scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                              cwd=tmp_path))
+            if log is logs[0]:
+                assert _wait_for_text(log, " leads; jobs:"), log.read_text()
+        assert _wait_for_text(logs[1], "waiting for leadership"), logs[1].read_text()
+        assert " leads; jobs:" not in logs[1].read_text()
+        procs[0].terminate()
+        assert procs[0].wait(timeout=20) == 0
+        # 60 s lease: taking over within 10 s shows the SIGTERM released it rather than letting it expire.
+        assert _wait_for_text(logs[1], " leads; jobs:", timeout=10), logs[1].read_text()
     finally:
-        first.terminate()
-        first.wait(timeout=20)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
 
 
 def test_make_run_demo_answers_health(tmp_path):

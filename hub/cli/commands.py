@@ -462,26 +462,18 @@ def serve(c: Ctx, host: str, port: int) -> None:
     _serve(c.app(), host, port)
 
 
-def _start_scheduler(hub, extra_jobs=None):
-    from hub.engine.scheduler import HubScheduler, SchedulerBusy
-
-    sched = HubScheduler(hub, extra_jobs)
-    try:
-        sched.start()
-    except SchedulerBusy as exc:
-        raise click.ClickException(str(exc)) from None
-    return sched
-
-
 @main.command()
 @pass_ctx
 def scheduler(c: Ctx) -> None:
-    """Run the scheduler (pulls, dispatch, completion sync). One per database."""
+    """Run the scheduler (pulls, dispatch, completion sync). One leads per database:
+    start one on a second node and it waits as a standby, taking over when the leader stops or dies."""
+    from hub.engine.scheduler import HubScheduler
+
     hub = c.hub()
-    sched = _start_scheduler(hub)
-    click.echo("scheduler running; Ctrl-C to stop")
-    _wait_for_signal()
-    sched.shutdown()
+    sched = HubScheduler(hub)
+    stop = _stop_event()
+    click.echo("scheduler running (a standby until it leads); Ctrl-C to stop")
+    sched.serve(stop)  # SIGTERM: jobs stop and leadership is released at once
 
 
 @main.command()
@@ -527,11 +519,12 @@ def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: 
         stop.wait(interval)
 
 
-def _wait_for_signal() -> None:
+def _stop_event() -> threading.Event:
+    """An event SIGINT and SIGTERM set (systemd and docker stop with SIGTERM)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 @main.command()
@@ -582,18 +575,28 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
     # Bind first: the scheduler's first pulls and demo ticks call this very
     # server (the mounted emulators), so it must be listening before they run.
     server = make_server(host, port, app, threaded=True)
-    sched = _start_scheduler(hub, extra_jobs)
+    from hub.engine.scheduler import HubScheduler
+
+    # The embedded scheduler campaigns in the background: with another
+    # scheduler on this database it stays a standby and the web still serves.
+    # On Ctrl-C or SIGTERM its runs under way finish first (up to 10 s) while
+    # the server still answers them (the demo's emulators live in it).
+    sched, stop = HubScheduler(hub, extra_jobs), _stop_event()
+    campaign = threading.Thread(target=sched.serve, args=(stop, 10.0), name="scheduler", daemon=True)
+    web = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+    web.start()
+    campaign.start()
     click.echo(f"feedback-hub is running at {hub_url}/")
     click.echo(f"  API health: {hub_url}/api/v1/health   API docs: {hub_url}/api/v1/openapi.json")
     if demo:
         click.echo(f"  demo login: {demo_mod.DEMO_USER} / {demo_mod.DEMO_PASSWORD}")
         click.echo(f"  vendor emulators: {hub_url}{demo_mod.SANDBOX_PREFIX}/")
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
-        sched.shutdown()
+        stop.set()
+        campaign.join(timeout=15)
+        server.shutdown()
         server.server_close()
 
 

@@ -1,9 +1,12 @@
 """The scheduler: periodic pulls, dispatch, completion sync, replays.
 
-Exactly one scheduler may run per database: each would otherwise run every
-job.  It holds a lease row (``scheduler_lease``) that it renews; a second
-scheduler on the same database refuses to start while the lease is live, and
-takes over once a crashed holder's lease expired.
+Exactly one scheduler may run jobs per database: each would otherwise run
+every job.  It is elected (:mod:`hub.engine.leader`): a PostgreSQL advisory
+lock, or on SQLite a lease row (``scheduler_lease``) that it renews.
+:meth:`HubScheduler.start` tries once and raises :class:`SchedulerBusy`;
+:meth:`HubScheduler.serve` (``feedback-hub scheduler``) waits as a standby
+until it leads, stops its jobs the moment it loses leadership and campaigns
+again, and releases at once when told to stop (SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -20,6 +25,7 @@ from sqlalchemy import select
 
 from hub.engine.completion import sync_completions
 from hub.engine.dispatch import dispatch
+from hub.engine.leader import Elector, make_elector
 from hub.engine.privacy import deliver_requests
 from hub.engine.pulls import pull
 from hub.engine.raw_events import process_raw_events
@@ -78,13 +84,28 @@ def replay_pending(hub: Hub, older_than_seconds: float = 120) -> int:
 
 
 class HubScheduler:
-    def __init__(self, hub: Hub, extra_jobs: list | None = None):
+    def __init__(self, hub: Hub, extra_jobs: list | None = None, elector: Elector | None = None):
         self.hub = hub
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.cfg = hub.config.get("scheduler", {})
         self.lease_seconds = float(self.cfg.get("lease_seconds", 30))
-        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+        #: How often the leader proves it still leads, and a standby asks again.
+        self.check_seconds = float(self.cfg.get("leader_check_seconds", 2))
+        self.retry_seconds = float(self.cfg.get("standby_retry_seconds", 5))
+        self.elector: Elector = elector or make_elector(hub, self.holder, self.lease_seconds)
+        self.scheduler = self._new_scheduler()
         self.extra_jobs = extra_jobs or []
+        self.role = "starting"  # starting | standby | leader | stopped (health checks read it)
+        self.heartbeat = 0.0  # time.monotonic() of the last election round: a stuck loop shows in health
+        self._lost = threading.Event()  # set by the watcher when leadership is gone
+        self._halt = threading.Event()  # set by shutdown(): the watcher ends
+        self._elect_lock = threading.Lock()  # the elector's connection is used by one thread at a time
+        self._idle = threading.Condition()
+        self._running = 0  # job runs under way
+
+    @staticmethod
+    def _new_scheduler() -> BackgroundScheduler:
+        return BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
 
     def _guard(self, fn, *args):
         def run():
@@ -95,19 +116,83 @@ class HubScheduler:
                     fn(*args)
             except Exception:
                 log.exception("scheduled job %s%s failed", getattr(fn, "__name__", fn), args)
-        return run
+        return self._tracked(run)
 
-    def _renew(self):
-        try:
-            acquire_lease(self.hub, self.holder, self.lease_seconds)
-        except SchedulerBusy:
-            log.error("lost the scheduler lease to another process; stopping")
-            self.scheduler.shutdown(wait=False)
+    def _tracked(self, run):
+        """Count runs under way, so a stop with a grace period can wait for them."""
+        def tracked():
+            with self._idle:
+                self._running += 1
+            try:
+                run()
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+        return tracked
 
     def start(self) -> None:
-        acquire_lease(self.hub, self.holder, self.lease_seconds)  # raises SchedulerBusy
-        sch = self.scheduler
-        sch.add_job(self._renew, "interval", seconds=max(1.0, self.lease_seconds / 3), id="lease", name="lease")
+        """Lead now or raise :class:`SchedulerBusy` (one attempt; ``serve`` waits instead)."""
+        self.heartbeat = time.monotonic()
+        with self._elect_lock:
+            won = self.elector.acquire()
+        if not won:
+            self.role = "standby"
+            raise SchedulerBusy(self.elector.busy_reason() + "; run one scheduler per database")
+        self._lost.clear()
+        self._halt.clear()
+        try:
+            self.scheduler = self._new_scheduler()
+            self._add_jobs(self.scheduler)
+            self.scheduler.start()
+        except BaseException:
+            self.shutdown()
+            raise
+        self.role = "leader"
+        log.info("scheduler %s leads; jobs: %s", self.holder, ", ".join(j.id for j in self.scheduler.get_jobs()))
+        threading.Thread(target=self._watch, name="leader-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._halt.wait(self.check_seconds):
+            self.heartbeat = time.monotonic()
+            with self._elect_lock:
+                if self._halt.is_set():
+                    return
+                kept = self.elector.keep()
+            if not kept:
+                log.error("scheduler %s lost leadership; its jobs stop now", self.holder)
+                self._stop_jobs()
+                self.role = "standby"
+                self._lost.set()
+                return
+
+    def _stop_jobs(self) -> None:
+        # No new runs from here on; a run already under way finishes (the jobs
+        # are idempotent: outbox and raw-event claims keep them from doubling).
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def serve(self, stop: threading.Event, grace_seconds: float = 0.0) -> None:
+        """Campaign until ``stop``: wait as a standby, lead, and after a loss campaign again."""
+        waiting_since = None
+        try:
+            while not stop.is_set():
+                try:
+                    self.start()
+                except SchedulerBusy as exc:
+                    if waiting_since is None or time.monotonic() - waiting_since > 60:
+                        log.info("scheduler %s waiting for leadership (%s); retrying every %gs", self.holder, exc,
+                                 self.retry_seconds)
+                        waiting_since = time.monotonic()
+                    stop.wait(self.retry_seconds)
+                    continue
+                waiting_since = None
+                while not stop.is_set() and not self._lost.is_set():
+                    stop.wait(0.2)
+        finally:
+            self.shutdown(grace_seconds)
+
+    def _add_jobs(self, sch: BackgroundScheduler) -> None:
         default_every = float(self.cfg.get("pull_interval_seconds", 60))
         for name, inst in self.hub.registry.sources.items():
             if not self.hub.registry.connector(name).streams():
@@ -141,10 +226,19 @@ class HubScheduler:
                     id="retention", name="retention")
         for job_id, fn, seconds in self.extra_jobs:
             sch.add_job(self._guard(fn), "interval", seconds=seconds, id=job_id, name=job_id, next_run_time=dt.datetime.now(dt.UTC))
-        sch.start()
-        log.info("scheduler %s started with jobs: %s", self.holder, ", ".join(j.id for j in sch.get_jobs()))
 
-    def shutdown(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-        release_lease(self.hub, self.holder)
+    def shutdown(self, grace_seconds: float = 0.0) -> None:
+        """Stop the jobs and give up leadership (a standby takes over within its retry).
+
+        ``grace_seconds``: first let runs under way finish for up to this long
+        (``run`` does, its web server answers them meanwhile); the default
+        gives leadership up at once (SIGTERM to ``feedback-hub scheduler``).
+        """
+        self._halt.set()
+        self._stop_jobs()
+        if grace_seconds > 0:
+            with self._idle:
+                self._idle.wait_for(lambda: self._running == 0, timeout=grace_seconds)
+        with self._elect_lock:
+            self.elector.release()
+        self.role = "stopped"
