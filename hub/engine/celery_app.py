@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,11 @@ JOBS: dict[str, str] = {
     "hub.engine.loop.crm_facts:sync_customer_facts": "default",
     "hub.engine.retention:run_retention": "default",
 }
+
+
+def _sender() -> str:
+    """Who queues a job (host:pid, taken per call: gunicorn and prefork fork after import)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class UnknownJob(ValueError):
@@ -146,13 +152,16 @@ def _run_job(task, name: str, args: list, kwargs: dict) -> None:
     flask_app = task.app.hub_flask_app
     if flask_app is None:  # a worker that was never bound to a hub cannot run anything
         raise RuntimeError("this Celery app is not bound to a hub (start it with `feedback-hub worker`)")
-    info = task.request.delivery_info or {}
+    req = task.request
     from hub.engine.context import hub_of
 
     with flask_app.app_context():
         fn(hub_of(flask_app), *args, **(kwargs or {}))
-    # One line per finished run: the soak counts job runs (and redeliveries) by task id.
-    log.info("job done %s task=%s redelivered=%s", name, task.request.id, bool(info.get("redelivered")))
+    # One line per finished run, with who queued it and when: bench/soak.py
+    # counts runs per task id (redeliveries) and per job and time slot.
+    log.info("job done %s args=%s task=%s sender=%s sent_at=%s redelivered=%s", name,
+             json.dumps(args)[:120], req.id, getattr(req, "hub_sender", None), getattr(req, "hub_sent_at", None),
+             bool((req.delivery_info or {}).get("redelivered")))
 
 
 class CeleryExecutor:
@@ -195,7 +204,8 @@ class CeleryExecutor:
             raise TypeError(f"{name}: arguments must be plain JSON to travel to a worker ({exc})") from None
         fut: Future = Future()
         try:
-            sent = self.task.apply_async(args=(name, plain, kwargs), queue=self.queue_for(name))
+            sent = self.task.apply_async(args=(name, plain, kwargs), queue=self.queue_for(name),
+                                         headers={"hub_sender": _sender(), "hub_sent_at": round(time.time(), 3)})
         except Exception as exc:  # noqa: BLE001 - an outage must not fail the request that stored the work
             log.error("could not queue job %s on %s: %s", name, self.broker, type(exc).__name__)
             fut.set_exception(exc)
