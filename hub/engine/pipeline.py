@@ -62,7 +62,7 @@ from hub.engine.planner import SlotPlanner, planner_for
 from hub.engine.poison import storable
 from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, item_category
 from hub.storage import models as m
-from hub.storage.database import after_commit
+from hub.storage.database import after_commit, among, bulk_insert, reserve_ids
 from hub.storage.rows import case_view, feedback_view
 from hub.storage.themes import themes_of_extra
 
@@ -223,8 +223,10 @@ def dedupe(b: Batch) -> None:
         if e.item.change != "removed":
             b.first.setdefault(e.item.external_id, i)
     F = m.FeedbackItem
+    # Both columns of the unique (source, external_id) index, the keys as one array on PostgreSQL.
     for ext, iid, cust, case in _select_in(b.session, list(b.first), lambda chunk: select(
-            F.external_id, F.id, F.customer_id, F.case_id).where(F.source == b.source, F.external_id.in_(chunk))):
+            F.external_id, F.id, F.customer_id, F.case_id).where(
+            F.source == b.source, among(b.session, F.external_id, chunk))):
         b.stored[ext] = (iid, cust, case)
     b.fresh = [Fresh(b.entries[i], b.entries[i].item) for ext, i in b.first.items() if ext not in b.stored]
 
@@ -455,10 +457,12 @@ def store_items(b: Batch) -> None:
     """The items themselves, with their scores and links, in one INSERT."""
     if not b.fresh:
         return
-    for f in b.fresh:
+    # Ids from the table's sequence up front: the insert needs no RETURNING and
+    # goes below the ORM (COPY on PostgreSQL, executemany on SQLite).
+    for f, item_id in zip(b.fresh, reserve_ids(b.session, ITEM, len(b.fresh)), strict=True):
         it = f.item
         f.row = {
-            "source": b.source, "external_id": it.external_id, "raw_event_id": f.entry.raw_event_id,
+            "id": item_id, "source": b.source, "external_id": it.external_id, "raw_event_id": f.entry.raw_event_id,
             "channel": it.channel, "occurred_at": it.occurred_at, "received_at": b.now, "text": it.text,
             "language": it.language, "nps": it.nps, "sentiment": it.sentiment, "category": f.category,
             "score": it.nps if it.score is None else it.score,
@@ -467,12 +471,7 @@ def store_items(b: Batch) -> None:
             "thread_id": it.thread_id, "url": it.url, "extra": it.extra or {},
             "customer_id": f.customer.id, "case_id": f.case_id, "identities": [list(kv) for kv in f.identities],
         }
-    # (source, external_id) is unique and deduplicated: it maps the returned
-    # ids back to rows without a per-row round trip.
-    by_ext = {f.item.external_id: f for f in b.fresh}
-    for item_id, ext in b.session.execute(insert(ITEM).returning(ITEM.c.id, ITEM.c.external_id),
-                                          [f.row for f in b.fresh]):
-        by_ext[ext].row["id"] = item_id
+    bulk_insert(b.session, ITEM, [f.row for f in b.fresh])
 
 
 def apply_changes(b: Batch) -> None:

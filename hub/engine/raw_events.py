@@ -21,14 +21,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session
 
-from hub.engine.pipeline import Entry, IngestResult, Pipeline, _chunks
+from hub.engine.pipeline import Entry, IngestResult, Pipeline
 from hub.engine.poison import safe_reason, storable_raw
 from hub.engine.privacy import honour_erase_request
 from hub.engine.state_store import joined
 from hub.sdk.connectors import ERASE_REQUEST, SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
 from hub.storage import models as m
-from hub.storage.database import insert_ignore
+from hub.storage.database import bulk_insert
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -57,28 +57,14 @@ def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.date
             (i, {"source": source, "kind": raw.kind, "dedupe_key": raw.dedupe_key, "payload": raw.payload,
                  "headers": raw.headers or None, "received_at": now, "status": status})
         )
-    if keyed:
-        existing: set[str] = set()
-        for chunk in _chunks(list(keyed)):
-            existing.update(
-                session.scalars(
-                    select(m.RawEvent.dedupe_key).where(m.RawEvent.source == source, m.RawEvent.dedupe_key.in_(chunk))
-                )
-            )
-        rows = [(i, r) for i, r in rows if r["dedupe_key"] is None or r["dedupe_key"] not in existing]
     if not rows:
         return out
-    unkeyed = [(i, r) for i, r in rows if r["dedupe_key"] is None]
-    keyed_rows = [(i, r) for i, r in rows if r["dedupe_key"] is not None]
-    for i, r in unkeyed:  # rare (sources give dedupe keys); one row at a time keeps ids exact
-        out[i] = session.execute(insert(RAW).returning(RAW.c.id), r).scalar_one()
-    if keyed_rows:
-        # ON CONFLICT DO NOTHING: a concurrent delivery that committed the same
-        # key first makes ours a duplicate (None), not an error.
-        stmt = insert_ignore(session, RAW).returning(RAW.c.id, RAW.c.dedupe_key)
-        got = {key: new_id for new_id, key in session.execute(stmt, [r for _, r in keyed_rows])}
-        for i, r in keyed_rows:
-            out[i] = got.get(r["dedupe_key"])
+    # No look-up first: ON CONFLICT DO NOTHING makes a key stored before (or
+    # committed meanwhile by a concurrent delivery) a duplicate (None), and the
+    # rows go below the ORM with their ids reserved (hub.storage.database).
+    ids = bulk_insert(session, RAW, [r for _, r in rows], ignore_conflicts=True)
+    for (i, _), new_id in zip(rows, ids, strict=True):
+        out[i] = new_id
     return out
 
 
