@@ -29,17 +29,80 @@ def _instance_path(cfg: Mapping[str, Any]) -> str:
 
 
 def _secret_key(cfg: Mapping[str, Any], instance_path: str) -> str:
-    """Session signing key: from config/env, else generated once per install."""
-    if cfg.get("secret_key"):
-        from hub.config import resolve_secret
+    """Session signing key: from config/env/file, else generated once per install.
 
-        return resolve_secret(cfg["secret_key"], cfg, "secret_key")  # type: ignore[arg-type]
-    path = Path(instance_path) / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    Production (``environment = "production"``) requires it from the
+    environment or a file: a key generated in one node's instance folder would
+    differ from the other nodes', and sessions would break between them.
+    """
+    from hub.config import ConfigError, resolve_secret
+
+    if cfg.get("secret_key"):
+        key = resolve_secret(cfg["secret_key"], cfg, "secret_key")  # type: ignore[arg-type]
+    elif cfg.get("secret_key_file"):
+        key = resolve_secret(f"file:{cfg['secret_key_file']}", cfg, "secret_key_file")  # type: ignore[arg-type]
+    elif cfg.get("environment") == "production":
+        raise ConfigError(None, "secret_key", "environment is production: set HUB_SECRET_KEY or HUB_SECRET_KEY_FILE "
+                                              "(or secret_key = \"file:PATH\"), the same on every node")
+    else:
+        return instance_secret(Path(instance_path) / "secret_key")
+    if cfg.get("environment") == "production" and len(key) < 32:
+        raise ConfigError(None, "secret_key", "too short for production: use at least 32 random characters "
+                                              "(python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    return key
+
+
+def instance_secret(path: Path) -> str:
+    """Read the key at ``path``, creating it first if absent; the first of racing creators wins.
+
+    Several gunicorn workers start at once on a fresh install: each writes a
+    complete key to a private temporary file and hard-links it to ``path``
+    (which fails if another got there first), so every process reads the
+    winner's key and nobody ever reads a half-written one.
+    """
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process won: use its key
+        except OSError:  # a filesystem without hard links: the exclusive create decides instead
+            _create_exclusive(path, tmp.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _create_exclusive(path: Path, key: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+
+
+def _read_key(path: Path) -> str:
+    import time
+
+    for _ in range(50):  # the O_EXCL fallback: the winner may still be writing
+        key = path.read_text().strip()
+        if key:
+            if path.stat().st_mode & 0o077:
+                log.warning("%s is readable by other users: chmod 600 it", path)
+            return key
+        time.sleep(0.02)
+    raise RuntimeError(f"{path} is empty: delete it (sessions will be signed out) or put a key in it")
 
 
 def create_app(

@@ -498,6 +498,14 @@ class CeleryConfig(_Section):
         min_length=1, description="the kinds of work `feedback-hub worker` consumes by default")
 
 
+class MetricsConfig(_Section):
+    """``[metrics]``: Prometheus metrics at ``/metrics`` (docs/deploying.md)."""
+
+    enabled: StrictBool = Field(True, description="serve /metrics")
+    token_file: Name | None = Field(None, description="a file holding a bearer token the scraper sends instead of "
+                                    "an API token with the read scope")
+
+
 class CoreConfig(BaseModel):
     """The top level of the merged configuration."""
 
@@ -519,6 +527,14 @@ class CoreConfig(BaseModel):
     database_url: Name | None = None
     instance_path: Name | None = None
     secret_key: Name | None = None
+    secret_key_file: Name | None = Field(None, description="a file holding the session signing key "
+                                         "(HUB_SECRET_KEY_FILE; Docker/systemd secrets)")
+    environment: Literal["development", "production"] = Field(
+        "development", description="production: refuse to start without a secret key from the environment or a "
+                                   "file (no generated key in the instance folder)")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line "
+                                                "(HUB_LOG_FORMAT=json)")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     demo: StrictInt | StrictBool | None = Field(None, description="set by run --demo (HUB_DEMO)")
     routing: RoutingConfig
     scheduler: SchedulerConfig
