@@ -18,11 +18,16 @@ from hub.engine.pipeline import Pipeline
 from hub.engine.raw_events import ingest_inputs
 from hub.sdk.contracts import CUSTOMER_INPUT_FIELDS, InputError, parse_feedback
 from hub.sdk.schema import FeedbackIn
+from hub.storage import models as m
+from hub.storage.database import Statistics
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
 
 BATCH = 1000
+#: The tables an import writes, whose planner statistics it keeps current.
+TABLES = (m.RawEvent.__table__, m.FeedbackItem.__table__, m.Customer.__table__, m.Identity.__table__,
+          m.Case.__table__, m.Followup.__table__)
 
 
 @dataclass
@@ -85,6 +90,7 @@ def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int
     report = ImportReport()
     pipeline = Pipeline(hub)
     batch: list[tuple[Any, FeedbackIn]] = []
+    stats = Statistics(hub.db, TABLES)
 
     def flush() -> None:
         if not batch:
@@ -94,6 +100,7 @@ def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int
         created = sum(r.created for r in results)
         report.created += created
         report.duplicates += len(results) - created
+        stats.wrote(created)
         if progress:
             progress(len(batch))
         batch.clear()
@@ -117,6 +124,7 @@ def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int
         if len(batch) >= BATCH:
             flush()
     flush()
+    stats.finish()
     return report
 
 
