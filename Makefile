@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-test run test test-all screenshots bench chaos lint browser clean
+.PHONY: install install-test run test test-all screenshots bench chaos soak lint browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ bench: install-test
 ## CHAOS_ARGS="--scale 3" for bigger runs, "--database-url postgresql+psycopg://..." for PostgreSQL.
 chaos: install-test
 	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
+
+## soak: the multi-process soak (PostgreSQL, Redis, 2 gunicorn web nodes, 2 Celery workers, 2 schedulers,
+## kill -9 midway; docs/celery.md). SOAK_ARGS="--minutes 2" for a short run.
+soak: install-test
+	$(BIN)/python -m pip install --quiet -e '.[test,production]'
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check hub plugins tests bench examples

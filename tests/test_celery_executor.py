@@ -269,3 +269,25 @@ def test_worker_command_refuses_an_unknown_queue_kind(tmp_path, monkeypatch):
            "HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.db'}"}
     r = CliRunner().invoke(main, ["worker", "--queues", "pull,everything"], env=env)
     assert r.exit_code == 2 and "everything" in r.output, r.output
+
+
+# -- the multi-process soak (make soak) ------------------------------------------------------
+def _pg_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.soak
+def test_soak_two_minutes_with_kill_9_midway(tmp_path):
+    import importlib.util
+    import shutil
+
+    if not (_reachable(REDIS) and _pg_reachable() and shutil.which("createdb")):
+        pytest.skip("the soak needs PostgreSQL (createdb) and Redis on 127.0.0.1")
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    assert soak.main(["--minutes", "2", "--workdir", str(tmp_path)]) == 0
