@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 import flask
+import pytest
 from click.testing import CliRunner
 
 from hub.engine.completion import sync_completions
@@ -322,3 +323,88 @@ def test_hook_hub_sla_breached(make_app):
     ((case_id, new_priority, owner, team, lead, late),) = seen
     assert (case_id, owner, team, lead) == (body["case_id"], "bea", "service", "bea")
     assert new_priority == {"low": "normal", "normal": "high"}.get(priority, "urgent") and late >= 0
+
+
+def _ingest_demo_rows(hub, n=300):
+    """Ingest ``n`` demo items in one rolled-back transaction: what each stored item says."""
+    import datetime as dt
+    import random
+
+    from sqlalchemy import select
+
+    from hub.engine.pipeline import Entry, Pipeline
+    from hub.sdk.contracts import parse_feedback
+    from hub.sdk.demo_data import generate_feedback
+    from hub.storage import models as m
+
+    now = hub.clock.utcnow()
+    objs = generate_feedback(random.Random(7), n, start=now - dt.timedelta(days=20), end=now, people=n // 4)
+    entries = [Entry(parse_feedback({**o, "source": "demo"}, now=now)[1]) for o in objs]
+    F = m.FeedbackItem
+    with hub.db.Session() as s:
+        Pipeline(hub).ingest(s, "demo", entries, now)
+        rows = s.execute(select(F.external_id, F.language, F.sentiment, F.category, F.risk, F.risk_reasons, F.extra)
+                         .where(F.source == "demo").order_by(F.external_id)).all()
+        s.rollback()
+    return [tuple(r) for r in rows]
+
+
+def _per_item_only(monkeypatch):
+    """The pipeline as before the batch hooks: pluggy's per-item call for every item."""
+    from hub.engine import pipeline
+
+    def per_item(hub, name, batch_kwargs, item_kwargs):
+        caller = getattr(hub.hook, name)
+        return [list(caller(**kw)) for kw in item_kwargs]
+
+    monkeypatch.setattr(pipeline, "hook_answers", per_item)
+
+
+def test_hook_hub_enrich_feedback_batch(make_app, monkeypatch):
+    calls = []
+
+    class Plugin:
+        @hookimpl
+        def hub_enrich_feedback_batch(self, items, config):
+            calls.append([it.external_id for it in items])
+            return [{"language": "fy"} if it.external_id == "p1" else None for it in items]
+
+    app = make_app(plugins=(Plugin(),))
+    body = _post(app, PROMOTER).get_json()
+    assert calls == [["p1"]] and body["language"] == "fy"  # one call per batch, its answer wins like a per-item one
+    # The default enricher's batch form gives exactly what its per-item form gives.
+    hub = make_app().extensions["hub"]
+    batched = _ingest_demo_rows(hub)
+    _per_item_only(monkeypatch)
+    assert batched == _ingest_demo_rows(hub) and len(batched) == 300
+
+
+def test_hook_hub_score_feedback_batch(make_app, monkeypatch):
+    calls = []
+
+    class Plugin:
+        @hookimpl
+        def hub_score_feedback_batch(self, items, contexts):
+            calls.append([(it.external_id, c.prior_contacts) for it, c in zip(items, contexts, strict=True)])
+            return [[Signal("vip", 50, "VIP account")] for _ in items]
+
+    app = make_app(plugins=(Plugin(),))
+    body = _post(app, PROMOTER).get_json()
+    assert calls == [[("p1", 0)]]
+    assert {"signal": "vip", "weight": 50.0, "detail": "VIP account"} in body["risk_reasons"]
+    assert body["risk"] >= 50 and body["case_id"] is not None
+
+    class Wrong:
+        @hookimpl
+        def hub_score_feedback_batch(self, items, contexts):
+            return []  # not one answer per item: refused, never silently misaligned
+
+    bad = make_app(plugins=(Wrong(),))
+    with pytest.raises(ValueError, match="0 answers for 1 items"):
+        _post(bad, {**PROMOTER, "external_id": "p2"})
+    # The default scorer's batch path gives the very scores and reasons of the per-item path.
+    hub = make_app().extensions["hub"]
+    batched = _ingest_demo_rows(hub)
+    _per_item_only(monkeypatch)
+    per_item = _ingest_demo_rows(hub)
+    assert batched == per_item and len({r[4] for r in batched}) > 5  # many different risks compared

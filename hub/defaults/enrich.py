@@ -42,6 +42,12 @@ def hub_enrich_feedback(item: FeedbackIn, config: dict[str, Any]) -> dict[str, A
     return out
 
 
+
+@hookimpl
+def hub_enrich_feedback_batch(items: list[FeedbackIn], config: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """The same answers as :func:`hub_enrich_feedback`, for a whole batch in one hook call."""
+    return [hub_enrich_feedback(item, config) for item in items]
+
 def _enrichment(cfg: dict[str, Any], text: str, language: str | None, wants_sentiment: bool):
     """(fields, extra as (key, values) pairs) for one text; immutable, so it can be remembered."""
     text = plain(text)  # "@united" is a name, not an opinion

@@ -148,6 +148,33 @@ def hub_score_feedback(item: FeedbackIn, context: ScoringContext) -> list[Signal
     """
 
 
+@hookspec
+def hub_enrich_feedback_batch(items: list[FeedbackIn], config: dict[str, Any]) -> list[dict[str, Any] | None] | None:
+    """The batch form of :func:`hub_enrich_feedback`: one call per ingest batch.
+
+    Return one answer per item, in the order of ``items`` (each what
+    ``hub_enrich_feedback`` would return for it), or None for no answers.  The
+    pipeline calls a plugin that implements this form only through it, in the
+    place its ``hub_enrich_feedback`` has in the order (the same rules
+    combine the answers); a plugin with only the per-item form is called per
+    item as before.  Implement both when other callers (``feedback-hub score``)
+    should see your enrichment too.
+    """
+
+
+@hookspec
+def hub_score_feedback_batch(items: list[FeedbackIn], contexts: list[ScoringContext]
+                             ) -> list[list[Signal] | None] | None:
+    """The batch form of :func:`hub_score_feedback`: one call per ingest batch.
+
+    ``contexts[i]`` is the :class:`~hub.sdk.schema.ScoringContext` of
+    ``items[i]``.  Return one list of signals (or None) per item, in order, or
+    None for no signals at all.  Used by the pipeline in place of the plugin's
+    ``hub_score_feedback`` (at its place in the order, so reasons keep their
+    order); a plugin with only the per-item form is called per item.
+    """
+
+
 @hookspec(firstresult=True)
 def hub_decide_escalation(
     item: FeedbackIn, category: str | None, risk: int, signals: list[Signal], config: dict[str, Any],
