@@ -136,6 +136,11 @@ def create_app(
     db = Database(cfg.get("database_url") or default_database_url(instance_path))
     # Plugins' self.state lives in the hub's database (connector_state).
     registry.state_backend = lambda instance: DatabaseStateBackend(db, instance)
+    # Vendor rate budgets shared by every process (Redis, else PostgreSQL); in process on SQLite.
+    from hub.engine.shared_budget import SharedBudgets
+
+    budgets = SharedBudgets.from_config(cfg, db)
+    registry.budget_provider = budgets if budgets.backend != "memory" else None
     hub = Hub(
         pm=pm,
         config=cfg,

@@ -506,6 +506,18 @@ class MetricsConfig(_Section):
                                     "an API token with the read scope")
 
 
+class RateLimitsConfig(_Section):
+    """``[rate_limits]``: where vendor rate budgets live so that every process shares them (issue 15)."""
+
+    backend: Literal["auto", "redis", "database", "memory"] = Field(
+        "auto", description="auto: Redis when redis_url (or a redis:// broker_url) is set, else the database on "
+                            "PostgreSQL, else in process")
+    redis_url: Name | None = Field(None, description="redis://host:6379/N for the shared budgets (a secret: env:NAME "
+                                                     "or file:PATH); default: a redis:// broker_url")
+    key_prefix: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9_:.-]{1,60}$")] = Field(
+        "hub:rate", description="Redis keys are <prefix>:<instance>:<purpose>:sent / :blocked")
+
+
 class CoreConfig(BaseModel):
     """The top level of the merged configuration."""
 
@@ -524,6 +536,7 @@ class CoreConfig(BaseModel):
     broker_url: Name | None = Field(None, description="Celery broker for executor = \"celery\": redis://... or amqp://... "
                                     "(a secret: env:NAME or file:PATH)")
     celery: CeleryConfig | None = None
+    rate_limits: RateLimitsConfig | None = None
     database_url: Name | None = None
     instance_path: Name | None = None
     secret_key: Name | None = None

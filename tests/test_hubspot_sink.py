@@ -138,7 +138,7 @@ def one_task_each(env: Env, n: int) -> None:
 
 
 # -- contacts ----------------------------------------------------------------------
-def test_existing_contact_is_found_by_search_and_its_facts_are_read(make_env):
+def test_existing_contact_is_found_by_upsert_and_its_facts_are_read(make_env):
     env = make_env()
     contact = env.portal.add_contact("sanne@example.nl", properties={
         "hubspot_owner_id": "9001", "annualrevenue": "12500", "lifecyclestage": "customer"})
@@ -152,22 +152,60 @@ def test_existing_contact_is_found_by_search_and_its_facts_are_read(make_env):
     assert (update.crm_id, update.value) == (contact["id"], 12500.0)
     assert update.attributes == {"annualrevenue": "12500", "lifecyclestage": "customer", "hubspot_owner_id": "9001"}
     assert len(env.portal.contacts) == 1
-    assert [(r.path, r.status) for r in env.portal.log] == [("/crm/v3/objects/contacts/search", 200),
+    # The upsert found it (new: false), so its properties are read; no search, no create.
+    assert [(r.path, r.status) for r in env.portal.log] == [("/crm/v3/objects/contacts/batch/upsert", 200),
+                                                            ("/crm/v3/objects/contacts/batch/read", 200),
                                                             ("/crm/v3/objects/tasks/batch/create", 201)]
 
 
-def test_search_request_matches_the_documented_shape(make_env, monkeypatch):
+def test_upsert_request_matches_the_documented_shape(make_env, monkeypatch):
     env = make_env()
     sent: list[dict] = []
-    real_search = env.sink._search
-    monkeypatch.setattr(env.sink, "_search", lambda path, body: sent.append(body) or real_search(path, body))
-    env.feedback(1, email="laura@example.com")
+    real_post = env.sink.http.post
+    monkeypatch.setattr(env.sink.http, "post", lambda path, **kw: (sent.append(kw["json"]) if path.endswith(
+        "/batch/upsert") else None) or real_post(path, **kw))
+    env.feedback(1, email="Laura@Example.com", name="Laura")
     dispatch(env.hub)
-    documented = load("from_docs/search_contacts_by_email_request.reconstructed.json")
+    documented = load("from_docs/batch_upsert_contacts_request.reconstructed.json")
     (ours,) = sent
-    assert ours["filterGroups"] == documented["filterGroups"]
-    assert set(documented["properties"]) <= set(ours["properties"])
-    assert set(ours) - {"sorts"} == set(documented) - {"after"}
+    assert set(ours) == set(documented) - {"_source"}
+    assert ours["inputs"] == documented["inputs"]  # lower-cased e-mail as id, idProperty email, the name
+
+
+def test_100_followups_for_new_contacts_cost_2_requests(make_env):
+    env = make_env()
+    for i in range(100):
+        env.feedback(i, email=f"nieuw{i}@example.nl", name=f"Nieuwe Klant{i}")
+    assert dispatch(env.hub).sent == 100
+    assert [(r.path, r.status, r.inputs) for r in env.portal.log] == [
+        ("/crm/v3/objects/contacts/batch/upsert", 200, 100), ("/crm/v3/objects/tasks/batch/create", 201, 100)]
+    one_task_each(env, 100)
+    assert len(env.portal.contacts) == 100
+
+
+def test_upsert_errors_per_input_fail_only_their_followup(make_env):
+    env = make_env()
+    env.portal.blocklist.add("weg@example.nl")  # GDPR-deleted: HubSpot refuses to create it again
+    env.feedback(1, email="weg@example.nl")
+    env.feedback(2, email="blijft@example.nl")
+    report = dispatch(env.hub)
+    assert (report.sent, report.dead) == (1, 1)
+    by_email = {f["email"]: f for f in env.followups()}
+    assert by_email["blijft@example.nl"]["status"] == "sent"
+    assert by_email["weg@example.nl"]["status"] == "dead"
+    assert "blocklisted" in by_email["weg@example.nl"]["last_error"]
+    assert [r.status for r in env.portal.requests_to("/batch/upsert")] == [207]
+
+
+def test_a_whole_upsert_refused_without_naming_an_input_is_bisected(make_env):
+    env = make_env()
+    for i in range(4):
+        env.feedback(i, email=f"k{i}@example.nl")
+    env.portal.inject("error", count=3, status=400, path="/batch/upsert")  # names nobody
+    assert dispatch(env.hub).sent == 3
+    assert [(r.status, r.inputs) for r in env.portal.requests_to("/batch/upsert")] == [
+        (400, 4), (400, 2), (400, 1), (200, 1), (200, 2)]
+    assert sorted(f["status"] for f in env.followups()) == ["dead", "sent", "sent", "sent"]
 
 
 def test_missing_contact_is_created_with_the_customers_name(make_env):
@@ -182,18 +220,18 @@ def test_missing_contact_is_created_with_the_customers_name(make_env):
     assert env.sink.last_customer_updates[1].crm_id == contact["id"]
 
 
-def test_contact_search_has_not_indexed_yet_409_resolves_to_the_existing_contact(make_env, clock):
+def test_a_contact_search_has_not_indexed_yet_is_found_by_the_upsert_not_duplicated(make_env, clock):
     portal = HubSpotState(clock=clock, token=TOKEN, owners=OWNERS + CONTACT_OWNERS, search_lag_seconds=30)
     env = make_env(portal)
-    # Created seconds ago by someone else: search cannot see it, create answers 409 (CONTRACTS.md §2.4).
+    # Created seconds ago by someone else: search cannot see it (CONTRACTS.md §2.4); the upsert by e-mail can.
     existing = portal.add_contact("fatima@example.nl", properties={"hubspot_owner_id": "9002"}, searchable=False)
     env.feedback(1, email="fatima@example.nl")
     assert dispatch(env.hub).sent == 1
-    assert [r.status for r in portal.requests_to("/crm/v3/objects/contacts") if r.path.endswith("contacts")] == [409]
+    assert portal.requests_to("/search") == []
     assert len(portal.contacts) == 1
     (task,) = portal.all_tasks()
     assert task["associations"]["contacts"] == [existing["id"]]
-    assert task["properties"]["hubspot_owner_id"] == "9002"  # read back after the 409
+    assert task["properties"]["hubspot_owner_id"] == "9002"  # read back: the upsert said new = false
 
 
 def test_a_known_crm_id_is_used_directly_and_its_properties_read(make_env):
@@ -253,7 +291,9 @@ def test_250_followups_arrive_in_3_batch_calls_on_the_right_contacts_due_priorit
     assert (report.sent, report.retried, report.dead) == (250, 0, 0)
     creates = env.portal.requests_to("/tasks/batch/create")
     assert [(c.status, c.inputs) for c in creates] == [(201, 100), (201, 100), (201, 50)]
-    assert env.portal.requests_to("/crm/v3/objects/contacts", status=201)  # the 150 unknown were created
+    # The 150 unknown were created and the 100 known found: 3 upserts, 1 read of the known ones' properties.
+    assert [(r.status, r.inputs) for r in env.portal.requests_to("/batch/upsert")] == [(200, 100), (200, 100),
+                                                                                      (200, 50)]
     assert len(env.portal.contacts) == 250
     tasks = env.tasks_by_key()
     priorities = set()
@@ -275,7 +315,8 @@ def test_250_followups_arrive_in_3_batch_calls_on_the_right_contacts_due_priorit
     # Steady state against 100 requests / rolling 10 s: paced, never refused.
     assert env.portal.requests_to("", status=429) == []
     assert env.portal.max_in_window(10.0) <= 100
-    assert env.clock.sleeps  # 256 requests cannot fit one window: the budget waited
+    # 3 upserts, 3 reads of the contacts that existed (their owner, value), 3 task creates.
+    assert len(env.portal.log) == 9
 
 
 def test_multi_status_is_handled_per_task(make_env, clock):
@@ -382,12 +423,12 @@ def test_injected_429_with_retry_after_is_honoured_before_resending(make_env):
     for i in range(3):
         env.feedback(i, email=f"k{i}@example.nl")
     env.portal.inject("rate_limit", path="batch/create", retry_after=7)
-    env.portal.inject("rate_limit", path="/search", retry_after=4)
+    env.portal.inject("rate_limit", path="/batch/upsert", retry_after=4)
     assert dispatch(env.hub).sent == 3
     one_task_each(env, 3)
-    searches = env.portal.requests_to("/search")
-    assert [r.status for r in searches] == [429, 200]
-    assert searches[1].at - searches[0].at == pytest.approx(4)
+    upserts = env.portal.requests_to("/batch/upsert")
+    assert [r.status for r in upserts] == [429, 200]
+    assert upserts[1].at - upserts[0].at == pytest.approx(4)
     creates = env.portal.requests_to("/tasks/batch/create")
     assert [r.status for r in creates] == [429, 201]
     assert creates[1].at - creates[0].at == pytest.approx(7)
@@ -397,6 +438,7 @@ def test_injected_429_with_retry_after_is_honoured_before_resending(make_env):
 def test_a_client_allowed_too_much_is_still_paced_by_the_headers(make_env, clock):
     portal = HubSpotState(clock=clock, token=TOKEN, owners=OWNERS, requests_per_10s=20)
     env = make_env(portal, rate_limit=[1000, 10])  # misconfigured tier: more than the portal allows
+    env.sink.batch_size = 1  # a push per follow-up: 60 requests against 20 per window
     for i in range(30):
         env.feedback(i, email=f"k{i}@example.nl")
     assert dispatch(env.hub).sent == 30
@@ -410,6 +452,7 @@ def test_429s_provoked_by_other_apps_are_honoured_through_retry_after(make_env, 
     # of ours: the last slot we saw in the headers is gone when we use it.
     portal = HubSpotState(clock=clock, token=TOKEN, owners=OWNERS, requests_per_10s=20, other_app_load=1)
     env = make_env(portal)
+    env.sink.batch_size = 1  # a push per follow-up: 60 requests of ours against 20 per window
     for i in range(30):
         env.feedback(i, email=f"k{i}@example.nl")
     assert dispatch(env.hub).sent == 30
@@ -427,6 +470,7 @@ def test_other_apps_traffic_seen_in_headers_pauses_us_before_a_429(make_env, clo
     env = make_env(portal)
     for _ in range(97):  # another private app of the account spent most of the window
         assert portal.admit(is_search=False) is None
+    env.sink.batch_size = 1  # 6 requests of ours: the window fills after 3
     for i in range(3):
         env.feedback(i, email=f"k{i}@example.nl")
     assert dispatch(env.hub).sent == 3
@@ -435,7 +479,7 @@ def test_other_apps_traffic_seen_in_headers_pauses_us_before_a_429(make_env, clo
 
 
 def test_daily_limit_defers_the_chunk_instead_of_killing_it(make_env, clock):
-    portal = HubSpotState(clock=clock, token=TOKEN, owners=OWNERS, daily_limit=2)
+    portal = HubSpotState(clock=clock, token=TOKEN, owners=OWNERS, daily_limit=1)  # the upsert spends the day
     env = make_env(portal)
     for i in range(2):
         env.feedback(i, email=f"k{i}@example.nl")

@@ -121,6 +121,8 @@ class Registry:
         self._objects: dict[tuple[str, str], _Plugin] = {}
         #: Builds each instance's state backend (``self.state``); set by the app once the database exists.
         self.state_backend: Callable[[str], StateBackend] | None = None
+        #: Named rate budgets shared by every process (hub.engine.shared_budget); set by the app, None: per object.
+        self.budget_provider: Callable[..., Any] | None = None
         self._lock = threading.Lock()
         for section, kinds, target, kind in (
             ("sources", self.source_kinds, self.sources, "source"),
@@ -174,6 +176,7 @@ class Registry:
                 cls = (self.source_kinds if kind == "source" else self.sink_kinds)[inst.plugin]
                 obj = cls(inst, clock=self.clock)
                 obj.http_policy = self.http_policy
+                obj.budget_provider = self.budget_provider
                 if self.state_backend is not None:  # before any hook, pull or webhook uses it
                     obj.state.bind(self.state_backend(name))
                 self._objects[(kind, name)] = obj

@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import requests
 
 from hub.sdk.addresses import OutboundPolicy
-from hub.sdk.http import Clock, HttpClient, Paginator, RateBudget
+from hub.sdk.http import Clock, HttpClient, Paginator, RateBudget, RollingWindowBudget
 from hub.sdk.schema import Completion, FeedbackIn, FollowupView, PushResult, RawIn
 from hub.sdk.settings import Setting
 from hub.sdk.state import StateStore
@@ -108,6 +108,9 @@ class _Plugin:
         self._http: HttpClient | None = None
         #: Where the instance's client may connect; the core sets the hub's (``http.allowed_private_hosts``).
         self.http_policy: OutboundPolicy | None = None
+        #: Where named rate budgets come from; the core sets the hub's (shared by every
+        #: process: Redis or PostgreSQL, hub.engine.shared_budget).  None: this object's own.
+        self.budget_provider: Callable[[str, int, float, Clock], RateBudget] | None = None
         #: The instance's persistent JSON values (:mod:`hub.sdk.state`).  In
         #: memory until the core binds it to the hub's database, which it does
         #: right after building the plugin: read and write it from hooks,
@@ -155,11 +158,27 @@ class _Plugin:
         """
         self.http.check_status(response)
 
+    def rate_budget(self, requests_: int, per_seconds: float, purpose: str = "http", *,
+                    rolling: bool = False) -> RateBudget:
+        """The budget ``<instance>:<purpose>``, shared with every process of the hub when the core can.
+
+        Ask for each limit the vendor counts (e.g. ``"http"`` and ``"search"``);
+        every sharer waits for a 429's Retry-After (``block_until``).  A shared
+        budget is a rolling window (at most ``requests_`` in any ``per_seconds``);
+        without one (SQLite, embedded) the budget is this process's, a token
+        bucket unless ``rolling``.
+        """
+        if self.budget_provider is not None:
+            return self.budget_provider(f"{self.instance.name}:{purpose}", int(requests_), float(per_seconds),
+                                        self.clock)
+        cls = RollingWindowBudget if rolling else RateBudget
+        return cls(int(requests_), float(per_seconds), clock=self.clock)
+
     def http_budget(self) -> RateBudget | None:
         limit = self.config.get("rate_limit") or self.rate_limit
         if not limit:
             return None
-        return RateBudget(int(limit[0]), float(limit[1]), clock=self.clock)
+        return self.rate_budget(int(limit[0]), float(limit[1]))
 
     #: Subclass of :class:`HttpClient` to build (a plugin may extend the client).
     http_client_class: ClassVar[type[HttpClient]] = HttpClient

@@ -337,6 +337,18 @@ class SchedulerLease(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
 
 
+class RateBudgetRow(Base):
+    """A vendor rate budget shared by every process (hub.engine.shared_budget, PostgreSQL without Redis):
+    the send times of its rolling window and when a 429 told everyone to wait until."""
+
+    __tablename__ = "rate_budget"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: Unix times of the sends still in the window (at most the limit).
+    sent: Mapped[list[Any]] = mapped_column(default=list)
+    blocked_until: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 # -- webcare workspace (inbox views, replies, collision safety) ----------------
 @event.listens_for(Case, "before_update")
 def _count_case_change(_mapper: Any, _connection: Any, target: Case) -> None:

@@ -1,7 +1,7 @@
 """A local HubSpot CRM (v3 objects, v4 associations) for the sandbox, the demo and tests.
 
 Enough of HubSpot to run the sink's real code against: contacts (search,
-create, read, batch read), tasks (create, batch create, batch read, search,
+create, read, batch read, batch upsert by e-mail), tasks (create, batch create, batch read, search,
 update), contact->task associations and owners, with HubSpot's answer and
 error shapes (copied from the captured payloads in ``tests/fixtures/hubspot``),
 its rate-limit headers, a rolling 10-second window and a search limit that
@@ -12,6 +12,17 @@ Tests and demo drive it through ``/_control/...`` (or the :class:`HubSpotState`
 object directly): complete a task, make the next N requests fail, answer 429
 or time out (the work is done first, then the answer is held back - the case
 that makes exactly-once hard), seed contacts, read the request log.
+
+``POST /crm/v3/objects/contacts/batch/upsert`` follows HubSpot's reference
+(https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts
+and the contacts guide's "upsert" section): inputs of ``{"idProperty",
+"id", "properties", "objectWriteTraceId"}``, at most 100; ``email`` as the
+unique id property (matched case-insensitively); each result is the contact
+with the properties written plus the defaults and ``"new": true|false``;
+200 when every input succeeded, 207 with ``errors`` (``context.ids`` and
+``context.objectWriteTraceId`` naming the input) when some did not; a batch
+that is malformed as a whole (duplicate ids, a property that is not unique,
+too many inputs) is a 400 and writes nothing.
 
 Time comes from a :class:`hub.sdk.http.Clock`; tests hand the same ``FakeClock``
 to the emulator and to the hub, so window arithmetic on both sides agrees
@@ -405,6 +416,38 @@ class HubSpotState:
             out["objectWriteTraceId"] = trace_id
         return out, []
 
+    def upsert_contact(self, email: str, properties: dict[str, Any]
+                       ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """Create or update the contact with ``email`` (batch upsert's one input); (object + ``new``, problems)."""
+        props = {k: (None if v is None else str(v)) for k, v in (properties or {}).items() if k != "email"}
+        problems = []
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email or ""):
+            problems.append(_validation("email", "INVALID_EMAIL", f"Email address {email} is invalid"))
+        elif email in self.blocklist:
+            problems.append(_validation("email", "INVALID_EMAIL", "Email address was GDPR-deleted and is blocklisted"))
+        owner = props.get("hubspot_owner_id")
+        if owner and self.owners and owner not in self.owners:
+            problems.append(_validation("hubspot_owner_id", "INVALID_OWNER_ID", f"{owner} is not a valid owner id"))
+        if problems:
+            return None, problems
+        with self.lock:
+            found = self.find_contact_by_email(email)
+            if found is None:
+                obj = self.add_contact(email, properties=props)
+                self.contacts[obj["id"]].indexed_at = self.clock.time() + self.search_lag_seconds
+                written, new = obj, True
+            else:
+                rec = self.contacts[found["id"]]
+                now = _iso(self.clock.time())
+                rec.obj["properties"].update({**props, "lastmodifieddate": now})
+                rec.obj["updatedAt"] = now
+                written, new = rec.obj, False
+            # The answer carries what was written and the defaults, not every property of the contact.
+            names = {*CONTACT_DEFAULTS, *props}
+            view = copy.deepcopy({**written, "properties": {k: v for k, v in written["properties"].items()
+                                                            if k in names}})
+        return {**view, "new": new}, []
+
     def contact_tasks(self, contact_id: str) -> list[str]:
         with self.lock:
             return [t for t, cs in self.task_contacts.items() if contact_id in cs]
@@ -686,6 +729,47 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
             obj = state.add_contact(email.lower() or None, properties=props)
             state.contacts[obj["id"]].indexed_at = state.clock.time() + state.search_lag_seconds
         return reply(obj, 201)
+
+    @bp.post("/crm/v3/objects/contacts/batch/upsert")
+    def contacts_batch_upsert():
+        inputs = payload().get("inputs")
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, dict) for i in inputs):
+            return reply(error_body("VALIDATION_ERROR", "inputs must be a non-empty list of objects"), 400)
+        if len(inputs) > state.max_batch:
+            return reply(error_body("VALIDATION_ERROR", f"Batch input size {len(inputs)} exceeds {state.max_batch}"), 400)
+        not_unique = sorted({str(i.get("idProperty")) for i in inputs if i.get("idProperty") not in ("email",)})
+        if not_unique:
+            return reply(error_body("VALIDATION_ERROR", f"Unable to perform update/upsert by non-unique 0-1 property "
+                                    f"{not_unique[0]}" if not_unique[0] != "None" else
+                                    "idProperty is required to upsert contacts"), 400)
+        ids = [str(i.get("id") or "").strip().lower() for i in inputs]
+        duplicates = sorted({x for x in ids if ids.count(x) > 1})
+        if duplicates:
+            return reply(error_body("VALIDATION_ERROR", f"Duplicate IDs found in batch input: {duplicates}"), 400)
+        started = _iso(state.clock.time())
+        results, errors = [], []
+        for item, email in zip(inputs, ids, strict=True):
+            obj, problems = state.upsert_contact(email, item.get("properties") or {})
+            trace = item.get("objectWriteTraceId")
+            if obj is not None:
+                if trace:
+                    obj["objectWriteTraceId"] = trace
+                results.append(obj)
+                continue
+            context: dict[str, Any] = {"ids": [str(item.get("id") or "")]}
+            if trace:
+                context["objectWriteTraceId"] = [trace]
+            errors.append({"status": "error", "category": "VALIDATION_ERROR",
+                           "message": f"Property values were not valid: {json.dumps(problems)}",
+                           "errors": [{"message": p["message"], "code": p["error"],
+                                       "context": {"propertyName": [p["name"]]}} for p in problems],
+                           "context": context})
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started,
+                                "completedAt": _iso(state.clock.time())}
+        if errors:
+            body.update(numErrors=len(errors), errors=errors)
+            return reply(body, 207)
+        return reply(body)
 
     @bp.post("/crm/v3/objects/contacts/gdpr-delete")
     def contact_gdpr_delete():

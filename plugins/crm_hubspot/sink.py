@@ -3,12 +3,16 @@
 One ``push`` call handles one chunk (at most 100 follow-ups) in four steps:
 
 1. **Contacts.** A customer whose HubSpot id the hub already knows is read by
-   id (batch read, strongly consistent).  The others are found by e-mail with
-   the CRM search API (one ``IN`` query per chunk, under search's own lower
-   rate limit) and created when missing; since search lags behind writes, a
-   create may answer 409 "Contact already exists. Existing ID: N", which
-   resolves to N.  The configured contact properties are read on the way
-   (owner, annual revenue, lifecycle stage...).
+   id (batch read, strongly consistent).  The others are created or found by
+   e-mail in one ``contacts/batch/upsert`` with ``idProperty: "email"`` per
+   hundred addresses (the e-mail is unique, so this is consistent at once -
+   search lags behind writes - and takes one request instead of a search plus
+   one create per new contact).  The contacts that existed already
+   (``new: false``) are batch-read for the configured contact properties
+   (owner, annual revenue, lifecycle stage...); new ones have none yet.  So
+   100 follow-ups for new contacts cost 2 requests: the upsert and the task
+   batch create.  With ``create_contacts`` off, contacts are batch-read by
+   e-mail (``idProperty``) instead and none is created.
 2. **Earlier attempts.** A follow-up pushed before (``attempts > 1``: a retry
    after a failure, or a row re-claimed after a worker died mid-push) may
    already have its task.  Each task carries a marker derived from the
@@ -53,8 +57,8 @@ from hub.sdk import (
     HttpError,
     Instance,
     PushResult,
+    RateBudget,
     RetriableError,
-    RollingWindowBudget,
     Setting,
     TaskState,
     WebhookRejected,
@@ -74,6 +78,8 @@ log = logging.getLogger(__name__)
 CONTACTS = "/crm/v3/objects/contacts"
 CONTACTS_SEARCH = "/crm/v3/objects/contacts/search"
 CONTACTS_BATCH_READ = "/crm/v3/objects/contacts/batch/read"
+#: Create-or-update by a unique property (``idProperty: "email"``), 100 inputs per request.
+CONTACTS_BATCH_UPSERT = "/crm/v3/objects/contacts/batch/upsert"
 TASKS_BATCH_CREATE = "/crm/v3/objects/tasks/batch/create"
 TASKS_BATCH_READ = "/crm/v3/objects/tasks/batch/read"
 CONTACT_TASK_ASSOCIATIONS = "/crm/v4/associations/contacts/tasks/batch/read"
@@ -228,8 +234,7 @@ class HubSpotSink(CrmSink):
         self.value_property: str = cfg.get("value_property") or "annualrevenue"
         self.owner_property: str = cfg.get("owner_property") or "hubspot_owner_id"
         self.contact_properties = [str(p) for p in cfg.get("contact_properties") or []]
-        search = cfg.get("search_rate_limit") or [4, 1.0]
-        self.search_budget = RollingWindowBudget(int(search[0]), float(search[1]), clock=self.clock)
+        self._search_budget: RateBudget | None = None
         self.daily = DailyQuota(int(cfg.get("daily_limit") or 250_000), self.clock, cfg.get("account_timezone") or "UTC")
         self._create_client: HttpClient | None = None
         #: customer id -> what the last push learned (until the core stores it).
@@ -241,9 +246,18 @@ class HubSpotSink(CrmSink):
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.get('token', '')}"}
 
-    def http_budget(self) -> RollingWindowBudget:
+    def http_budget(self) -> RateBudget:
+        """HubSpot counts in a rolling window per account: shared by every process of the hub."""
         limit = self.config.get("rate_limit") or self.rate_limit
-        return RollingWindowBudget(int(limit[0]), float(limit[1]), clock=self.clock)
+        return self.rate_budget(int(limit[0]), float(limit[1]), rolling=True)
+
+    @property
+    def search_budget(self) -> RateBudget:
+        """Search's own, lower limit (on top of the general one), shared like it."""
+        if self._search_budget is None:
+            search = self.config.get("search_rate_limit") or [4, 1.0]
+            self._search_budget = self.rate_budget(int(search[0]), float(search[1]), "search", rolling=True)
+        return self._search_budget
 
     def rate_limit_wait(self, response: requests.Response) -> float | None:
         """Pause the instance when HubSpot says the window (or the day) is spent."""
@@ -387,14 +401,14 @@ class HubSpotSink(CrmSink):
                 failures[f.id] = (f"HubSpot contact {f.customer.crm_id} not found and no e-mail to look up", False)
             else:
                 failures[f.id] = ("customer has no e-mail address or HubSpot id: no contact to put the call on", False)
-        found = self.search_contacts_by_email(list(by_email), props) if by_email else {}
-        missing = [e for e in by_email if e not in found]
-        if missing and self.config.get("create_contacts", True):
-            created, errors = self.create_contacts(missing, by_email, props)
-            found.update(created)
+        found: dict[str, Contact] = {}
+        if by_email and self.config.get("create_contacts", True):
+            found, errors = self.upsert_contacts(list(by_email), by_email, props)
             for email, error in errors.items():
                 for f in by_email[email]:
                     failures[f.id] = error
+        elif by_email:
+            found = self.read_contacts_by_email(list(by_email), props)
         for email, group in by_email.items():
             for f in group:
                 if email in found:
@@ -413,68 +427,111 @@ class HubSpotSink(CrmSink):
                 out[str(obj["id"])] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
         return out
 
-    def search_contacts_by_email(self, emails: list[str], props: list[str]) -> dict[str, Contact]:
-        """Lower-cased e-mail -> contact, one search (IN) per hundred addresses."""
+    def read_contacts_by_email(self, emails: list[str], props: list[str]) -> dict[str, Contact]:
+        """Lower-cased e-mail -> contact, batch read by ``idProperty: "email"`` (consistent, unlike search)."""
         out: dict[str, Contact] = {}
         for chunk in _chunks(emails):
-            if len(chunk) == 1:
-                condition = {"propertyName": "email", "operator": "EQ", "value": chunk[0]}
-            else:
-                condition = {"propertyName": "email", "operator": "IN", "values": chunk}
-            request: dict[str, Any] = {"filterGroups": [{"filters": [condition]}], "properties": props,
-                                       "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
-                                       "limit": BATCH_LIMIT}
-            for _page in range(20):  # 2,000 matches for 100 addresses would be a broken portal
-                body = self._search(CONTACTS_SEARCH, request)
-                for obj in body.get("results", []):
-                    email = str((obj.get("properties") or {}).get("email") or "").lower()
-                    if email and email not in out:  # oldest contact wins on duplicates
-                        out[email] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
-                after = ((body.get("paging") or {}).get("next") or {}).get("after")
-                if not after:
-                    break
-                request = {**request, "after": after}
+            body = self.http.post(CONTACTS_BATCH_READ, json={
+                "properties": props, "idProperty": "email", "inputs": [{"id": e} for e in chunk]}).json()
+            for obj in body.get("results", []):
+                email = str((obj.get("properties") or {}).get("email") or "").lower()
+                if email:
+                    out[email] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
         return out
 
-    def create_contacts(
+    def _upsert_input(self, email: str, by_email: dict[str, list[FollowupView]]) -> dict[str, Any]:
+        customer = by_email[email][0].customer
+        first, last = _split_name(customer.name if customer else None)
+        properties = {"email": email}
+        if first:
+            properties["firstname"] = first
+        if last:
+            properties["lastname"] = last
+        # The e-mail is the trace id: a 207's errors name their input by it.
+        return {"idProperty": "email", "id": email, "properties": properties, "objectWriteTraceId": email}
+
+    def upsert_contacts(
         self, emails: list[str], by_email: dict[str, list[FollowupView]], props: list[str]
     ) -> tuple[dict[str, Contact], dict[str, tuple[str, bool]]]:
-        """Create one contact per address; a 409 resolves to the existing one.
+        """Create or find the contacts of ``emails`` with ``contacts/batch/upsert`` (100 per request).
 
-        Creating one by one on purpose: a batch create fails as a whole on the
-        first duplicate and names only that one (hubspot-api-python#51).
-        Re-sending a create is harmless (the e-mail is unique: 409), so the
-        shared client may retry timeouts here.
+        Idempotent (the e-mail is the key), so the shared client retries
+        timeouts, 5xx and 429s itself.  Errors are per input (207, named by
+        trace id or id); a 400 for the whole batch that names no input is
+        bisected, so one bad address cannot sink ninety-nine good ones.  The
+        contacts that existed already are read for ``props`` (one batch read
+        per hundred); the answer of an upsert carries only what was written.
         """
-        created: dict[str, Contact] = {}
+        found: dict[str, Contact] = {}
         existing: dict[str, str] = {}
         errors: dict[str, tuple[str, bool]] = {}
-        for email in emails:
-            customer = by_email[email][0].customer
-            first, last = _split_name(customer.name if customer else None)
-            properties = {"email": email}
-            if first:
-                properties["firstname"] = first
-            if last:
-                properties["lastname"] = last
+        queue = [chunk for chunk in _chunks(emails)]
+        for _ in range(2 * len(emails) + 4):  # bisection costs at most ~2n requests
+            if not queue:
+                break
+            chunk = queue.pop(0)
             try:
-                obj = self.http.post(CONTACTS, json={"properties": properties, "associations": []}).json()
+                body = self.http.post(CONTACTS_BATCH_UPSERT, json={
+                    "inputs": [self._upsert_input(e, by_email) for e in chunk]}).json()
             except FatalError as exc:
-                contact_id = existing_contact_id(exc.body) if exc.status == 409 else None
-                if contact_id:
-                    existing[email] = contact_id
-                elif exc.status in (401, 403) or isinstance(exc, DailyLimitReached):
+                if exc.status in (401, 403) or isinstance(exc, DailyLimitReached):
                     raise
-                else:
-                    body = exc.body if isinstance(exc.body, dict) else {"message": str(exc)}
-                    errors[email] = (f"creating the contact failed: {_error_message(body)}", False)
+                queue[:0] = self._upsert_rejected(exc, chunk, errors)
                 continue
-            created[email] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
+            for obj in body.get("results") or []:
+                email = str(obj.get("objectWriteTraceId") or (obj.get("properties") or {}).get("email") or "").lower()
+                if email not in chunk:
+                    continue
+                found[email] = Contact(str(obj["id"]), dict(obj.get("properties") or {}))
+                if not obj.get("new"):
+                    existing[email] = str(obj["id"])
+            for email, error in self._attribute_inputs(body.get("errors") or [], chunk).items():
+                errors.setdefault(email, error)
+            for email in chunk:
+                if email not in found and email not in errors:
+                    errors[email] = ("HubSpot's upsert answer did not include this contact", True)
+        for email in emails:
+            if email not in found and email not in errors:
+                errors[email] = ("HubSpot refused every smaller batch of contacts", True)
         if existing:
             known = self.read_contacts(sorted(set(existing.values())), props)
             for email, contact_id in existing.items():
-                created[email] = known.get(contact_id) or Contact(contact_id, {})
-        return created, errors
+                if contact_id in known:
+                    found[email] = known[contact_id]
+        return found, errors
+
+    @staticmethod
+    def _attribute_inputs(errors: list[Any], chunk: list[str]) -> dict[str, tuple[str, bool]]:
+        """Errors naming their inputs (``context.objectWriteTraceId`` or ``context.ids``)."""
+        out: dict[str, tuple[str, bool]] = {}
+        for err in errors:
+            if not isinstance(err, dict):
+                continue
+            context = err.get("context") or {}
+            named = [*(context.get("objectWriteTraceId") or []), *(context.get("ids") or [])]
+            for email in (str(n).lower() for n in named):
+                if email in chunk:
+                    out[email] = (f"creating the contact failed: {_error_message(err)}",
+                                  err.get("category") not in PERMANENT_CATEGORIES)
+        return out
+
+    def _upsert_rejected(self, exc: FatalError, chunk: list[str], errors: dict[str, tuple[str, bool]]
+                         ) -> list[list[str]]:
+        """A 4xx for the whole upsert: nothing was written.  Returns the chunks to send again."""
+        body = exc.body if isinstance(exc.body, dict) else {"message": str(exc.body or exc)}
+        named = self._attribute_inputs([body, *(body.get("errors") or [])], chunk)
+        errors.update(named)
+        rest = [e for e in chunk if e not in named]
+        if not rest:
+            return []
+        if named:
+            return [rest]
+        if len(rest) > 1:
+            half = len(rest) // 2
+            return [rest[:half], rest[half:]]
+        errors[rest[0]] = (f"creating the contact failed: {_error_message(body)}",
+                           body.get("category") not in PERMANENT_CATEGORIES and (exc.status or 0) >= 500)
+        return []
 
     # -- tasks ------------------------------------------------------------
     def contact_task_ids(self, contact_ids: Iterable[str]) -> set[str]:

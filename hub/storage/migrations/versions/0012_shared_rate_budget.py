@@ -1,14 +1,15 @@
 """Rate budgets shared by every process (issue 15).
 
-Filled in by the scale-out work: the PostgreSQL-backed budget used when no
-Redis is configured.
+The PostgreSQL-backed budget used when no Redis is configured
+(hub.engine.shared_budget): one row per budget name with the send times of
+its rolling window and the time a 429 blocks every sharer until.
 
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-02 06:00:00
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = '0012'
 down_revision = '0011'
@@ -17,8 +18,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "rate_budget",
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("sent", sa.JSON(), nullable=False),
+        sa.Column("blocked_until", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_rate_budget")),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("rate_budget")
