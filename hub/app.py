@@ -120,6 +120,10 @@ def create_app(
     Raises :class:`hub.config.ConfigError` for bad configuration.
     """
     cfg = load_config(site_file, overrides=config)
+    if cfg.get("log_format") == "json":
+        from hub.logging_json import use_json_logs
+
+        use_json_logs()
     instance_path = _instance_path(cfg)
     app = flask.Flask("hub", instance_path=instance_path, instance_relative_config=False,
                       template_folder="web/templates", static_folder="web/static")
@@ -169,6 +173,12 @@ def create_app(
 
     app.register_blueprint(privacy_api.bp)
     app.register_blueprint(webhooks.bp)
+    from hub.api import metrics_api, probes
+    from hub.engine import metrics
+
+    app.register_blueprint(probes.bp)  # /healthz, /readyz
+    app.register_blueprint(metrics_api.bp)  # /metrics
+    metrics.init_app(app)
     try:
         from hub import web
     except ImportError:  # the web UI is optional in slim installs

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select
 
 from hub.engine.cases import advance
+from hub.engine.metrics import count_push_errors
 from hub.sdk.http import FatalError, HttpError
 from hub.sdk.schema import FollowupView, PushResult
 from hub.storage import models as m
@@ -262,6 +263,7 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
             if sink_name in outages or sink_name in down:
                 continue  # down: not pushed, so no attempt spent (see below)
             answered, failed = _push_chunk(sink, sink_name, chunk)
+            count_push_errors(sink_name, answered.values())  # /metrics: hub_crm_errors_total
             results.update(answered)
             if failed:
                 outages[sink_name] = next(iter(answered.values()))

@@ -58,6 +58,7 @@ from sqlalchemy.orm import Session
 
 from hub.engine.load import add_many as add_planned_load
 from hub.engine.loop.control_group import hold_out
+from hub.engine.metrics import count_ingested
 from hub.engine.planner import SlotPlanner, planner_for
 from hub.engine.poison import storable
 from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, item_category
@@ -565,6 +566,9 @@ def announce(b: Batch) -> None:
     committed (never for data that may still roll back).  Views are built from
     the inserted values only when a plugin listens: a 100k import skips them."""
     hook = b.hub.hook
+    fresh, source = len(b.fresh), b.source
+    if fresh:
+        after_commit(b.session, lambda: count_ingested(source, fresh))  # /metrics: hub_items_ingested_total
     case_rows = b.case_rows if hook.hub_case_opened.get_hookimpls() else []
     item_rows = [f.row for f in b.fresh] if hook.hub_feedback_ingested.get_hookimpls() else []
     if not case_rows and not item_rows:

@@ -268,6 +268,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+#: Called with (client name, seconds) after a request waited for its rate budget:
+#: the core's metrics count waits here (hub.engine.metrics), whatever the budget's kind.
+BUDGET_WAIT_HOOKS: list[Callable[[str, float], None]] = []
+
+
 class RateBudget:
     """Token bucket: at most ``requests`` per ``per_seconds``, shared by threads.
 
@@ -418,7 +423,10 @@ class HttpClient:
     def _send_once(self, method: str, path: str, retry_timeouts: bool, retry_statuses: frozenset[int],
                    validate: Callable[[requests.Response], None] | None = None, **kwargs) -> requests.Response:
         if self.budget:
-            self.budget.acquire()
+            waited = self.budget.acquire()
+            if waited:
+                for hook in BUDGET_WAIT_HOOKS:
+                    hook(self.name, waited)
         self.requests_sent += 1
         timeout = kwargs.pop("timeout", None) or self.timeout
         try:
