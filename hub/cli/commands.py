@@ -346,32 +346,39 @@ def sources(c: Ctx, as_json: bool) -> None:
             click.echo(f"    last error: {r['last_error']}")
 
 
-def _run_pull(c: Ctx, name: str, since: dt.datetime | None) -> None:
-    from tqdm import tqdm
+def _progress(hub, label: str, *, total: int | None = None, unit: str = "records"):
+    """A bar on a terminal, a log line every [progress] log_seconds elsewhere (hub.engine.progress)."""
+    from hub.engine.progress import Progress, interval_from, monotonic_of
 
+    try:
+        interval = interval_from(hub.config)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    return Progress(label, total=total, unit=unit, interval=interval, monotonic=monotonic_of(hub.clock))
+
+
+def _run_pull(c: Ctx, name: str, since: dt.datetime | None) -> None:
     from hub.engine.pulls import pull
     from hub.sdk.http import HttpError
 
     hub = c.hub()
     if name not in hub.registry.sources:
         raise click.ClickException(f"no source named {name!r} (configured: {', '.join(hub.registry.sources) or 'none'})")
-    bar = tqdm(unit=" records", desc=name, disable=None)
-    new = 0
-
-    def progress(records: int, created: int) -> None:
-        nonlocal new
-        new += created
-        bar.update(records)
-        bar.set_postfix(new=new)
-
+    # The total (and so the ETA) arrives with the first page when the vendor gives one.
+    bar = _progress(hub, f"{'backfill' if since else 'pull'} {name}")
     _audit_now(hub, "source.backfill" if since else "source.pull", instance=name,
                since=since.isoformat() if since else None)
+    failure: BaseException | None = None
     try:
-        report = pull(hub, name, since=since, progress=progress)
+        report = pull(hub, name, since=since, progress=bar)
     except HttpError as exc:
+        failure = exc
         raise click.ClickException(f"pull of {name} failed: {exc}") from None
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
-        bar.close()
+        bar.close(failure)
     click.echo(f"{name}: {report.records} records in {report.pages} pages, {report.new_items} new items, "
                f"{report.duplicates} duplicates, {report.failed} failed")
 
@@ -427,8 +434,6 @@ def sync_cmd(c: Ctx) -> None:
 @pass_ctx
 def import_cmd(c: Ctx, file: str, source: str) -> None:
     """Import FILE (JSONL or CSV in the common schema)."""
-    from tqdm import tqdm
-
     from hub.engine.importer import count_lines, import_file
 
     hub = c.hub()
@@ -436,7 +441,7 @@ def import_cmd(c: Ctx, file: str, source: str) -> None:
         raise click.ClickException(f"{source!r} is a sink, not a source")
     path = Path(file)
     _audit_now(hub, "feedback.import", source=source, file=path.name)
-    with tqdm(total=count_lines(path), unit=" lines", desc=path.name, disable=None) as bar:
+    with _progress(hub, f"import {path.name}", total=count_lines(path), unit="lines") as bar:
         try:
             report = import_file(hub, path, source, progress=bar.update)
         except ValueError as exc:

@@ -99,7 +99,10 @@ def pull(hub: Hub, name: str, *, since: dt.datetime | None = None,
          progress: Callable[[int, int], None] | None = None) -> PullReport:
     """One incremental pull of instance ``name`` (or a backfill from ``since``).
 
-    ``progress(records, new_items)`` is called after each committed page.
+    ``progress(records, new_items)`` is called after each committed page;
+    when it also has ``add_total(n)`` (:class:`hub.engine.progress.Progress`),
+    that gets each stream's size from its first page, where the vendor gives
+    one (the paginator's ``total_path``).
     Errors are recorded on the instance's state (``feedback-hub sources``)
     and re-raised.
     """
@@ -171,6 +174,8 @@ class _StreamRun:
             self.children_progress = dict((st.state or {}).get("children") or {})
         children = self.stream.child_streams()
         for page in self._pages(self.stream, cursor=None if self.since else cursor):
+            if page.number == 1:
+                self._announce_total(page)
             page_max: str | None = None
             for rec in page.records:
                 page_max = self.stream.cursor_max(page_max, self.stream.record_cursor(rec))
@@ -191,6 +196,13 @@ class _StreamRun:
             st.state = _with_children_progress(st.state, None)
             st.last_run_at = st.last_success_at = self.hub.clock.utcnow()
             st.last_error = None
+
+    def _announce_total(self, page: Page) -> None:
+        """Tell a progress reporter that can take one (``add_total``) the stream's size, when the vendor says it."""
+        add_total = getattr(self.progress, "add_total", None)
+        total = self.stream.paginator.total(page) if add_total is not None else None
+        if total is not None:
+            add_total(total)
 
     def _pages(self, stream: Stream, cursor: str | None, start_token: str | None = None) -> Iterator[Page]:
         since = self.since

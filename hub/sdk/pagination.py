@@ -35,6 +35,12 @@ be a class attribute shared by every run.
 ``LastRecordPaginator``    the last record's key (Typeform's ``before``)
 =========================  ==================================================
 
+Every paginator takes ``total_path``: where a page's body says how many
+records the run will read in all (Typeform's ``total_items``, an API's
+``meta.total``).  The core reads it from the first page of a run
+(:meth:`Paginator.total`) to show progress with a total and an ETA; a stream
+whose vendor gives no total leaves it out and its progress counts only.
+
 Paths (``BodyTokenPaginator``, ``has_more_path``, ``total_path``...) are
 dotted keys with an optional JSONPath-style ``$.`` prefix and list indexes:
 ``paging.cursors.after``, ``$.meta.next_token``, ``data[-1].id``.
@@ -127,10 +133,25 @@ class Paginator:
     #: that URL as it is, without the stream's ``request_params`` (the URL
     #: carries them), and only on the API's own host.
     token_is_url: ClassVar[bool] = False
+    #: Path of the body's count of all records the run reads (None: the vendor gives none).
+    total_path: str | None = None
 
     def has_more(self, page: Page) -> bool:
         """False when the API says this was the last page (default: ask the token)."""
         return True
+
+    def total(self, page: Page) -> int | None:
+        """How many records the run reads in all, as the first page's body says (None: unknown).
+
+        Only for progress (a total and an ETA), never for stopping: the
+        vendor's count may be an estimate, and records may arrive meanwhile.
+        """
+        if self.total_path is None:
+            return None
+        value = path_get(page.json(), self.total_path)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            return None
+        return int(value)
 
     def next_token(self, page: Page) -> str | None:
         """What to send for the next page, or None to stop."""
@@ -157,9 +178,10 @@ class BodyTokenPaginator(Paginator):
                                        has_more_path="paging.next")
     """
 
-    def __init__(self, path: str, has_more_path: str | None = None):
+    def __init__(self, path: str, has_more_path: str | None = None, *, total_path: str | None = None):
         self.path = path
         self.has_more_path = has_more_path
+        self.total_path = total_path
 
     def has_more(self, page: Page) -> bool:
         if self.has_more_path is None:
@@ -183,8 +205,9 @@ class NextUrlPaginator(Paginator):
 
     token_is_url = True
 
-    def __init__(self, path: str = "next"):
+    def __init__(self, path: str = "next", *, total_path: str | None = None):
         self.path = path
+        self.total_path = total_path
 
     def next_token(self, page: Page) -> str | None:
         return _text(path_get(page.json(), self.path))
@@ -200,8 +223,9 @@ class LinkHeaderPaginator(Paginator):
 
     token_is_url = True
 
-    def __init__(self, rel: str = "next"):
+    def __init__(self, rel: str = "next", *, total_path: str | None = None):
         self.rel = rel
+        self.total_path = total_path
 
     def next_token(self, page: Page) -> str | None:
         link = page.response.links.get(self.rel) or {}
@@ -257,10 +281,12 @@ class PageNumberPaginator(Paginator):
         paginator = PageNumberPaginator(page_size=50, total_pages_path="meta.pages")
     """
 
-    def __init__(self, *, start: int = 1, page_size: int | None = None, total_pages_path: str | None = None):
+    def __init__(self, *, start: int = 1, page_size: int | None = None, total_pages_path: str | None = None,
+                 total_path: str | None = None):
         self.start = start
         self.page_size = page_size
         self.total_pages_path = total_pages_path
+        self.total_path = total_path
 
     def current(self, page: Page) -> int:
         return int(page.token) if page.token is not None else self.start
@@ -285,12 +311,14 @@ class LastRecordPaginator(Paginator):
 
     .. code-block:: python
 
-        paginator = LastRecordPaginator("token", page_size=1000)   # Typeform responses
+        paginator = LastRecordPaginator("token", page_size=1000,  # Typeform responses
+                                        total_path="total_items")
     """
 
-    def __init__(self, key: str, page_size: int):
+    def __init__(self, key: str, page_size: int, *, total_path: str | None = None):
         self.key = key
         self.page_size = page_size
+        self.total_path = total_path
 
     def has_more(self, page: Page) -> bool:
         return bool(page.records) and len(page.records) >= self.page_size

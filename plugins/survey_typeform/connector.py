@@ -112,8 +112,9 @@ class ResponsesStream(Stream):
     def __init__(self, connector: TypeformConnector):
         super().__init__(connector)
         self.page_size = connector.page_size
-        # A short page is the last one: no empty round trip at the end.
-        self.paginator = LastRecordPaginator("token", self.page_size)
+        # A short page is the last one: no empty round trip at the end.  The first
+        # page's total_items (all responses since the run's `since`) is the run's size.
+        self.paginator = LastRecordPaginator("token", self.page_size, total_path="total_items")
 
     def request_path(self) -> str:
         return f"/forms/{quote(self.connector.form_id, safe='')}/responses"
