@@ -137,6 +137,8 @@ class Soak:
     def start_vendors(self) -> None:
         clock = Clock()
         self.portal = HubSpotState(clock=clock, token=HUBSPOT_TOKEN)
+        if self.args.slow_crm:  # a CRM that answers late: a dispatch task is in flight when its worker dies
+            self.portal.inject("timeout", count=10 ** 9, delay=self.args.slow_crm, path="batch/create")
         self.crm = LiveServer(make_emulator_app(self.portal))
         self.tf = TypeformEmulator(responses=5, step_seconds=600, token=TF_TOKEN, webhook_secret=TF_SECRET,
                                    clock=clock)
@@ -164,6 +166,8 @@ class Soak:
             "sinks": {"hubspot": {"plugin": "crm_hubspot", "token": HUBSPOT_TOKEN, "base_url": self.crm.url,
                                   "timeout": [3, 2]}},
             "routing": {"followups": "hubspot", "unreachable": "local"},
+            # A claim the killed worker held is free again within the settle phase.
+            "dispatch": {"claim_timeout_seconds": 30},
         }
         path = self.workdir / "site.toml"
         path.write_text(toml(cfg))
@@ -250,8 +254,17 @@ class Soak:
                     self.deliver(token, second)
             stop.wait(pause)
 
+    def in_flight(self, worker: Proc) -> set[str]:
+        log = worker.text()
+        received = set(re.findall(r"Task hub\.job\[([0-9a-f-]+)\] received", log))
+        return received - {hit.group(3) for hit in map(JOB_DONE.search, log.splitlines()) if hit}
+
     def kill_midway(self) -> dict:
         worker = random.choice(self.workers)
+        # Strike while it holds a job (up to 30 s): that message must come back, and run once more.
+        deadline = time.monotonic() + 30
+        while not self.in_flight(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
         leader = self.leader()
         worker.kill9()
         if leader is None:
@@ -295,10 +308,7 @@ class Soak:
 
     def in_flight_at_kill(self, killed: Proc) -> dict:
         """Tasks the killed worker had received but not finished, and whether another worker ran them after."""
-        log = killed.text()
-        received = set(re.findall(r"Task hub\.job\[([0-9a-f-]+)\] received", log))
-        finished = {hit.group(3) for hit in map(JOB_DONE.search, log.splitlines()) if hit}
-        lost_there = received - finished
+        lost_there = self.in_flight(killed)
         others = "".join(p.text() for p in self.workers if p is not killed)
         rerun = {t for t in lost_there if f"task={t} " in others}
         return {"in_flight_at_kill": len(lost_there), "in_flight_run_again": len(rerun)}
@@ -447,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=2.0, help="new answers per second (default 2)")
     ap.add_argument("--broker-url", default=os.environ.get("SOAK_BROKER_URL", "redis://127.0.0.1:6379/12"))
     ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--slow-crm", type=float, default=1.0,
+                    help="seconds the HubSpot emulator holds each task-create answer (default 1; 0: none)")
     ap.add_argument("--workdir", help="where logs go (default: a new temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep the database and the broker's queues")
     args = ap.parse_args(argv)
