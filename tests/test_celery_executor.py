@@ -23,12 +23,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from hub.config import load_config
-from hub.engine import celery_app as ca
-from hub.engine.dispatch import dispatch
-from hub.engine.raw_events import process_raw_events
-from hub.storage import models as m
-from tests.test_typeform_webhook import DOCS, post, typeform_app
+pytest.importorskip("celery")  # the [test] and [production] extras bring it
+
+from hub.config import load_config  # noqa: E402
+from hub.engine import celery_app as ca  # noqa: E402
+from hub.engine.dispatch import dispatch  # noqa: E402
+from hub.engine.raw_events import process_raw_events  # noqa: E402
+from hub.storage import models as m  # noqa: E402
+from tests.test_typeform_webhook import DOCS, post, typeform_app  # noqa: E402
 
 REDIS = "redis://127.0.0.1:6379/11"  # this suite's own Redis database
 AMQP = "amqp://guest:guest@127.0.0.1:5672//"
