@@ -20,6 +20,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -471,16 +472,38 @@ def serve(c: Ctx, host: str, port: int) -> None:
     _serve(c.app(), host, port)
 
 
+def _health_options(fn):
+    fn = click.option("--health-host", default="127.0.0.1", show_default=True,
+                      help="Address of the health endpoint.")(fn)
+    return click.option("--health-port", type=click.IntRange(1, 65535), default=None,
+                        help="Answer GET /healthz on this port (200 working, 503 stuck): for docker or systemd "
+                             "health checks (docs/deploying.md).")(fn)
+
+
+def _start_health(check, host: str, port: int | None):
+    if port is None:
+        return None
+    from hub.engine.health import HealthServer
+
+    try:
+        return HealthServer(check, host, port).start()
+    except OSError as exc:
+        raise click.ClickException(f"health endpoint {host}:{port}: {exc.strerror}") from None
+
+
 @main.command()
+@_health_options
 @pass_ctx
-def scheduler(c: Ctx) -> None:
+def scheduler(c: Ctx, health_port: int | None, health_host: str) -> None:
     """Run the scheduler (pulls, dispatch, completion sync). One leads per database:
     start one on a second node and it waits as a standby, taking over when the leader stops or dies."""
+    from hub.engine.health import scheduler_check
     from hub.engine.scheduler import HubScheduler
 
     hub = c.hub()
     sched = HubScheduler(hub)
     stop = _stop_event()
+    _start_health(scheduler_check(sched), health_host, health_port)
     click.echo("scheduler running (a standby until it leads); Ctrl-C to stop")
     sched.serve(stop)  # SIGTERM: jobs stop and leadership is released at once
 
@@ -494,18 +517,25 @@ def scheduler(c: Ctx) -> None:
               help="executor celery: jobs run at once.")
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork", show_default=True,
               help="executor celery: processes (a job's crash cannot take the worker down) or threads.")
+@_health_options
 @pass_ctx
-def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: str) -> None:
+def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: str, health_port: int | None,
+           health_host: str) -> None:
     """Run background jobs: a Celery worker when executor is celery (docs/celery.md),
     else process pending webhook events and dispatch follow-ups in a loop.
 
     Safe to run several: raw events and outbox rows are claimed one by one."""
     from hub.engine.dispatch import dispatch as run_dispatch
+    from hub.engine.health import worker_check
     from hub.engine.scheduler import replay_pending
 
     app = c.app()
     hub = app.extensions["hub"]
-    if hub.config["executor"] == "celery":
+    last_round = [time.monotonic()]
+    celery_mode = hub.config["executor"] == "celery"
+    _start_health(worker_check(hub, None if celery_mode else lambda: last_round[0], max(60.0, 3 * interval)),
+                  health_host, health_port)
+    if celery_mode:
         from hub.engine.celery_app import run_worker, worker_queues
 
         kinds = [k.strip() for k in queues.split(",") if k.strip()] if queues else None
@@ -525,6 +555,7 @@ def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: 
             run_dispatch(hub)
         except Exception as exc:  # keep the worker alive through outages
             logging.getLogger(__name__).exception("worker round failed: %s", exc)
+        last_round[0] = time.monotonic()
         stop.wait(interval)
 
 
@@ -588,10 +619,10 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
 
     # The embedded scheduler campaigns in the background: with another
     # scheduler on this database it stays a standby and the web still serves.
-    # On Ctrl-C or SIGTERM its runs under way finish first (up to 10 s) while
+    # On Ctrl-C or SIGTERM its runs under way get a few seconds to finish while
     # the server still answers them (the demo's emulators live in it).
     sched, stop = HubScheduler(hub, extra_jobs), _stop_event()
-    campaign = threading.Thread(target=sched.serve, args=(stop, 10.0), name="scheduler", daemon=True)
+    campaign = threading.Thread(target=sched.serve, args=(stop, 3.0), name="scheduler", daemon=True)
     web = threading.Thread(target=server.serve_forever, name="web", daemon=True)
     web.start()
     campaign.start()
@@ -604,9 +635,25 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
         stop.wait()
     finally:
         stop.set()
-        campaign.join(timeout=15)
+        campaign.join(timeout=10)
         server.shutdown()
         server.server_close()
+        _exit_past_lingering_jobs()
+
+
+def _exit_past_lingering_jobs() -> None:
+    """Leave now even if a job run still retries a vendor (its thread would hold the exit for minutes).
+
+    The lease is released already; what the run did not finish is claimed
+    again by the next run (raw events stay pending, outbox claims time out).
+    """
+    lingering = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if lingering:
+        logging.getLogger(__name__).warning("stopping with %d job run(s) unfinished; they are retried later",
+                                            len(lingering))
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 DEMO_MARK = "demo.database"
