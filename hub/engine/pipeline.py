@@ -341,9 +341,9 @@ def _contact_history(b: Batch) -> tuple[dict[Customer, list[dt.datetime]], dict[
     since = min(f.item.occurred_at for f in b.fresh) - b.window
     F, C = m.FeedbackItem, m.Customer
     for cid, occurred in _select_in(b.session, ids, lambda chunk: select(F.customer_id, F.occurred_at).where(
-            F.customer_id.in_(chunk), F.occurred_at >= since)):
+            among(b.session, F.customer_id, chunk), F.occurred_at >= since)):
         history[b.customers[cid]].append(occurred)
-    for cid, v in _select_in(b.session, ids, lambda chunk: select(C.id, C.value).where(C.id.in_(chunk))):
+    for cid, v in _select_in(b.session, ids, lambda chunk: select(C.id, C.value).where(among(b.session, C.id, chunk))):
         value[b.customers[cid]] = v
     for times in history.values():
         times.sort()
@@ -387,14 +387,14 @@ def _load_open_cases(b: Batch) -> None:
     C = m.Case
     for case_id, cid, risk, priority, sla in _select_in(b.session, sorted(b.customers), lambda chunk: select(
             C.id, C.customer_id, C.risk, C.priority, C.sla_due_at).where(
-            C.customer_id.in_(chunk), C.status.in_(OPEN_CASE_STATUSES)).order_by(C.opened_at)):
+            among(b.session, C.customer_id, chunk), C.status.in_(OPEN_CASE_STATUSES)).order_by(C.opened_at)):
         customer = b.customers[cid]
         b.cases[customer] = OpenCase(case_id, customer, risk, priority, sla)
 
 
 def _existing_cases(b: Batch, ids: set[int | None]) -> set[int]:
     return {case_id for (case_id,) in _select_in(b.session, sorted(ids), lambda chunk: select(m.Case.id).where(
-        m.Case.id.in_(chunk)))}
+        among(b.session, m.Case.id, chunk)))}
 
 
 def _raise(case: OpenCase, risk: int, decision: Escalation | None) -> None:
@@ -497,7 +497,7 @@ def _route(b: Batch, cases: list[OpenCase]) -> dict[int, str]:
     reachable = {cust for (kind, _), cust in b.identities.items() if kind in registry.reachable_kinds}
     unsure = sorted({c.customer.id for c in cases if not c.customer.new and c.customer not in reachable})
     for (cid,) in _select_in(b.session, unsure, lambda chunk: select(IDENTITY.c.customer_id).where(
-            IDENTITY.c.customer_id.in_(chunk), IDENTITY.c.kind.in_(sorted(registry.reachable_kinds)))):
+            among(b.session, IDENTITY.c.customer_id, chunk), IDENTITY.c.kind.in_(sorted(registry.reachable_kinds)))):
         reachable.add(b.customers[cid])
     return {c.id: main if c.customer in reachable else fallback for c in cases}  # type: ignore[misc]
 
@@ -539,7 +539,7 @@ def apply_changes(b: Batch) -> None:
     F = m.FeedbackItem
     found = {ext: (iid, text, dict(extra or {})) for ext, iid, text, extra in _select_in(
         b.session, sorted({it.external_id for it in changes}), lambda chunk: select(
-            F.external_id, F.id, F.text, F.extra).where(F.source == b.source, F.external_id.in_(chunk)))}
+            F.external_id, F.id, F.text, F.extra).where(F.source == b.source, among(b.session, F.external_id, chunk)))}
     changed: set[str] = set()
     for item in changes:  # in arrival order: two edits in one batch both enter the history
         if item.external_id not in found:
