@@ -3,23 +3,41 @@ time and memory.
 
     .venv/bin/python bench/typeform_backfill.py                 # 50,000 responses, pages of 1,000
     .venv/bin/python bench/typeform_backfill.py --responses 3000 --page-size 500
+    .venv/bin/python bench/typeform_backfill.py --responses 550000 --rate-limit off
+    .venv/bin/python bench/typeform_backfill.py --responses 60000 --rate-limit off --trace-memory
+    .venv/bin/python bench/typeform_backfill.py --quick          # make bench: 20,000, rate limit off
 
 What runs is what ``feedback-hub backfill nps --since 2024-12-31`` runs: the
 core's page loop (``hub.engine.pulls.pull``) over the Typeform connector, talking real
 HTTP to the emulator on a loopback port, into a fresh SQLite database (or
 ``--database-url``).  The Typeform rate budget (2 requests/s) is on, on the
-wall clock.
+wall clock, unless ``--rate-limit off``: then the instance's ``rate_limit``
+is set so high that it never waits (a benchmark-only setting, to measure the
+hub rather than Typeform's budget; at 2 requests/s 550 pages take >= 275 s).
 
 Memory is the process's resident set (``VmRSS``) sampled after every committed
 page, and its peak (``VmHWM``); the emulator serves from the same process, so
 its page building is included.  "Flat" means the RSS after the last page is
 about what it was after the first few: nothing grows with the number of
-responses, only with the page size.
+responses, only with the page size (goal: under 10 MB of growth after page 5).
+
+Speed is timed per page: the rate of the first 10 % of the pages against
+that of the last 10 % (``late_vs_early_rate``; steady is about 1.0, goal >= 0.8).
+
+``--trace-memory`` takes tracemalloc snapshots after page 5 and after the
+last page and prints the source lines whose allocations grew the most in
+between (slow: a diagnostic run, not a timing run).  The emulator's own
+frames (``plugins/survey_typeform/emulator.py``, werkzeug, flask) show as such,
+so its growth is told apart from the hub's.
+
+The last line is the machine-readable ``BENCH {...}`` line of ``bench/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import datetime as dt
 import json
 import logging
@@ -28,6 +46,8 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +80,61 @@ def rss_mb() -> float:
     return (kb if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
+def _sqlite_memory_used() -> Callable[[], int] | None:
+    """SQLite's own heap (``sqlite3_memory_used``: page caches, statements), which tracemalloc cannot see."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return lib.sqlite3_memory_used
+    except (OSError, AttributeError):
+        return None
+
+
+SQLITE_MEMORY_USED = _sqlite_memory_used()
+
+
+def rss_parts_mb() -> dict[str, float]:
+    """VmRSS split: anonymous (heaps), file-backed (libraries, mapped files), shared memory (SQLite's -shm),
+    and the share of the heap that is SQLite's own."""
+    parts = {key: round((_status_kb(key) or 0) / 1024, 1) for key in ("RssAnon", "RssFile", "RssShmem")}
+    if SQLITE_MEMORY_USED is not None:
+        parts["sqlite_heap"] = round(SQLITE_MEMORY_USED() / 2**20, 1)
+    parts["python_heap"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1) if tracemalloc.is_tracing() else None
+    return parts
+
+
 def peak_rss_mb() -> float:
     kb = _status_kb("VmHWM")
     return (kb if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
+#: ``--rate-limit off``: a budget the run never reaches (benchmark only).
+UNLIMITED = [1_000_000, 1.0]
+SETTLE_PAGE = 5  # growth is measured from this page on (the first pages warm caches)
+
+
+def _rate_ratio(page_times: list[float], page_records: list[int]) -> tuple[float | None, float | None, float | None]:
+    """Records/s of the first and the last 10 % of the (full) pages, and last/first."""
+    full = [(t, r) for t, r in zip(page_times, page_records, strict=True) if r]
+    if len(full) < 10:
+        return None, None, None
+    k = max(1, len(full) // 10)
+
+    def rate(part):
+        return sum(r for _, r in part) / sum(t for t, _ in part)
+
+    early, late = rate(full[:k]), rate(full[-k:])
+    return round(early), round(late), round(late / early, 3)
+
+
+def _top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, limit: int = 15) -> list[str]:
+    stats = after.compare_to(before, "lineno")
+    return [f"{s.size_diff / 1024:+9.1f} kB {s.count_diff:+7d} blocks  {s.traceback[0].filename}:"
+            f"{s.traceback[0].lineno}" for s in stats[:limit]]
+
+
 def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | None = None,
-        clock: Clock | None = None) -> dict[str, Any]:
+        clock: Clock | None = None, rate_limit: bool = True, trace_memory: bool = False) -> dict[str, Any]:
     """Backfill ``responses`` emulated answers, then pull again; returns the figures."""
     workdir = tempfile.mkdtemp(prefix="typeform-bench-")
     emu = TypeformEmulator(responses=responses, start=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), step_seconds=600,
@@ -80,17 +148,43 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
             "database_url": database_url or f"sqlite:///{workdir}/hub.db",
             "executor": "inline",
             "instance_path": workdir,
+            "http": {"allowed_private_hosts": ["127.0.0.1"]},  # the emulator is on loopback
             "sources": {"nps": {"plugin": "survey_typeform", "form_id": emu.form_id, "token": "bench-token",
-                                "page_size": page_size, "base_url": f"http://127.0.0.1:{server.server_port}"}},
+                                "page_size": page_size, "base_url": f"http://127.0.0.1:{server.server_port}",
+                                **({} if rate_limit else {"rate_limit": UNLIMITED})}},
         }, clock=clock)
         hub = app.extensions["hub"]
         upgrade(hub.db.engine)
         samples: list[float] = []
+        page_times: list[float] = []
+        page_records: list[int] = []
+        snapshots: list[tracemalloc.Snapshot] = []
+        if trace_memory:
+            tracemalloc.start()
         start_rss = rss_mb()
-        started = time.perf_counter()
-        report = pull(hub, "nps", since=dt.datetime(2024, 12, 31, tzinfo=dt.UTC),
-                      progress=lambda records, created: samples.append(rss_mb()))
+        parts: list[dict[str, float]] = []
+        started = last = time.perf_counter()
+
+        def on_page(records: int, created: int) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            page_times.append(now - last)
+            page_records.append(records)
+            samples.append(rss_mb())
+            if len(samples) == SETTLE_PAGE:
+                parts.append(rss_parts_mb())
+            if trace_memory and len(samples) == SETTLE_PAGE:
+                snapshots.append(tracemalloc.take_snapshot())
+            last = time.perf_counter()  # the sampling itself is not the hub's time
+
+        report = pull(hub, "nps", since=dt.datetime(2024, 12, 31, tzinfo=dt.UTC), progress=on_page)
         elapsed = time.perf_counter() - started
+        parts.append(rss_parts_mb())
+        growth: list[str] = []
+        if trace_memory:
+            if snapshots:
+                growth = _top_growth(snapshots[0], tracemalloc.take_snapshot())
+            tracemalloc.stop()
         with hub.db.Session() as s:
             items = s.scalar(select(func.count()).select_from(m.FeedbackItem))
             distinct = s.scalar(select(func.count(func.distinct(m.FeedbackItem.external_id))))
@@ -101,7 +195,8 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
     finally:
         server.shutdown()
         server.server_close()
-    settle = samples[min(4, len(samples) - 1)] if samples else start_rss
+    settle = samples[min(SETTLE_PAGE - 1, len(samples) - 1)] if samples else start_rss
+    early, late, ratio = _rate_ratio(page_times, page_records)
     return {
         "responses": responses, "page_size": page_size, "pages": report.pages, "records": report.records,
         "new_items": report.new_items, "items": items, "distinct_external_ids": distinct, "raw_events": raws,
@@ -112,9 +207,21 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
         "rss_start_mb": round(start_rss, 1), "rss_after_page_5_mb": round(settle, 1),
         "rss_end_mb": round(samples[-1], 1) if samples else None,
         "rss_growth_after_page_5_mb": round((samples[-1] - settle), 1) if samples else None,
+        "rss_growth_parts_mb": {k: round(parts[-1][k] - parts[0][k], 1) for k in parts[0] if parts[0][k] is not None}
+        if len(parts) > 1 else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "rate_limit": "on" if rate_limit else "off",
+        "early_pages_per_second": early, "late_pages_per_second": late, "late_vs_early_rate": ratio,
         "rss_samples_mb": [round(x, 1) for x in samples],
+        "memory_growth_by_line": growth,
     }
+
+
+def bench_line(name: str, value: Any, unit: str, *, goal: str, ok: bool, ratio: float | None = None,
+               baseline: Any = None, extra: dict[str, Any] | None = None) -> None:
+    """The machine-readable last line ``bench/run_all.py`` reads (convention: bench/README.md)."""
+    print("BENCH " + json.dumps({"name": name, "value": value, "unit": unit, "baseline": baseline,
+                                 "ratio": ratio, "goal": goal, "pass": ok, **(extra or {})}), flush=True)
 
 
 def main() -> None:
@@ -122,14 +229,33 @@ def main() -> None:
     parser.add_argument("--responses", type=int, default=50_000)
     parser.add_argument("--page-size", type=int, default=1000)
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary folder")
+    parser.add_argument("--rate-limit", choices=("on", "off"), default="on",
+                        help="off: no Typeform budget of 2 requests/s (benchmark only; measures the hub)")
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="print the lines whose allocations grew after page 5 (tracemalloc; slow)")
+    parser.add_argument("--quick", action="store_true", help="make bench: 20,000 responses, rate limit off")
     args = parser.parse_args()
+    if args.quick:
+        args.responses, args.rate_limit = 20_000, "off"
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per page
-    result = run(args.responses, args.page_size, database_url=args.database_url)
+    result = run(args.responses, args.page_size, database_url=args.database_url,
+                 rate_limit=args.rate_limit == "on", trace_memory=args.trace_memory)
     samples = result.pop("rss_samples_mb")
+    growth = result.pop("memory_growth_by_line")
     print(json.dumps(result, indent=2))
     step = max(1, len(samples) // 10)
     shown = sorted({*range(0, len(samples), step), len(samples) - 1}) if samples else []
     print("RSS after page (MB):", ", ".join(f"#{i + 1}: {samples[i]}" for i in shown))
+    if growth:
+        print(f"allocations grown between page {SETTLE_PAGE} and the last page (tracemalloc):")
+        print("\n".join("  " + line for line in growth))
+    bench_line("typeform_backfill", result["rss_growth_after_page_5_mb"], "MB RSS growth after page 5",
+               goal="< 10 MB and late/early rate >= 0.8",
+               ok=(result["rss_growth_after_page_5_mb"] or 0) < 10 and (result["late_vs_early_rate"] or 0) >= 0.8,
+               ratio=result["late_vs_early_rate"], baseline=result["early_pages_per_second"],
+               extra={"responses": result["responses"], "responses_per_second": result["responses_per_second"],
+                      "rate_limit": result["rate_limit"], "ratio_is": "late / early pages' responses per second",
+                      "baseline_is": "early pages' responses per second"})
 
 
 if __name__ == "__main__":
