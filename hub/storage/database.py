@@ -168,8 +168,21 @@ def _plain_rows(dialect, table, columns: list[str], rows) -> list[tuple]:
     procs = [table.c[c].type._cached_bind_processor(dialect) for c in columns]
     if not any(procs):
         return [tuple(r[c] for c in columns) for r in rows]
-    pairs = list(zip(columns, procs, strict=True))
-    return [tuple(p(r[c]) if p is not None else r[c] for c, p in pairs) for r in rows]
+    out_columns = []
+    for c, p in zip(columns, procs, strict=True):
+        if p is None:
+            out_columns.append([r[c] for r in rows])
+            continue
+        # A value repeated from the row before (the batch's one ``now``, a
+        # source's status) is converted once.
+        values, last, done = [], object(), None
+        for r in rows:
+            v = r[c]
+            if v is not last:
+                last, done = v, p(v)
+            values.append(done)
+        out_columns.append(values)
+    return list(zip(*out_columns, strict=True))
 
 
 def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False) -> list[int | None]:
