@@ -270,8 +270,13 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
             elif any(r.ok for r in answered.values()):
                 healthy.add(sink_name)
     pushed: list[tuple[FollowupView, str]] = []
-    with hub.db.session() as s:
+    from hub.engine.crm_sync import pushed as record_crm_task
+
+    # One query for the rows' cases and a few for what the sinks learned, not some per row
+    # (no autoflush: nothing here reads back what it wrote; a drain writes 100 rows at a time).
+    with hub.db.session() as s, s.no_autoflush:
         rows = s.scalars(select(m.Followup).where(m.Followup.id.in_(ids))).all()
+        cases = {c.id: c for c in s.scalars(select(m.Case).where(m.Case.id.in_({r.case_id for r in rows})))}
         view_by_id = {v.id: v for v in views}
         record_sink_health(hub, s, outages, healthy, down, rows, "attempts", now)
         for row in rows:
@@ -287,10 +292,8 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
                 settled = row.status == "done" or row.cancelled_at is not None
                 row.external_id, row.sent_at, row.last_error = res.external_id, now, None
                 row.status = "dead" if row.cancelled_at else "done" if row.status == "done" else "sent"
-                from hub.engine.crm_sync import pushed as record_crm_task
-
                 record_crm_task(row, view_by_id[row.id])
-                case = s.get(m.Case, row.case_id)
+                case = cases.get(row.case_id)
                 if case is not None and not settled:  # the callback is in the CRM's calendar now
                     advance(case, "scheduled", actor=f"sink:{row.sink}", now=now, followup_id=row.id)
                 report.sent += 1
@@ -304,8 +307,7 @@ def _push_claimed(hub: Hub, ids: list[int], now: dt.datetime, report: DispatchRe
                 row.status, row.last_error = "dead", res.error
                 report.dead += 1
                 report.errors.append(f"follow-up {row.id}: {res.error}")
-            if res is not None and (res.identities or res.customer_value is not None or res.customer_attributes):
-                _learn_customer(s, row.case_id, row.sink, res, now)
+        _learn_customers(s, [(row, results.get(row.id)) for row in rows], cases, now)
         if pushed:
             after_commit(s, lambda: [hub.hook.hub_followup_pushed(followup=v, external_id=e) for v, e in pushed])
 
@@ -332,21 +334,41 @@ def requeue(hub: Hub, *, include_dead: bool = False, sink: str | None = None) ->
         return len(rows)
 
 
-def _learn_customer(s, case_id: int, sink: str, res: PushResult, now: dt.datetime) -> None:
-    """Record what a sink learned about the case's customer (CRM id, value)."""
-    case = s.get(m.Case, case_id)
-    if case is None or case.customer_id is None:
+def _learn_customers(s, answered: list[tuple[m.Followup, PushResult | None]], cases: dict[int, m.Case],
+                     now: dt.datetime) -> None:
+    """Record what sinks learned about the cases' customers (CRM id, value), in a few queries per batch."""
+    learned = [(row, res, cases[row.case_id].customer_id) for row, res in answered
+               if res is not None and (res.identities or res.customer_value is not None or res.customer_attributes)
+               and row.case_id in cases and cases[row.case_id].customer_id is not None]
+    if not learned:
         return
-    customer = s.get(m.Customer, case.customer_id)
-    for kind, value in res.identities:
-        taken = s.scalars(select(m.Identity).where(m.Identity.kind == kind, m.Identity.value == value)).first()
-        if taken is None:
-            s.add(m.Identity(customer_id=customer.id, kind=kind, value=value, confidence=1.0,
-                             evidence=f"sink {sink}", created_at=now))
-        elif taken.customer_id != customer.id:
-            log.warning("sink %s says %s=%s is customer %s, but the hub links it to %s; kept the hub's link",
-                        sink, kind, value, customer.id, taken.customer_id)
-    if res.customer_value is not None:
-        customer.value = res.customer_value
-    if res.customer_attributes:
-        customer.attributes = {**(customer.attributes or {}), **res.customer_attributes}
+    customers = {c.id: c for c in s.scalars(select(m.Customer).where(m.Customer.id.in_({c for _, _, c in learned})))}
+    by_kind: dict[str, set[str]] = {}
+    for _, res, _ in learned:
+        for kind, value in res.identities:
+            by_kind.setdefault(kind, set()).add(value)
+    #: (kind, value) -> the customer it belongs to: in the database, or added by this batch.
+    owner: dict[tuple[str, str], int] = {}
+    for kind, values in by_kind.items():
+        ordered = sorted(values)
+        for start in range(0, len(ordered), 500):
+            q = select(m.Identity.value, m.Identity.customer_id).where(
+                m.Identity.kind == kind, m.Identity.value.in_(ordered[start : start + 500]))
+            owner.update({(kind, value): cid for value, cid in s.execute(q)})
+    for row, res, customer_id in learned:
+        customer = customers.get(customer_id)
+        if customer is None:
+            continue
+        for kind, value in res.identities:
+            taken = owner.get((kind, value))
+            if taken is None:
+                s.add(m.Identity(customer_id=customer.id, kind=kind, value=value, confidence=1.0,
+                                 evidence=f"sink {row.sink}", created_at=now))
+                owner[(kind, value)] = customer.id
+            elif taken != customer.id:
+                log.warning("sink %s says %s=%s is customer %s, but the hub links it to %s; kept the hub's link",
+                            row.sink, kind, value, customer.id, taken)
+        if res.customer_value is not None:
+            customer.value = res.customer_value
+        if res.customer_attributes:
+            customer.attributes = {**(customer.attributes or {}), **res.customer_attributes}
