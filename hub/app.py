@@ -121,7 +121,7 @@ def create_app(
     """
     cfg = load_config(site_file, overrides=config)
     if cfg.get("log_format") == "json":
-        from hub.logging_json import use_json_logs
+        from hub.engine.logging_json import use_json_logs
 
         use_json_logs()
     instance_path = _instance_path(cfg)

@@ -10,7 +10,7 @@ import logging
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.engine.dispatch import dispatch
-from hub.logging_json import JsonFormatter, use_json_logs
+from hub.engine.logging_json import JsonFormatter, use_json_logs
 from hub.sdk import FakeClock
 from hub.sdk.http import HttpClient, RateBudget
 from hub.sdk.testing import post_webhook, sign_hmac

@@ -99,3 +99,82 @@ def test_development_generates_one_in_the_instance_folder(tmp_path, monkeypatch)
     key = _secret_key(cfg, str(tmp_path))
     assert (tmp_path / "secret_key").read_text() == key
     assert _secret_key(cfg, str(tmp_path)) == key
+
+
+# -- packaging examples --------------------------------------------------------------------------
+def test_gunicorn_conf_imports_and_reads_its_settings_from_the_environment(monkeypatch):
+    import runpy
+
+    monkeypatch.setenv("GUNICORN_WORKERS", "3")
+    monkeypatch.setenv("GUNICORN_BIND", "0.0.0.0:9000")
+    monkeypatch.delenv("HUB_LOG_FORMAT", raising=False)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (conf["workers"], conf["bind"], conf["preload_app"]) == (3, "0.0.0.0:9000", False)
+    assert conf["graceful_timeout"] > 0 and conf["forwarded_allow_ips"]
+    assert "%(U)s" in conf["access_log_format"] and "%(r)s" not in conf["access_log_format"]  # no query strings
+    monkeypatch.setenv("HUB_LOG_FORMAT", "json")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    import json
+
+    fields = {"t": "[02/Dec/2026:06:00:00 +0000]", "h": "10.0.0.1", "m": "GET", "U": "/healthz", "s": 200, "B": 16,
+              "L": 0.01}
+    assert json.loads(conf["access_log_format"] % fields)["path"] == "/healthz"
+
+
+def _mentioned_commands() -> list[tuple[str, list[str]]]:
+    """Every `feedback-hub <command> [--option ...]` the deploy examples and docs/deploying.md run."""
+    import re
+
+    import yaml
+
+    found = []
+    texts = [p.read_text() for p in sorted((ROOT / "deploy").rglob("*")) if p.is_file()]
+    texts.append((ROOT / "docs" / "deploying.md").read_text())
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    for service in compose["services"].values():
+        if isinstance(service.get("command"), list) and service["command"][0] == "feedback-hub":
+            texts.append(" ".join(service["command"]))
+    for text in texts:
+        # A command line, not prose ("a feedback-hub web node"): at a line's start, after bin/, exec or `.
+        for mt in re.finditer(r"(?:^|(?<=bin/)|(?<=exec )|(?<=`))feedback-hub ((?:[a-z]+ )*[a-z]+)"
+                              r"((?: --[a-z-]+(?: [^ \s'\"`-][^ \s'\"`]*)?)*)", text, re.MULTILINE):
+            words = mt.group(1).split()
+            found.append((words, re.findall(r"--[a-z-]+", mt.group(2))))
+    return found
+
+
+def test_the_deploy_examples_run_real_commands_with_real_options():
+    import click
+
+    from hub.cli import main
+
+    seen = set()
+    for words, options in _mentioned_commands():
+        cmd, ctx = main, click.Context(main)
+        for word in words:  # "db upgrade", "token create prometheus": walk groups, stop at a command's arguments
+            if not isinstance(cmd, click.Group):
+                break
+            sub = cmd.get_command(ctx, word)
+            assert sub is not None, f"feedback-hub {' '.join(words)}: no command {word!r}"
+            cmd = sub
+        known = {opt for param in cmd.params for opt in getattr(param, "opts", [])}
+        for option in options:
+            assert option in known, f"feedback-hub {' '.join(words)}: no option {option}"
+        seen.add(cmd.name)
+    assert {"scheduler", "worker", "upgrade"} <= seen
+
+
+def test_the_systemd_units_and_compose_file_name_the_three_processes():
+    import yaml
+
+    units = {p.name: p.read_text() for p in (ROOT / "deploy" / "systemd").glob("*.service")}
+    assert "gunicorn -c" in units["feedback-hub-web.service"] and "hub:create_app()" in units["feedback-hub-web.service"]
+    assert "feedback-hub scheduler" in units["feedback-hub-scheduler.service"]
+    assert "feedback-hub worker" in units["feedback-hub-worker@.service"]
+    for text in units.values():
+        assert "HUB_ENVIRONMENT=production" in text and "SECRET_KEY=" not in text  # the key comes from a file
+    services = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())["services"]
+    assert services["scheduler1"]["command"][:2] == ["feedback-hub", "scheduler"]
+    assert services["worker"]["command"][:2] == ["feedback-hub", "worker"]
+    assert services["migrate"]["command"] == ["feedback-hub", "db", "upgrade"]
+    assert "HUB_SECRET_KEY" not in services["web1"]["environment"]  # only HUB_SECRET_KEY_FILE

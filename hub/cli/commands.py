@@ -134,7 +134,7 @@ def main(ctx: click.Context, config_file: str | None, verbose: bool) -> None:
     for noisy in ("alembic", "apscheduler"):  # per-job "executed successfully" lines drown the useful ones
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     if os.environ.get("HUB_LOG_FORMAT", "").lower() == "json":  # before the config loads: its own errors too
-        from hub.logging_json import use_json_logs
+        from hub.engine.logging_json import use_json_logs
 
         use_json_logs()
     ctx.obj = Ctx(config_file)
