@@ -344,16 +344,23 @@ def hook_answers(hub: Hub, name: str, batch_kwargs: dict[str, Any], item_kwargs:
 
 
 def _contact_history(b: Batch) -> tuple[dict[Customer, list[dt.datetime]], dict[Customer, float | None]]:
-    """Known customers' item times since the window before the batch's oldest item, and their values."""
+    """Known customers' item times in the window before the batch's items, and their values.
+
+    Bounded on both sides: a backfill walks newest first (Typeform), so
+    without the upper bound each page read every later item of its customers
+    again, and a 550,000-response backfill slowed page by page (only times
+    before an item count as its prior contacts).
+    """
     history: dict[Customer, list[dt.datetime]] = defaultdict(list)
     value: dict[Customer, float | None] = {}
     ids = sorted(b.customers)
     if not ids or not b.fresh:
         return history, value
     since = min(f.item.occurred_at for f in b.fresh) - b.window
+    until = max(f.item.occurred_at for f in b.fresh)
     F, C = m.FeedbackItem, m.Customer
     for cid, occurred in _select_in(b.session, ids, lambda chunk: select(F.customer_id, F.occurred_at).where(
-            among(b.session, F.customer_id, chunk), F.occurred_at >= since)):
+            among(b.session, F.customer_id, chunk), F.occurred_at >= since, F.occurred_at <= until)):
         history[b.customers[cid]].append(occurred)
     for cid, v in _select_in(b.session, ids, lambda chunk: select(C.id, C.value).where(among(b.session, C.id, chunk))):
         value[b.customers[cid]] = v
