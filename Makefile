@@ -58,9 +58,10 @@ browser: $(AXE)
 test-all: install-test browser
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+## bench: every bench/ script in its quick mode, then a summary table (bench/README.md);
+## BENCH_ARGS="--only ingest" or "--full" for one bench or full-size runs
 bench: install-test
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 ## chaos: the fault suite; prints delivered / duplicates / lost per fault (every row must say 0 and 0).
 ## CHAOS_ARGS="--scale 3" for bigger runs, "--database-url postgresql+psycopg://..." for PostgreSQL.
