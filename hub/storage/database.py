@@ -209,6 +209,8 @@ def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False
     if dialect.name == "postgresql" and not ignore_conflicts:
         _copy(conn, f"COPY {name} ({cols}) FROM STDIN", data)
         return ids
+    if dialect.name == "postgresql":  # ignore_conflicts: one statement of one array per column
+        return _insert_unnest(conn, table, columns, data, ids)
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {name} ({cols}) VALUES ({', '.join([mark] * len(columns))})"
     if ignore_conflicts:
@@ -218,6 +220,20 @@ def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False
         landed = _present_ids(conn, name, [i for i in ids if i is not None])
         ids = [i if i in landed else None for i in ids]
     return ids
+
+
+def _insert_unnest(conn, table, columns: list[str], data: list[tuple], ids: list[int | None]) -> list[int | None]:
+    """PostgreSQL: ``INSERT ... SELECT * FROM unnest(:col1, :col2, ...) ON CONFLICT DO
+    NOTHING RETURNING id``: the whole batch as one statement of one array per
+    column, which psycopg sends without re-parsing and the server plans once."""
+    dialect = conn.dialect
+    casts = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+    cols = ", ".join(_quoted(dialect, c) for c in columns)
+    sql = (f"INSERT INTO {_quoted(dialect, table.name)} ({cols}) SELECT * FROM unnest({casts}) "
+           f"ON CONFLICT DO NOTHING RETURNING id")
+    arrays = tuple(list(col) for col in zip(*data, strict=True))
+    landed = {v for (v,) in conn.exec_driver_sql(sql, arrays)}
+    return [i if i in landed else None for i in ids]
 
 
 def _present_ids(conn, name: str, ids: list[int]) -> set[int]:
