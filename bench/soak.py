@@ -156,7 +156,7 @@ class Soak:
     def site_file(self) -> Path:
         cfg = {
             "database_url": self.db_url, "executor": "celery", "broker_url": self.args.broker_url,
-            "secret_key": "env:HUB_SOAK_SECRET_KEY", "public_url": "http://127.0.0.1:8000",
+            "secret_key": "env:SOAK_SECRET_KEY", "public_url": "http://127.0.0.1:8000",
             "celery": {"queue_prefix": self.prefix, "visibility_timeout_seconds": VISIBILITY_TIMEOUT},
             "http": {"allowed_private_hosts": ["127.0.0.1"]},
             "scheduler": {"pull_interval_seconds": INTERVALS["pull"], "dispatch_interval_seconds": INTERVALS["dispatch"],
@@ -176,7 +176,7 @@ class Soak:
     def env(self, site: Path) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         env.update(HUB_CONFIG=str(site), HUB_INSTANCE_PATH=str(self.workdir / "instance"), PYTHONUNBUFFERED="1",
-                   HUB_SOAK_SECRET_KEY=uuid.uuid4().hex * 2)
+                   SOAK_SECRET_KEY=uuid.uuid4().hex * 2)
         return env
 
     def start(self) -> None:
