@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import logging
+import sys
 
 import flask
 import pytest
@@ -242,3 +243,38 @@ rate_limit = [100, 1.0]
     lines = _lines(caplog)
     assert any(line.startswith("import old.jsonl: 4 / 4 (100.0 %)") for line in lines), lines
     assert lines[-1].startswith("import old.jsonl: finished, 4 lines in ")
+
+
+# -- make bench's summary (bench/run_all.py) ----------------------------------------
+def _run_all():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "run_all.py"
+    spec = importlib.util.spec_from_file_location("bench_run_all", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_all_reads_bench_lines_and_tabulates_pass_fail_skip(tmp_path):
+    ra = _run_all()
+    good = tmp_path / "good.py"
+    good.write_text('import json\nprint("noise")\nprint("BENCH " + json.dumps({"name": "good", "value": 4700, '
+                    '"unit": "items/s", "baseline": 11650, "ratio": 0.403, "goal": "ratio >= 0.30", "pass": True}))\n')
+    slow = tmp_path / "slow.py"
+    slow.write_text('print(\'BENCH {"name": "slow", "value": 9, "unit": "ms", "pass": false}\')\n')
+    silent = tmp_path / "silent.py"
+    silent.write_text("print('done')\n")
+    outcomes = [ra.run_one(ra.Bench("good", str(good)), full=False, echo=False),
+                ra.run_one(ra.Bench("slow", str(slow)), full=False, echo=False),
+                ra.run_one(ra.Bench("silent", str(silent)), full=False, echo=False),
+                ra.run_one(ra.Bench("pg", str(good), needs=(lambda: "PostgreSQL not reachable",)), full=False,
+                           echo=False),
+                ra.run_one(ra.Bench("gone", "no_such_bench.py"), full=False, echo=False)]
+    assert [o.status for o in outcomes] == ["pass", "FAIL", "ERROR", "skipped", "skipped"]
+    text = ra.table(outcomes)
+    assert "good " in text and "4,700 items/s" in text and "11,650" in text and "0.403" in text
+    assert "no BENCH line" in text and "skipped: PostgreSQL not reachable" in text
+
