@@ -297,14 +297,25 @@ class Soak:
                 "broker_messages_left": self.broker_left()}
 
     def broker_left(self) -> int:
-        """Messages still queued or taken but unacknowledged (Redis; the killed worker's come back late)."""
-        if not self.args.broker_url.startswith("redis"):
-            return 0
-        import redis
+        """Messages still queued, or taken but unacknowledged (Redis: the killed worker's come back late)."""
+        left = sum(self._count(name) for name in self.queues())
+        if self.args.broker_url.startswith("redis"):
+            import redis
 
-        client = redis.Redis.from_url(self.args.broker_url)
-        queued = sum(client.llen(f"{self.prefix}.{kind}") for kind in ("pull", "ingest", "dispatch", "default"))
-        return queued + client.zcard("unacked_index")
+            left += redis.Redis.from_url(self.args.broker_url).zcard("unacked_index")
+        return left
+
+    def _count(self, name: str) -> int:
+        from kombu import Connection
+
+        with Connection(self.args.broker_url) as conn:
+            try:
+                return conn.default_channel.queue_declare(name, passive=True).message_count
+            except Exception:  # noqa: BLE001 - a queue not declared yet holds nothing
+                return 0
+
+    def queues(self) -> list[str]:
+        return [f"{self.prefix}.{kind}" for kind in ("pull", "ingest", "dispatch", "default")]
 
     def in_flight_at_kill(self, killed: Proc) -> dict:
         """Tasks the killed worker had received but not finished, and whether another worker ran them after."""
@@ -422,14 +433,15 @@ class Soak:
             self._purge_broker()
 
     def _purge_broker(self) -> None:
-        try:
-            import redis
+        """Delete this run's queues (on RabbitMQ they would outlive the run)."""
+        for name in self.queues():
+            from kombu import Connection
 
-            client = redis.Redis.from_url(self.args.broker_url)
-            for key in client.scan_iter(f"{self.prefix}*"):
-                client.delete(key)
-        except Exception as exc:  # noqa: BLE001 - a leftover queue is no reason to fail the run
-            print(f"note: broker queues not purged: {exc}", file=sys.stderr)
+            try:
+                with Connection(self.args.broker_url) as conn:
+                    conn.default_channel.queue_delete(name)
+            except Exception as exc:  # noqa: BLE001 - a leftover queue is no reason to fail the run
+                print(f"note: queue {name} not deleted: {type(exc).__name__}", file=sys.stderr)
 
 
 def verdict(r: dict) -> list[str]:
