@@ -93,6 +93,10 @@ def merge(session: Session, survivor_id: int, merged_id: int, *, actor: str, now
                              moved={**moved})
     session.add(record)
     session.flush()  # the record's id names the change in the cases' audit
+    # Combined (the merged customer's open case closed) before the cases move:
+    # the one-open-case index checks each row as it moves (migration 0010).
+    moved["combined"] = _combine_open_cases(session, survivor_id, moved["cases"], record, actor, now, hub)
+    session.flush()
 
     session.execute(update(I).where(I.customer_id == merged_id).values(customer_id=survivor_id))
     session.execute(update(F).where(F.customer_id == merged_id).values(customer_id=survivor_id))
@@ -107,7 +111,6 @@ def merge(session: Session, survivor_id: int, merged_id: int, *, actor: str, now
     survivor.value = survivor.value if survivor.value is not None else merged.value
     survivor.attributes = {**(merged.attributes or {}), **(survivor.attributes or {})}
     merged.merged_into_id = survivor_id
-    moved["combined"] = _combine_open_cases(session, survivor_id, moved["cases"], record, actor, now, hub)
     # A new dict that differs from the one inserted: JSON columns see reassignment, not mutation.
     record.moved = {**moved}
     audit.record(session, actor=actor, action="customer.merged", at=now, customer_id=survivor_id,
@@ -120,9 +123,10 @@ def merge(session: Session, survivor_id: int, merged_id: int, *, actor: str, now
 
 def _combine_open_cases(session: Session, survivor_id: int, moved_cases: list[int], record: m.CustomerMerge,
                         actor: str, now: dt.datetime, hub: Any) -> dict[str, Any] | None:
-    """The survivor's open case (its first) takes the merged customer's open case."""
+    """The survivor's open case (its first) takes the merged customer's open case (``moved_cases``: the
+    merged customer's cases, still under it)."""
     C, F = m.Case, m.FeedbackItem
-    open_cases = list(session.scalars(select(C).where(C.customer_id == survivor_id,
+    open_cases = list(session.scalars(select(C).where((C.customer_id == survivor_id) | C.id.in_(moved_cases),
                                                       C.status.in_(lifecycle.OPEN_CASE_STATUSES)).order_by(C.opened_at, C.id)))
     kept = [c for c in open_cases if c.id not in moved_cases]
     absorbed = [c for c in open_cases if c.id in moved_cases]
@@ -242,12 +246,14 @@ def _undo(session: Session, record: m.CustomerMerge, survivor: m.Customer, actor
     moved = record.moved
     merged = session.get(m.Customer, record.merged_id, with_for_update=True)
     F, I, C = m.FeedbackItem, m.Identity, m.Case  # noqa: E741
-    _restore_combined(session, moved.get("combined"), actor, now, record.id)
     for table, key in ((I, "identities"), (F, "items"), (C, "cases")):
         ids = moved.get(key) or []
         for chunk in _chunks(ids):
             session.execute(update(table).where(table.id.in_(chunk), table.customer_id == survivor.id)
                             .values(customer_id=merged.id))
+    # Reopened only once back with its own customer: the survivor's case is still open
+    # (one open case per customer).
+    _restore_combined(session, moved.get("combined"), actor, now, record.id)
     for s in moved.get("suggestions", []):
         row = session.get(m.IdentitySuggestion, s["id"])
         if row is not None:

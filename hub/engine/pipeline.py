@@ -56,6 +56,7 @@ from sqlalchemy import Row, Select, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hub.engine import cases as lifecycle
 from hub.engine.load import add_many as add_planned_load
 from hub.engine.loop.control_group import hold_out
 from hub.engine.metrics import count_ingested
@@ -444,15 +445,33 @@ def _insert_cases(b: Batch) -> None:
                    for c in b.new_cases]
     # One new case per customer in a batch, so customer_id maps ids back.
     by_customer = {c.customer.id: (c, row) for c, row in zip(b.new_cases, b.case_rows, strict=True)}
-    for case_id, customer_id in b.session.execute(insert(CASE).returning(CASE.c.id, CASE.c.customer_id), b.case_rows):
+    # The one-open-case index arbitrates: a customer whose case a concurrent
+    # ingest committed first joins that case instead (no second case, no second callback).
+    for customer_id, got in lifecycle.open_or_join(b.session, b.case_rows).items():
         case, row = by_customer[customer_id]
-        case.id = row["id"] = case_id
+        case.id = row["id"] = got.id
+        if not got.opened:
+            _join_opened_meanwhile(case, got)
+    b.new_cases = [c for c in b.new_cases if c.new]
+    b.case_rows = [row for c, row in by_customer.values() if c.new]
     earlier = [c for c in b.new_cases if not c.customer.new]
     if earlier:
         b.session.execute(
             update(ITEM).where(ITEM.c.customer_id == bindparam("cust"), ITEM.c.case_id.is_(None),
                                ITEM.c.occurred_at >= bindparam("since")).values(case_id=bindparam("case")),
             [{"cust": c.customer.id, "since": b.now - b.window, "case": c.id} for c in earlier])
+
+
+def _join_opened_meanwhile(case: OpenCase, found: lifecycle.OpenCaseRow) -> None:
+    """``case`` was to be new, but another transaction opened the customer's case first:
+    become that case, raising its risk and priority to this batch's (written by ``_update_cases``)."""
+    risk, priority = case.risk, case.priority
+    case.new, case.followup = False, False  # the winner planned the callback
+    case.risk, case.priority = found.risk, found.priority
+    if risk > case.risk:
+        case.risk, case.dirty = risk, True
+    if PRIORITY_RANK.get(priority, 1) > PRIORITY_RANK.get(case.priority, 1):
+        case.priority, case.dirty = priority, True
 
 
 def _resurvey_answer(item: FeedbackIn) -> dict[str, Any] | None:

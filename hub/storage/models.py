@@ -28,11 +28,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from hub.sdk.schema import CASE_STATUSES, FOLLOWUP_STATUSES, utcnow
+from hub.sdk.schema import CASE_STATUSES, FOLLOWUP_STATUSES, OPEN_CASE_STATUSES, utcnow
 
 #: API token scopes, each including the ones before it.
 TOKEN_SCOPES = ("read", "write", "admin")
@@ -77,6 +78,13 @@ def status_check(statuses: tuple[str, ...], column: str = "status") -> CheckCons
     Migration 0002 writes the same expression: keep the two in step.
     """
     return CheckConstraint(f"{column} IN ({', '.join(repr(s) for s in statuses)})", name=column)
+
+
+#: The open statuses as SQL, exactly as the partial unique index of ``case`` holds them (and
+#: an ``ON CONFLICT`` naming that index must repeat them literally: PostgreSQL infers the
+#: index by proving this predicate, which it cannot do through bound parameters).
+OPEN_CASE_PREDICATE = f"status IN ({', '.join(repr(s) for s in OPEN_CASE_STATUSES)})"
+ONE_OPEN_CASE_INDEX = "uq_case_open_customer"
 
 
 # BigInteger ids on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
@@ -152,7 +160,11 @@ class Case(Base):
 
     __tablename__ = "case"
     #: Moves between statuses only through :func:`hub.engine.cases.transition`.
-    __table_args__ = (status_check(CASE_STATUSES),)
+    #: At most one open case per customer (issue 15, migration 0010): the
+    #: database arbitrates concurrent pipelines (:func:`hub.engine.cases.open_or_join`).
+    __table_args__ = (status_check(CASE_STATUSES),
+                      Index(ONE_OPEN_CASE_INDEX, "customer_id", unique=True,
+                            postgresql_where=text(OPEN_CASE_PREDICATE), sqlite_where=text(OPEN_CASE_PREDICATE)))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)

@@ -240,7 +240,13 @@ def reopen(case_id: int):
     if lifecycle.is_open(case):
         flask.flash(gettext("This case is still open."), "error")
         return _back(case_id)
-    lifecycle.reopen(case, actor=_actor(), now=now())
+    try:
+        lifecycle.reopen(case, actor=_actor(), now=now())
+    except lifecycle.OpenCaseExists as exc:  # one open case per customer
+        session.rollback()
+        flask.flash(gettext("This customer already has open case {id}: work on that one.", id=exc.open_case_id),
+                    "error")
+        return _back(case_id)
     session.commit()
     flask.flash(gettext("Case reopened."), "ok")
     return _back(case_id)

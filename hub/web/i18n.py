@@ -262,6 +262,8 @@ NL: dict[str, str] = {
     "Case resolved.": "Case afgesloten.",
     "This case is already closed.": "Deze case is al afgesloten.",
     "This case is still open.": "Deze case is nog open.",
+    "This customer already has open case {id}: work on that one.":
+        "Deze klant heeft al een open case ({id}): werk daaraan verder.",
     "Case closed.": "Case gesloten.",
     "Case reopened.": "Case heropend.",
     "Close": "Sluiten",
