@@ -22,7 +22,11 @@ about what it was after the first few: nothing grows with the number of
 responses, only with the page size (goal: under 10 MB of growth after page 5).
 
 Speed is timed per page: the rate of the first 10 % of the pages against
-that of the last 10 % (``late_vs_early_rate``; steady is about 1.0, goal >= 0.8).
+that of the last 10 % (``late_vs_early_rate``; steady is about 1.0, goal >= 0.8),
+on the wall clock and in the process's CPU time (``late_vs_early_cpu_rate``:
+what the code costs per page, whatever else the machine runs meanwhile; the
+emulator's thread is in it too).  The goal is judged on the CPU figure, as on
+a shared machine the wall-clock one measures the neighbours as much as the hub.
 
 ``--trace-memory`` takes tracemalloc snapshots after page 5 and after the
 last page and prints the source lines whose allocations grew the most in
@@ -100,6 +104,7 @@ def rss_parts_mb() -> dict[str, float]:
     if SQLITE_MEMORY_USED is not None:
         parts["sqlite_heap"] = round(SQLITE_MEMORY_USED() / 2**20, 1)
     parts["python_heap"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1) if tracemalloc.is_tracing() else None
+    parts["python_blocks"] = sys.getallocatedblocks()  # live Python objects' blocks: grows only if they pile up
     return parts
 
 
@@ -157,6 +162,7 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
         upgrade(hub.db.engine)
         samples: list[float] = []
         page_times: list[float] = []
+        page_cpu: list[float] = []
         page_records: list[int] = []
         snapshots: list[tracemalloc.Snapshot] = []
         if trace_memory:
@@ -164,18 +170,20 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
         start_rss = rss_mb()
         parts: list[dict[str, float]] = []
         started = last = time.perf_counter()
+        last_cpu = time.process_time()
 
         def on_page(records: int, created: int) -> None:
-            nonlocal last
-            now = time.perf_counter()
+            nonlocal last, last_cpu
+            now, cpu = time.perf_counter(), time.process_time()
             page_times.append(now - last)
+            page_cpu.append(cpu - last_cpu)
             page_records.append(records)
             samples.append(rss_mb())
             if len(samples) == SETTLE_PAGE:
                 parts.append(rss_parts_mb())
             if trace_memory and len(samples) == SETTLE_PAGE:
                 snapshots.append(tracemalloc.take_snapshot())
-            last = time.perf_counter()  # the sampling itself is not the hub's time
+            last, last_cpu = time.perf_counter(), time.process_time()  # the sampling itself is not the hub's time
 
         report = pull(hub, "nps", since=dt.datetime(2024, 12, 31, tzinfo=dt.UTC), progress=on_page)
         elapsed = time.perf_counter() - started
@@ -197,6 +205,7 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
         server.server_close()
     settle = samples[min(SETTLE_PAGE - 1, len(samples) - 1)] if samples else start_rss
     early, late, ratio = _rate_ratio(page_times, page_records)
+    early_cpu, late_cpu, cpu_ratio = _rate_ratio(page_cpu, page_records)
     return {
         "responses": responses, "page_size": page_size, "pages": report.pages, "records": report.records,
         "new_items": report.new_items, "items": items, "distinct_external_ids": distinct, "raw_events": raws,
@@ -212,6 +221,8 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "rate_limit": "on" if rate_limit else "off",
         "early_pages_per_second": early, "late_pages_per_second": late, "late_vs_early_rate": ratio,
+        "early_pages_per_cpu_second": early_cpu, "late_pages_per_cpu_second": late_cpu,
+        "late_vs_early_cpu_rate": cpu_ratio,
         "rss_samples_mb": [round(x, 1) for x in samples],
         "memory_growth_by_line": growth,
     }
@@ -249,13 +260,16 @@ def main() -> None:
     if growth:
         print(f"allocations grown between page {SETTLE_PAGE} and the last page (tracemalloc):")
         print("\n".join("  " + line for line in growth))
-    bench_line("typeform_backfill", result["rss_growth_after_page_5_mb"], "MB RSS growth after page 5",
-               goal="< 10 MB and late/early rate >= 0.8",
-               ok=(result["rss_growth_after_page_5_mb"] or 0) < 10 and (result["late_vs_early_rate"] or 0) >= 0.8,
-               ratio=result["late_vs_early_rate"], baseline=result["early_pages_per_second"],
+    growth_mb, steady = result["rss_growth_after_page_5_mb"], result["late_vs_early_cpu_rate"]
+    bench_line("typeform_backfill", growth_mb, "MB RSS growth after page 5",
+               goal="< 10 MB and late/early CPU rate >= 0.8",
+               ok=growth_mb is not None and growth_mb < 10 and steady is not None and steady >= 0.8,
+               ratio=steady, baseline=result["early_pages_per_cpu_second"],
                extra={"responses": result["responses"], "responses_per_second": result["responses_per_second"],
-                      "rate_limit": result["rate_limit"], "ratio_is": "late / early pages' responses per second",
-                      "baseline_is": "early pages' responses per second"})
+                      "rate_limit": result["rate_limit"],
+                      "ratio_is": "late / early pages' responses per CPU second",
+                      "baseline_is": "early pages' responses per CPU second",
+                      "wall_late_vs_early_rate": result["late_vs_early_rate"]})
 
 
 if __name__ == "__main__":
