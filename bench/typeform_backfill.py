@@ -62,6 +62,7 @@ from werkzeug.serving import make_server
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hub.app import create_app  # noqa: E402
+from hub.engine.progress import Progress  # noqa: E402
 from hub.engine.pulls import pull  # noqa: E402
 from hub.sdk import Clock  # noqa: E402
 from hub.storage import models as m  # noqa: E402
@@ -138,8 +139,20 @@ def _top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, limit
             f"{s.traceback[0].lineno}" for s in stats[:limit]]
 
 
+def _progress_log() -> logging.Logger:
+    logger = logging.getLogger("bench.typeform_backfill")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
 def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | None = None,
-        clock: Clock | None = None, rate_limit: bool = True, trace_memory: bool = False) -> dict[str, Any]:
+        clock: Clock | None = None, rate_limit: bool = True, trace_memory: bool = False,
+        progress_seconds: float = 30.0) -> dict[str, Any]:
     """Backfill ``responses`` emulated answers, then pull again; returns the figures."""
     workdir = tempfile.mkdtemp(prefix="typeform-bench-")
     emu = TypeformEmulator(responses=responses, start=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), step_seconds=600,
@@ -183,9 +196,14 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
                 parts.append(rss_parts_mb())
             if trace_memory and len(samples) == SETTLE_PAGE:
                 snapshots.append(tracemalloc.take_snapshot())
+            shown(records, created)
             last, last_cpu = time.perf_counter(), time.process_time()  # the sampling itself is not the hub's time
 
+        # The hub's own progress line on stderr (the stdout stays the figures), with Typeform's total.
+        shown = Progress("backfill nps", interval=progress_seconds, terminal=False, logger=_progress_log())
+        on_page.add_total = shown.add_total  # type: ignore[attr-defined]
         report = pull(hub, "nps", since=dt.datetime(2024, 12, 31, tzinfo=dt.UTC), progress=on_page)
+        shown.close()
         elapsed = time.perf_counter() - started
         parts.append(rss_parts_mb())
         growth: list[str] = []
