@@ -5,6 +5,7 @@ pending for replay.  Every acknowledged delivery ends as exactly one item."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -73,16 +74,19 @@ def test_deliveries_arriving_while_a_batch_runs_are_processed_together(make_app,
         return original(hub_, source, ids, *args)
 
     monkeypatch.setattr(raw_events, "process_raw_events", counting)
+    # The first batch is held before it touches the database; on SQLite a delivery would otherwise
+    # wait for this process's writer turn, which the held batch keeps (that wait is the design).
+    monkeypatch.setattr(raw_events, "one_writer", lambda db: contextlib.nullcontext())
     client = app.test_client()
     assert send(client, "t0") == {"ok": True, "stored": 1, "duplicates": 0}  # answered before processing
     assert first_running.wait(10)
-    for i in range(1, 30):
+    for i in range(1, 20):
         send(client, f"t{i}")
-    assert statuses(hub) == {"pending": 30}  # acknowledged = stored, nothing processed in the request
+    assert statuses(hub) == {"pending": 20}  # acknowledged = stored, nothing processed in the request
     release.set()
     assert raw_events.drain(hub, 30)
-    assert calls == [1, 29]  # the 29 that queued up behind the first batch: one pipeline run
-    assert statuses(hub) == {"processed": 30} and items(hub) == 30
+    assert calls == [1, 19]  # the 19 that queued up behind the first batch: one pipeline run
+    assert statuses(hub) == {"processed": 20} and items(hub) == 20
 
 
 def test_a_batch_larger_than_the_batch_size_is_cut(make_app, monkeypatch):

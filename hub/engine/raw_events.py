@@ -13,7 +13,8 @@ import datetime as dt
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +85,7 @@ def store_pending(db: Any, source: str, raws: Sequence[RawIn], now: dt.datetime)
     rows = [_pending_row(source, storable_raw(raw), now) for raw in raws]
     out: list[int] = []
     seen: set[str] = set()
-    with db.engine.begin() as conn:
+    with one_writer(db), db.engine.begin() as conn:
         ignore = _insert_ignore(conn.dialect.name)
         for r in rows:
             key = r["dedupe_key"]
@@ -98,6 +99,23 @@ def store_pending(db: Any, source: str, raws: Sequence[RawIn], now: dt.datetime)
             if new_id is not None:
                 out.append(new_id)
     return out
+
+
+#: SQLite has one writer at a time, and a writer that finds the lock taken
+#: sleeps in growing steps (up to 100 ms) before it tries again.  Writers of
+#: this process that take turns here instead are handed the lock the moment
+#: it is free: a delivery waits for the drainer's batch, not for a back-off.
+_sqlite_writer = threading.Lock()
+
+
+@contextmanager
+def one_writer(db: Any) -> Iterator[None]:
+    """On SQLite, hold this process's writer turn (see :data:`_sqlite_writer`); elsewhere nothing."""
+    if db.dialect != "sqlite":
+        yield
+        return
+    with _sqlite_writer:
+        yield
 
 
 def _insert_ignore(dialect: str):
@@ -242,10 +260,14 @@ def process_raw_events(hub: Hub, source: str, raw_ids: Sequence[int], statuses: 
     return counts
 
 
-#: Raw events processed in one pipeline batch by the in-process drainer.
+#: Raw events processed in one pipeline batch by the in-process drainer (:data:`SQLITE_BATCH` on SQLite).
 BATCH = 100
+SQLITE_BATCH = 25
 #: How long the drainer thread waits for more work before it ends (it starts again on the next submit).
 LINGER_SECONDS = 0.5
+#: After waking, how long the drainer lets deliveries gather (up to a full batch) before it processes:
+#: a trickle then costs one pipeline run (and on SQLite one write-lock hold) per few deliveries, not each.
+GATHER_SECONDS = 0.02
 
 
 class RawEventBatcher:
@@ -283,6 +305,7 @@ class RawEventBatcher:
                 self._running = False
                 self._cond.notify_all()
                 return None
+            self._cond.wait_for(lambda: sum(map(len, self._pending.values())) >= self.batch_size, GATHER_SECONDS)
             work, self._pending = self._pending, {}
             self._busy = sum(map(len, work.values()))
             return work
@@ -290,12 +313,15 @@ class RawEventBatcher:
     def _run(self) -> None:
         while (work := self._take()) is not None:
             hub = self._hub()
+            # SQLite: smaller batches, since deliveries wait for the write lock while one runs.
+            size = self.batch_size if hub is None or hub.db.dialect != "sqlite" else min(self.batch_size, SQLITE_BATCH)
             for source, ids in work.items():
-                for start in range(0, len(ids), self.batch_size):
+                for start in range(0, len(ids), size):
                     if hub is None:
                         break
                     try:
-                        process_raw_events(hub, source, ids[start:start + self.batch_size])
+                        with one_writer(hub.db):
+                            process_raw_events(hub, source, ids[start:start + size])
                     except Exception:  # the events stay pending: replay_pending takes them later
                         log.exception("processing %d raw events of %s failed", len(ids[start:]), source)
             del hub
