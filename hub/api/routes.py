@@ -23,6 +23,7 @@ from hub.engine.raw_events import ingest_inputs
 from hub.sdk.contracts import InputError, JsonTooDeep, input_error, loads_bounded, parse_feedback
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS
 from hub.storage import models as m
+from hub.storage.search import item_text_match
 from hub.storage.themes import has_theme, themes_of_extra
 
 bp = flask.Blueprint("api", __name__, url_prefix="/api/v1")
@@ -300,8 +301,7 @@ def list_feedback():
     if source:
         q = q.where(m.FeedbackItem.source == source)
     if term:
-        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        q = q.where(m.FeedbackItem.text.ilike(pattern, escape="\\"))
+        q = q.where(item_text_match(db_session(), term))  # the full-text index where it pays
     if theme:
         q = q.where(has_theme(theme))
     if after is not None:

@@ -44,6 +44,7 @@ from hub.engine import audit
 from hub.engine.poison import safe_reason
 from hub.sdk.http import FatalError
 from hub.storage import models as m
+from hub.storage.search import purge_deleted_text
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -525,6 +526,8 @@ def compact(hub: Hub) -> None:
     """
     engine = hub.db.engine
     if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            purge_deleted_text(conn)  # the full-text index keeps deleted trigrams until merged
         raw = engine.raw_connection()
         try:
             conn = raw.driver_connection

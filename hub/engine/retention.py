@@ -28,6 +28,7 @@ from hub.engine import audit
 from hub.engine.privacy import _secure_delete, tombstone_items, tombstone_raw_events
 from hub.sdk.schema import OPEN_CASE_STATUSES
 from hub.storage import models as m
+from hub.storage.search import purge_deleted_text
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -117,6 +118,8 @@ def _checkpoint(hub: Hub) -> None:
     """SQLite: fold the WAL back into the file (its frames hold the old page images)."""
     engine = hub.db.engine
     if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            purge_deleted_text(conn)  # emptied texts' trigrams leave the full-text index
         raw = engine.raw_connection()
         try:
             raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -32,6 +32,7 @@ from hub.engine.raw_events import process_raw_events
 from hub.engine.retention import run_retention
 from hub.engine.sla import sweep as sla_sweep
 from hub.storage import models as m
+from hub.storage.search import statistics_job
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -224,6 +225,9 @@ class HubScheduler:
         retention_hours = float((self.hub.config.get("retention") or {}).get("interval_hours", 24))
         sch.add_job(self._guard(run_retention, self.hub), "interval", seconds=retention_hours * 3600,
                     id="retention", name="retention")
+        # Planner statistics kept current (hub.storage.search: PRAGMA optimize / ANALYZE).
+        sch.add_job(self._guard(statistics_job, self.hub), "interval", id="statistics", name="statistics",
+                    seconds=float(self.cfg.get("statistics_interval_seconds", 3600)))
         for job_id, fn, seconds in self.extra_jobs:
             sch.add_job(self._guard(fn), "interval", seconds=seconds, id=job_id, name=job_id, next_run_time=dt.datetime.now(dt.UTC))
 

@@ -87,6 +87,13 @@ OPEN_CASE_PREDICATE = f"status IN ({', '.join(repr(s) for s in OPEN_CASE_STATUSE
 ONE_OPEN_CASE_INDEX = "uq_case_open_customer"
 
 
+def trigram_index(table: str, column: str) -> Index:
+    """PostgreSQL's pg_trgm GIN index on ``column``, which serves ``ILIKE '%q%'``
+    (migration 0011; SQLite has an FTS5 table instead, see hub.storage.search)."""
+    return Index(f"ix_{table}_{column}_trgm", column, postgresql_using="gin",
+                 postgresql_ops={column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+
+
 # BigInteger ids on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -98,6 +105,7 @@ class Base(DeclarativeBase):
 
 class Customer(Base):
     __tablename__ = "customer"
+    __table_args__ = (trigram_index("customer", "name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: Opaque public reference (links, exports) that does not leak row counts;
@@ -120,10 +128,13 @@ class Identity(Base):
     """One way to recognise a customer (email, social handle, CRM id...)."""
 
     __tablename__ = "identity"
-    __table_args__ = (UniqueConstraint("kind", "value"),)
+    __table_args__ = (UniqueConstraint("kind", "value"),
+                      # A page's customers' identities of some kinds (migration 0011).
+                      Index("ix_identity_customer_kind", "customer_id", "kind"),
+                      trigram_index("identity", "value"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[str] = mapped_column(String(320))
     confidence: Mapped[float] = mapped_column(Float, default=1.0)
@@ -164,11 +175,15 @@ class Case(Base):
     #: database arbitrates concurrent pipelines (:func:`hub.engine.cases.open_or_join`).
     __table_args__ = (status_check(CASE_STATUSES),
                       Index(ONE_OPEN_CASE_INDEX, "customer_id", unique=True,
-                            postgresql_where=text(OPEN_CASE_PREDICATE), sqlite_where=text(OPEN_CASE_PREDICATE)))
+                            postgresql_where=text(OPEN_CASE_PREDICATE), sqlite_where=text(OPEN_CASE_PREDICATE)),
+                      # A case view's ids and sort keys from the index alone; the open control cases (0011).
+                      Index("ix_case_status_due", "status", "sla_due_at", "risk", "id"),
+                      Index("ix_case_control_status", "control", "status"),
+                      Index("ix_case_owner_status", "owner", "status"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
-    status: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    status: Mapped[str] = mapped_column(String(20), default="new")
     priority: Mapped[str] = mapped_column(String(10), default="normal")
     risk: Mapped[int] = mapped_column(Integer, default=0, index=True)
     owner: Mapped[str | None] = mapped_column(String(100))
@@ -205,13 +220,19 @@ class FeedbackItem(Base):
         UniqueConstraint("source", "external_id"),
         Index("ix_feedback_item_customer_occurred", "customer_id", "occurred_at"),
         Index("ix_feedback_item_risk_id", "risk", "id"),
+        # Migration 0011: the channel filter in risk order; the case views' "an item
+        # of the case matches the filters" from the items that have a case only.
+        Index("ix_feedback_item_channel_risk", "channel", "risk", "id"),
+        Index("ix_feedback_item_case_filters", "case_id", "channel", "category", "language", "risk", "customer_id",
+              sqlite_where=text("case_id IS NOT NULL"), postgresql_where=text("case_id IS NOT NULL")),
+        trigram_index("feedback_item", "text"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(100))
     external_id: Mapped[str] = mapped_column(String(200))
     raw_event_id: Mapped[int | None] = mapped_column(ForeignKey("raw_event.id"))
-    channel: Mapped[str] = mapped_column(String(20), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
     occurred_at: Mapped[dt.datetime] = mapped_column()
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     text: Mapped[str | None] = mapped_column(Text)

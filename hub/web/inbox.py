@@ -41,10 +41,10 @@ from sqlalchemy import Select, and_, exists, func, or_, select
 from hub.engine import audit as audit_trail
 from hub.engine import cases as lifecycle
 from hub.engine.context import current_hub
-from hub.engine.identity_search import matching_customer_ids
 from hub.engine.planner import planner_for
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
+from hub.storage.search import item_or_author_match
 from hub.storage.themes import has_theme, themes_of_extra
 from hub.web.common import background, current_user, db_session, now, requires, safe_next, ui_blueprint
 from hub.web.filters import team_tz
@@ -157,9 +157,8 @@ class InboxFilters:
         if self.theme:
             conds.append(has_theme(self.theme))
         if self.q:
-            term = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            # The text, or who wrote it: a name, an e-mail address or a handle.
-            conds.append(or_(F.text.ilike(term, escape="\\"), F.customer_id.in_(matching_customer_ids(self.q))))
+            # The text, or who wrote it: a name, an e-mail address or a handle (index-backed).
+            conds.append(item_or_author_match(db_session(), self.q))
         return conds
 
     def _risk(self, q: Select, column) -> Select:
@@ -202,7 +201,8 @@ class InboxFilters:
                 FU.case_id == C.id, FU.status.in_(OPEN_FOLLOWUP), FU.due_at >= start, FU.due_at < end))
         conds = self.item_conditions()
         if conds:
-            q = q.where(exists().where(F.case_id == C.id, *conds))
+            # SELECT id, not *: the filters and the id are all in ix_feedback_item_case_filters.
+            q = q.where(select(F.id).where(F.case_id == C.id, *conds).exists())
         q = self._risk(q, C.risk)
         return self._owner(q, username, case_only=True)
 
@@ -219,7 +219,11 @@ class InboxFilters:
 
     def item_order(self) -> list[Any]:
         if not self.sort:
-            return [F.risk.desc(), C.sla_due_at.asc().nulls_last(), F.id.desc()]
+            # Worst first, newest first among equals: the order of ix_feedback_item_risk_id
+            # (and of channel_risk for a channel), so a page is read from the index.  A
+            # tie-break on the case's SLA sorted each whole risk group (25,000 items at
+            # risk 100 in a million: 0.4 s); the to-do view is where the SLA orders.
+            return [F.risk.desc(), F.id.desc()]
         column = ITEM_SORTS[self.sort]()
         ordered = column.desc().nulls_last() if (self.dir or "desc") == "desc" else column.asc().nulls_last()
         return [ordered, F.id.desc()]
@@ -315,11 +319,12 @@ def _handles(customer_ids: set[int]) -> dict[int, str]:
     registry = current_hub().registry
     skip = sorted(registry.reachable_kinds - {"email"})
     found: dict[int, dict[str, str]] = {}
-    for cid, kind, value in db_session().execute(
-        select(m.Identity.customer_id, m.Identity.kind, m.Identity.value)
+    # Oldest identity first, sorted here: an ORDER BY id tempts SQLite to walk the
+    # whole table in id order instead of using ix_identity_customer_kind.
+    for _id, cid, kind, value in sorted(db_session().execute(
+        select(m.Identity.id, m.Identity.customer_id, m.Identity.kind, m.Identity.value)
         .where(m.Identity.customer_id.in_(customer_ids), m.Identity.kind.notin_(skip))
-        .order_by(m.Identity.id)
-    ):
+    )):
         found.setdefault(cid, {}).setdefault(kind, value)
     out = {}
     for cid, known in found.items():
@@ -407,6 +412,28 @@ def _view_counts(username: str, today: tuple[dt.datetime, dt.datetime]) -> dict[
     return out
 
 
+def _case_page(filters: InboxFilters, username: str, today: tuple[dt.datetime, dt.datetime],
+               page_no: int) -> list[CaseRow]:
+    """A page of a case view in two steps: the page's case ids, from the filters
+    and sort keys alone (ix_case_status_due holds them), then those cases with
+    their customer and next callback.  In one query every case of the view was
+    joined to its customer and had its callback looked up before the sort
+    (20,000 open cases: 0.1 s)."""
+    session = db_session()
+    ids_q = filters.apply_cases(select(C.id), username, today)
+    if (filters.sort or DEFAULT_SORT[filters.view][0]) == "customer":
+        ids_q = ids_q.outerjoin(CU, CU.id == C.customer_id)
+    ids = list(session.scalars(ids_q.order_by(*filters.case_order())
+                               .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
+    if not ids:
+        return []
+    found = {r.id: r for r in session.execute(
+        select(C.id, C.status, C.owner, C.risk, C.priority, C.sla_due_at, C.customer_id, C.version,
+               C.answered_publicly_at, CU.name, _callback_due().label("callback_due"))
+        .outerjoin(CU, CU.id == C.customer_id).where(C.id.in_(ids)))}
+    return _case_rows([found[i] for i in ids if i in found])
+
+
 @bp.get("/")
 def index():
     filters = InboxFilters.from_args(flask.request.args)
@@ -416,12 +443,7 @@ def index():
     today = today_bounds()
     rows: list[Any]
     if filters.is_case_view:
-        q = filters.apply_cases(
-            select(C.id, C.status, C.owner, C.risk, C.priority, C.sla_due_at, C.customer_id, C.version,
-                   C.answered_publicly_at, CU.name, _callback_due().label("callback_due"))
-            .outerjoin(CU, CU.id == C.customer_id), user.username, today)
-        rows = _case_rows(session.execute(q.order_by(*filters.case_order())
-                                          .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
+        rows = _case_page(filters, user.username, today, page_no)
         capped = filters.apply_cases(select(C.id), user.username, today).limit(COUNT_CAP + 1)
     else:
         q = filters.apply(_base(), user.username)

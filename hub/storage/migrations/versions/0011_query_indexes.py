@@ -1,24 +1,107 @@
 """Index-backed inbox and API queries at a million items (issue 17).
 
-Filled in by the performance work: identity (customer_id, kind), composite
-indexes for the common filters, full-text search for ``q``.
+* ``identity (customer_id, kind)``: the identity look-up of a page's customers
+  (``customer_id IN (...) AND kind ...``) replaces ``ix_identity_customer_id``.
+* ``feedback_item (channel, risk, id)``: the channel filter in risk order
+  (worst first) replaces ``ix_feedback_item_channel``.
+* ``feedback_item (case_id, channel, category, language, risk, customer_id)
+  WHERE case_id IS NOT NULL``: the case views test "has an item matching the
+  filters" per case from this small index (only items with a case) without
+  reading rows.
+* ``case (owner, status)``: "my cases" and the callbacks view.
+* ``case (status, sla_due_at, risk, id)``: a case view's ids and sort keys
+  from the index alone (replaces ``ix_case_status``); ``case (control,
+  status)``: the open control cases every page marks.
+* Full-text search for ``q`` over ``feedback_item.text``, ``customer.name`` and
+  ``identity.value`` (see :mod:`hub.storage.search`): SQLite FTS5 tables with
+  the ``trigram`` tokenizer (case-insensitive substring match, what ``ILIKE
+  '%q%'`` finds) over the rows as external content, kept in sync by triggers;
+  PostgreSQL ``pg_trgm`` GIN indexes, which serve ``ILIKE`` directly.
+* ``ANALYZE`` at the end: SQLite's planner has no statistics until someone
+  runs it, and without them it picks the wrong index at volume.
+
+Frozen here (a migration builds the same schema whatever the code says later):
+the FTS names and columns, also listed in :data:`hub.storage.search.TEXT_INDEXES`.
 
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02 06:00:00
 """
 import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+from alembic import op
 
 revision = '0011'
 down_revision = '0010'
 branch_labels = None
 depends_on = None
 
+#: table -> the column searched (one FTS table / trigram index each).
+TEXT = {"feedback_item": "text", "customer": "name", "identity": "value"}
+
+
+def _sqlite_fts_up(table: str, column: str) -> None:
+    fts = f"{table}_fts"
+    op.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5({column}, content='{table}', content_rowid='id', "
+               f"tokenize='trigram')")
+    # External content: the index holds only the trigrams; the triggers keep it
+    # in step with every insert, change and delete (erasures and retention too).
+    op.execute(f"CREATE TRIGGER {fts}_ai AFTER INSERT ON {table} BEGIN "
+               f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column}); END")
+    op.execute(f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {table} BEGIN "
+               f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column}); END")
+    op.execute(f"CREATE TRIGGER {fts}_au AFTER UPDATE OF {column} ON {table} BEGIN "
+               f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column}); "
+               f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column}); END")
+    op.execute(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
+
+
+def _sqlite_fts_down(table: str) -> None:
+    fts = f"{table}_fts"
+    for suffix in ("ai", "ad", "au"):
+        op.execute(f"DROP TRIGGER IF EXISTS {fts}_{suffix}")
+    op.execute(f"DROP TABLE IF EXISTS {fts}")
+
 
 def upgrade() -> None:
-    pass
+    dialect = op.get_bind().dialect.name
+    op.drop_index("ix_identity_customer_id", table_name="identity")
+    op.create_index("ix_identity_customer_kind", "identity", ["customer_id", "kind"])
+    op.drop_index("ix_feedback_item_channel", table_name="feedback_item")
+    op.create_index("ix_feedback_item_channel_risk", "feedback_item", ["channel", "risk", "id"])
+    op.create_index("ix_feedback_item_case_filters", "feedback_item",
+                    ["case_id", "channel", "category", "language", "risk", "customer_id"],
+                    sqlite_where=sa.text("case_id IS NOT NULL"), postgresql_where=sa.text("case_id IS NOT NULL"))
+    op.drop_index("ix_case_status", table_name="case")
+    op.create_index("ix_case_status_due", "case", ["status", "sla_due_at", "risk", "id"])
+    op.create_index("ix_case_control_status", "case", ["control", "status"])
+    op.create_index("ix_case_owner_status", "case", ["owner", "status"])
+    if dialect == "sqlite":
+        for table, column in TEXT.items():
+            _sqlite_fts_up(table, column)
+        op.execute("PRAGMA analysis_limit=1000")  # sampled: seconds, not minutes, at a million rows
+        op.execute("ANALYZE")
+    elif dialect == "postgresql":
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        for table, column in TEXT.items():
+            op.create_index(f"ix_{table}_{column}_trgm", table, [column], postgresql_using="gin",
+                            postgresql_ops={column: "gin_trgm_ops"})
+        op.execute("ANALYZE")
 
 
 def downgrade() -> None:
-    pass
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        for table in TEXT:
+            _sqlite_fts_down(table)
+    elif dialect == "postgresql":
+        for table, column in TEXT.items():
+            op.drop_index(f"ix_{table}_{column}_trgm", table_name=table)
+    op.drop_index("ix_case_owner_status", table_name="case")
+    op.drop_index("ix_case_control_status", table_name="case")
+    op.drop_index("ix_case_status_due", table_name="case")
+    op.create_index("ix_case_status", "case", ["status"])
+    op.drop_index("ix_feedback_item_case_filters", table_name="feedback_item")
+    op.drop_index("ix_feedback_item_channel_risk", table_name="feedback_item")
+    op.create_index("ix_feedback_item_channel", "feedback_item", ["channel"])
+    op.drop_index("ix_identity_customer_kind", table_name="identity")
+    op.create_index("ix_identity_customer_id", "identity", ["customer_id"])

@@ -1,0 +1,187 @@
+"""Text search for the inbox's and the API's ``q``, index-backed on both databases.
+
+``q`` means what it always meant: the text contains the term, ignoring case
+(``ILIKE '%q%'``), or, in the inbox, the author's name or one of their
+identities does.  Migration 0011 indexes those three columns:
+
+* **SQLite**: an FTS5 table per column (``feedback_item_fts`` ...) with the
+  ``trigram`` tokenizer, over the rows as external content and kept in step by
+  triggers.  A trigram phrase query finds exactly the rows that contain the
+  term as a substring, case-insensitively, so ``MATCH`` answers what ``LIKE``
+  did without reading every row.  Terms under three characters have no
+  trigram; they fall back to ``LIKE`` (a scan, as before).
+* **PostgreSQL**: ``pg_trgm`` GIN indexes, which serve ``ILIKE`` itself; the
+  planner weighs them with its statistics, so the query stays ``ILIKE``.
+
+The index is only half of it at a million rows: a common word ("storing" is
+in one item of twenty) matches tens of thousands of items, and reading them
+all from the index to sort them by risk costs more than walking the items in
+risk order until a page is full.  So on SQLite :func:`item_text_match` counts
+the matches first, up to :data:`FEW`: few, and the query is driven from the
+full-text index (``id IN (SELECT rowid ... MATCH)``); many, and it is the
+plain ``LIKE`` (which the walk in index order meets within a page or so).
+Both forms find the same rows.
+
+Erasure and retention empty ``text`` with an UPDATE: the trigger deletes the
+old trigrams from the index.  FTS5 keeps a deleted row's terms in older index
+segments until they merge, so :func:`purge_deleted_text` merges them (FTS
+``optimize``) after such a run, with ``secure_delete`` on, and the file's
+compaction (``VACUUM``) then drops the freed pages.
+
+Statistics: :func:`refresh_statistics` (``ANALYZE`` and ``PRAGMA optimize``
+under an analysis limit on SQLite, ``ANALYZE`` on PostgreSQL) after bulk loads and from the
+scheduler (:func:`statistics_job`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, false, or_, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from hub.storage import models as m
+
+if TYPE_CHECKING:
+    from hub.engine.context import Hub
+
+log = logging.getLogger(__name__)
+
+#: table -> the searched column; SQLite's FTS table for it is ``<table>_fts``
+#: (created by migration 0011, which keeps its own frozen copy of this map).
+TEXT_INDEXES = {"feedback_item": "text", "customer": "name", "identity": "value"}
+#: FTS5 keeps a few shadow tables beside each FTS table.
+_SHADOWS = ("", "_data", "_idx", "_docsize", "_config", "_content")
+#: At most this many matching items: drive the query from the full-text index.
+FEW = 2000
+#: Rows SQLite's ``PRAGMA optimize`` samples per index (fast on any size).
+ANALYSIS_LIMIT = 1000
+
+
+def is_search_table(name: str) -> bool:
+    """Whether ``name`` is one of the FTS tables (or their shadows), which no model declares."""
+    return any(name == f"{table}_fts{suffix}" for table in TEXT_INDEXES for suffix in _SHADOWS)
+
+
+def like_pattern(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _fts_ready(session: Session, table: str) -> bool:
+    """SQLite with migration 0011's FTS table for ``table`` (cached per engine)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return False
+    engine = getattr(bind, "engine", bind)
+    cache = engine.__dict__.setdefault("_hub_fts_tables", {})
+    if table not in cache:
+        cache[table] = session.execute(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"),
+                                       {"n": f"{table}_fts"}).first() is not None
+    return cache[table]
+
+
+def _phrase(term: str) -> str:
+    """``term`` as one FTS5 string (a trigram phrase: the substring, any case)."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _fts_ids(table: str, term: str):
+    """``SELECT rowid FROM <table>_fts WHERE <table>_fts MATCH <term>``."""
+    fts = f"{table}_fts"
+    return select(text("rowid")).select_from(text(fts)).where(text(f"{fts} MATCH :fts_{table}")).params(
+        **{f"fts_{table}": _phrase(term)})
+
+
+def _usable(session: Session, table: str, term: str) -> bool:
+    # Trigram needs three characters; NUL cannot be in an FTS5 string.
+    return len(term) >= 3 and "\x00" not in term and _fts_ready(session, table)
+
+
+def _count_upto(session: Session, ids, limit: int) -> int:
+    return session.scalar(select(text("count(*)")).select_from(ids.limit(limit).subquery())) or 0
+
+
+def column_match(session: Session, table: str, column: Any, key: Any, term: str,
+                 few: int = FEW) -> ColumnElement[bool]:
+    """``column ILIKE '%term%'`` on the rows of ``table`` whose primary key is ``key``,
+    from the full-text index when that is cheaper (see the module docstring)."""
+    like = column.ilike(like_pattern(term), escape="\\")
+    if not _usable(session, table, term):
+        return like
+    ids = _fts_ids(table, term)
+    if _count_upto(session, ids, few + 1) > few:
+        return like
+    return key.in_(ids)
+
+
+def item_text_match(session: Session, term: str, few: int = FEW) -> ColumnElement[bool]:
+    """Items whose text contains ``term`` (any case)."""
+    F = m.FeedbackItem
+    return column_match(session, "feedback_item", F.text, F.id, term, few)
+
+
+def matching_customer_ids(session: Session, term: str, few: int = FEW):
+    """Ids of customers whose name, or one of whose identities, contains ``term``
+    (the "@" in front of a handle optional): the same people as
+    :func:`hub.engine.identity_search.customer_matches`, from the indexes."""
+    term = term.strip()
+    bare = term.lstrip("@") or term
+    C, I = m.Customer, m.Identity  # noqa: E741
+    by_name = select(C.id).where(column_match(session, "customer", C.name, C.id, term, few))
+    by_identity = select(I.customer_id).where(column_match(session, "identity", I.value, I.id, bare, few))
+    return by_name.union(by_identity)
+
+
+def item_or_author_match(session: Session, term: str, few: int = FEW) -> ColumnElement[bool]:
+    """The inbox's ``q``: the text, or who wrote it (a name, an e-mail address or a handle)."""
+    if not term.strip():
+        return false()
+    F = m.FeedbackItem
+    return or_(item_text_match(session, term, few), F.customer_id.in_(matching_customer_ids(session, term, few)))
+
+
+# -- keeping the index clean and the statistics current -----------------------------------
+def purge_deleted_text(conn: Connection | Session) -> None:
+    """SQLite: merge every FTS index into one segment, which drops the trigrams of
+    deleted and emptied rows for good (FTS5 otherwise keeps them in older
+    segments until a merge).  Run after erasures and retention, with
+    ``secure_delete`` on, so the freed pages are zeroed; no-op elsewhere."""
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name != "sqlite":
+        return
+    run = conn.execute
+    run(text("PRAGMA secure_delete=ON"))
+    for table in TEXT_INDEXES:
+        fts = f"{table}_fts"
+        if run(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"), {"n": fts}).first():
+            run(text(f"INSERT INTO {fts}({fts}) VALUES ('optimize')"))
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """Give the query planner current statistics.
+
+    SQLite: ``ANALYZE`` under ``PRAGMA analysis_limit`` (at most
+    :data:`ANALYSIS_LIMIT` rows sampled per index, so it is quick at any
+    size), then ``PRAGMA optimize``.  ``optimize`` alone is not enough before
+    SQLite 3.46: it only looks at tables the connection has queried, which a
+    fresh job connection has not.  PostgreSQL: ``ANALYZE`` (autovacuum does it
+    too, but late after a bulk load).
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("PRAGMA optimize")
+    elif engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def statistics_job(hub: Hub) -> None:
+    """The scheduler's ``statistics`` job: :func:`refresh_statistics` on the hub's database."""
+    try:
+        refresh_statistics(hub.db.engine)
+    except Exception:  # a busy database waits for the next run; the job must not die
+        log.exception("refreshing the planner statistics failed")

@@ -1,0 +1,201 @@
+"""``q`` from the full-text index (migration 0011, hub.storage.search): the same rows
+as ``ILIKE '%q%'``, the index in step with every write, no erased text left in it,
+and the planner's statistics refreshed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, text, update
+
+from hub.engine.privacy import erase
+from hub.engine.retention import run_retention
+from hub.engine.scheduler import HubScheduler
+from hub.sdk import FakeClock
+from hub.storage import models as m
+from hub.storage.search import (
+    item_or_author_match,
+    item_text_match,
+    matching_customer_ids,
+    refresh_statistics,
+)
+from tests.conftest import TEST_NOW
+from tests.helpers import bearer
+
+TEXTS = [
+    "Al drie weken storing en niemand belt terug.",
+    "Weer STORING in Utrecht?? #fail",
+    "De verstoring is voorbij, dank!",
+    "Prima service, 100% tevreden",
+    "Geen_underscore hier; a \"quoted\" word",
+    "Snel geholpen",
+    None,
+]
+TERMS = ["storing", "STORING", "Storing in", "verst", "100%", "_under", '"quoted"', "snel geh", "zz", "qzxwvk",
+         "in", "g"]
+
+
+def _post_all(client, headers, texts, *, email_of=lambda i: f"p{i}@example.nl", when=TEST_NOW):
+    for i, body in enumerate(texts):
+        payload = {"external_id": f"s-{i}", "channel": "survey", "nps": 3, "occurred_at": when.isoformat(),
+                   "customer": {"email": email_of(i), "name": f"Klant {i}"}}
+        if body is not None:
+            payload["text"] = body
+        resp = client.post("/api/v1/feedback", headers=headers, json=payload)
+        assert resp.status_code == 201, resp.json
+
+
+def _expected(texts: list[str | None], term: str) -> set[str]:
+    return {f"s-{i}" for i, body in enumerate(texts) if body is not None and term.lower() in body.lower()}
+
+
+@pytest.fixture
+def searchable(app, hub):
+    headers = bearer(hub)
+    _post_all(app.test_client(), headers, TEXTS)
+    return app, hub, headers
+
+
+def _found(hub, term: str, few: int) -> set[str]:
+    F = m.FeedbackItem
+    with hub.db.Session() as s:
+        return set(s.scalars(select(F.external_id).where(item_text_match(s, term, few=few))))
+
+
+@pytest.mark.parametrize("term", TERMS)
+def test_the_index_finds_what_ilike_finds(searchable, term):
+    _, hub, _ = searchable
+    expected = _expected(TEXTS, term)
+    # few=1000: driven from the full-text index; few=0: the LIKE form (a common term).
+    assert _found(hub, term, few=1000) == expected
+    assert _found(hub, term, few=0) == expected
+
+
+def test_sqlite_drives_a_rare_term_from_the_fts_table(searchable):
+    _, hub, _ = searchable
+    with hub.db.Session() as s:
+        sql = str(item_text_match(s, "storing", few=1000).compile(s.get_bind()))
+        common = str(item_text_match(s, "storing", few=1).compile(s.get_bind()))
+    if hub.db.dialect == "sqlite":
+        assert "feedback_item_fts MATCH" in sql
+        assert "LIKE" in common and "MATCH" not in common  # three matches are more than few=1
+    else:
+        assert "ILIKE" in sql.upper()
+
+
+def test_api_and_inbox_search_give_the_same_items_and_escape_text(app, hub):
+    headers = bearer(hub)
+    client = app.test_client()
+    texts = ["<script>alert('storing')</script> storing", "geen storing", "alles goed"]
+    _post_all(client, headers, texts)
+    resp = client.get("/api/v1/feedback?q=Storing", headers=headers)
+    assert resp.status_code == 200
+    assert {i["external_id"] for i in resp.json["items"]} == {"s-0", "s-1"}
+    with hub.db.Session() as s:
+        F = m.FeedbackItem
+        assert set(s.scalars(select(F.external_id).where(item_or_author_match(s, "storing")))) == {"s-0", "s-1"}
+        # Who wrote it: the name or an identity (the "@" of a handle optional).
+        assert set(s.scalars(select(F.external_id).where(item_or_author_match(s, "Klant 2")))) == {"s-2"}
+        assert set(s.scalars(select(F.external_id).where(item_or_author_match(s, "@p1@example")))) == {"s-1"}
+        assert len(list(s.scalars(matching_customer_ids(s, "example.nl")))) == 3
+
+
+def test_inbox_page_lists_matches_escaped(app, hub):
+    headers = bearer(hub)
+    client = app.test_client()
+    _post_all(client, headers, ["<b>storing</b> qq", "niets"])
+    _login(client, hub)
+    page = client.get("/?view=feedback&status=all&q=storing").get_data(as_text=True)
+    assert "&lt;b&gt;storing&lt;/b&gt;" in page and "<b>storing</b>" not in page
+    assert "niets" not in page
+
+
+def _login(client, hub):
+    import re
+
+    from hub.engine.accounts import create_user
+
+    with hub.db.session() as s:
+        create_user(s, "zoeker", "zoeker-password-1", "agent")
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    resp = client.post("/login", data={"username": "zoeker", "password": "zoeker-password-1", "csrf_token": token})
+    assert resp.status_code == 302
+
+
+def test_the_index_follows_updates_and_deletes(searchable):
+    _, hub, _ = searchable
+    F = m.FeedbackItem
+    with hub.db.session() as s:
+        s.execute(update(F).where(F.external_id == "s-5").values(text="nu ook storing"))
+        s.execute(update(F).where(F.external_id == "s-0").values(text="opgelost"))
+    assert _found(hub, "storing", few=1000) == {"s-1", "s-2", "s-5"}
+    assert _found(hub, "opgelost", few=1000) == {"s-0"}
+    with hub.db.session() as s:
+        s.execute(update(F).where(F.external_id == "s-1").values(text=None))
+    assert _found(hub, "storing", few=1000) == {"s-2", "s-5"}
+
+
+def _fts_blocks(hub) -> bytes:
+    with hub.db.engine.connect() as conn:
+        return b"".join(bytes(r[0]) for r in conn.exec_driver_sql("SELECT block FROM feedback_item_fts_data"))
+
+
+UNIQUE = "Zwyqxb"  # its trigrams appear in no other text
+
+
+def test_erasure_leaves_no_trigram_in_the_full_text_index(make_app):
+    app = make_app()
+    hub = app.extensions["hub"]
+    if hub.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL's trigram index lives in the table's own pages (VACUUM after an erase)")
+    _post_all(app.test_client(), bearer(hub), [f"Mijn naam is {UNIQUE} en ik heb storing", "ook storing"],
+              email_of=lambda i: "wie@example.nl" if i == 0 else "ander@example.nl")
+    assert b"yqx" in _fts_blocks(hub)
+    with hub.db.Session() as s:
+        cid = s.scalar(select(m.FeedbackItem.customer_id).where(m.FeedbackItem.external_id == "s-0"))
+    erase(hub, actor="test", customer_id=cid)
+    assert _found(hub, UNIQUE, few=1000) == set()
+    assert _found(hub, "storing", few=1000) == {"s-1"}
+    blocks = _fts_blocks(hub)
+    assert not any(UNIQUE.lower()[i:i + 3].encode() in blocks for i in range(len(UNIQUE) - 2))
+    path = hub.db.engine.url.database
+    assert UNIQUE.encode() not in open(path, "rb").read()
+
+
+def test_retention_leaves_no_trigram_in_the_full_text_index(make_app):
+    clock = FakeClock(TEST_NOW.timestamp())
+    app = make_app(clock=clock, retention={"raw_payload_days": 90, "item_months": 1})
+    hub = app.extensions["hub"]
+    if hub.db.dialect != "sqlite":
+        pytest.skip("SQLite's FTS segments only")
+    old = TEST_NOW - dt.timedelta(days=90)
+    _post_all(app.test_client(), bearer(hub), [f"oud bericht {UNIQUE}"], when=old)
+    with hub.db.session() as s:  # received long ago, as if stored then
+        s.execute(update(m.FeedbackItem).values(received_at=old))
+    assert _found(hub, UNIQUE, few=1000) == {"s-0"}
+    run_retention(hub)
+    assert _found(hub, UNIQUE, few=1000) == set()
+    blocks = _fts_blocks(hub)
+    assert not any(UNIQUE.lower()[i:i + 3].encode() in blocks for i in range(len(UNIQUE) - 2))
+
+
+def test_statistics_are_refreshed_and_scheduled(app, hub):
+    _post_all(app.test_client(), bearer(hub), TEXTS)
+    refresh_statistics(hub.db.engine)
+    with hub.db.engine.connect() as conn:
+        if hub.db.dialect == "sqlite":
+            tables = {r[0] for r in conn.execute(text("SELECT tbl FROM sqlite_stat1"))}
+            assert {"feedback_item", "case", "identity"} <= tables
+        else:
+            analyzed = conn.execute(text("SELECT last_analyze FROM pg_stat_user_tables "
+                                         "WHERE relname = 'feedback_item'")).scalar()
+            assert analyzed is not None
+    sched = HubScheduler(hub)
+    sched.start()
+    try:
+        jobs = {j.id: j for j in sched.scheduler.get_jobs()}
+    finally:
+        sched.shutdown()
+    assert jobs["statistics"].trigger.interval == dt.timedelta(hours=1)
