@@ -452,8 +452,9 @@ def _insert_cases(b: Batch) -> None:
         case.id = row["id"] = got.id
         if not got.opened:
             _join_opened_meanwhile(case, got)
-    b.new_cases = [c for c in b.new_cases if c.new]
-    b.case_rows = [row for c, row in by_customer.values() if c.new]
+    # In id order (they were inserted in customer order): hooks and follow-ups follow the cases' ids.
+    b.new_cases = sorted((c for c in b.new_cases if c.new), key=lambda c: c.id)
+    b.case_rows = [row for c, row in sorted(by_customer.values(), key=lambda cr: cr[1]["id"]) if c.new]
     earlier = [c for c in b.new_cases if not c.customer.new]
     if earlier:
         b.session.execute(
