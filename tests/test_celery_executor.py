@@ -293,3 +293,33 @@ def test_soak_two_minutes_with_kill_9_midway(tmp_path):
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
     assert soak.main(["--minutes", "2", "--workdir", str(tmp_path)]) == 0
+
+
+# -- one copy at a time of a single job (PostgreSQL) ----------------------------------------
+def count_run(hub, path: str) -> None:
+    with Path(path).open("a") as fh:
+        fh.write("run\n")
+
+
+COUNT_RUN = "tests.test_celery_executor:count_run"
+
+
+def test_a_single_job_queued_again_while_it_runs_elsewhere_is_skipped(make_app, tmp_path):
+    app = make_app(executor="celery", broker_url=REDIS)  # the broker is not contacted: the task runs here
+    hub = app.extensions["hub"]
+    if hub.db.dialect != "postgresql":
+        pytest.skip("the one-at-a-time lock is PostgreSQL's (SQLite hubs are one machine)")
+    ca.register_job(COUNT_RUN, single=True)
+    out = tmp_path / "runs"
+    try:
+        task = hub.executor.task
+        with ca.only_one(hub, COUNT_RUN, [str(out)]) as held:  # "another worker" runs it now
+            assert held
+            task.run(COUNT_RUN, [str(out)], {})  # the copy: skipped
+            assert not out.exists()
+            task.run(COUNT_RUN, [str(out) + ".other"], {})  # other arguments: another lock
+        task.run(COUNT_RUN, [str(out)], {})  # the first run is over: this one goes ahead
+        assert out.read_text() == "run\n" and Path(str(out) + ".other").read_text() == "run\n"
+    finally:
+        ca.JOBS.pop(COUNT_RUN, None)
+        ca.SINGLE.discard(COUNT_RUN)

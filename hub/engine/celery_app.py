@@ -24,20 +24,23 @@ unique per (source, external id).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery.exceptions import Reject
 from kombu import Queue
 from kombu.utils.url import maybe_sanitize_url
+from sqlalchemy import text
 
 if TYPE_CHECKING:
     import flask
@@ -71,6 +74,24 @@ def _sender() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+#: Jobs of which one copy at a time may run, per arguments (``pull`` of one
+#: source): what APScheduler's ``max_instances = 1`` gave the in-process
+#: scheduler, across workers.  A copy queued while another still runs (a pull
+#: slower than its interval, a Redis redelivery after the visibility timeout)
+#: is skipped.  Dispatch and webhook processing are left out: they claim rows,
+#: so several run side by side on purpose.
+SINGLE: set[str] = {
+    "hub.engine.pulls:pull",
+    "hub.engine.scheduler:replay_pending",
+    "hub.engine.crm_sync:pull_changes",
+    "hub.engine.completion:sync_completions",
+    "hub.engine.sla:sweep",
+    "hub.engine.crm_identity:lookup_customers",
+    "hub.engine.loop.crm_facts:sync_customer_facts",
+    "hub.engine.retention:run_retention",
+}
+
+
 class UnknownJob(ValueError):
     """A job that is not on the allow-list (:data:`JOBS`)."""
 
@@ -79,8 +100,9 @@ def job_name(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
-def register_job(fn: Callable[..., Any] | str, kind: str = "default") -> str:
-    """Allow one more job (a plugin's): ``fn`` is a module-level function taking the hub first."""
+def register_job(fn: Callable[..., Any] | str, kind: str = "default", *, single: bool = False) -> str:
+    """Allow one more job (a plugin's): ``fn`` is a module-level function taking the hub first;
+    ``single``: one copy at a time per arguments (:data:`SINGLE`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
     name = fn if isinstance(fn, str) else job_name(fn)
@@ -88,7 +110,35 @@ def register_job(fn: Callable[..., Any] | str, kind: str = "default") -> str:
     if not module or not attr or "." in attr or "<" in name:
         raise ValueError(f"{name!r} is not a module-level function (module:function)")
     JOBS[name] = kind
+    if single:
+        SINGLE.add(name)
     return name
+
+
+@contextmanager
+def only_one(hub: Any, name: str, args: list) -> Iterator[bool]:
+    """Whether this run of a :data:`SINGLE` job may go ahead: no other holds its lock.
+
+    PostgreSQL: a session advisory lock on a connection of its own, held for
+    the run; a worker that dies loses its connection and with it the lock, so
+    the redelivered copy runs.  SQLite is not guarded: a hub on SQLite is one
+    machine, where an overlapping copy is wasteful but safe (items are unique
+    per external id, cursors move only with committed rows).
+    """
+    if name not in SINGLE or hub.db.dialect != "postgresql":
+        yield True
+        return
+    digest = hashlib.blake2b(f"hub.job:{name}:{json.dumps(args)}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    with hub.db.engine.connect() as conn:
+        got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+        conn.commit()  # no transaction left open for the run's length
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
 
 
 def resolve(name: str) -> Callable[..., Any]:
@@ -155,8 +205,14 @@ def _run_job(task, name: str, args: list, kwargs: dict) -> None:
     req = task.request
     from hub.engine.context import hub_of
 
-    with flask_app.app_context():
-        fn(hub_of(flask_app), *args, **(kwargs or {}))
+    hub = hub_of(flask_app)
+    with only_one(hub, name, args) as go:
+        if not go:
+            log.info("job %s %s already runs on another worker; this copy is skipped (task=%s)", name,
+                     json.dumps(args)[:120], req.id)
+            return
+        with flask_app.app_context():
+            fn(hub, *args, **(kwargs or {}))
     # One line per finished run, with who queued it and when: bench/soak.py
     # counts runs per task id (redeliveries) and per job and time slot.
     log.info("job done %s args=%s task=%s sender=%s sent_at=%s redelivered=%s", name,
