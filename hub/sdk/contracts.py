@@ -66,15 +66,14 @@ def json_depth(value: Any) -> int:
 
     Iterative, so a deep value cannot overflow the stack here.
     """
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+    # Level by level, keeping only the containers of the next level: no entry
+    # per scalar (every webhook body passes here, so this is per-request cost).
+    depth, level = 0, [value] if isinstance(value, dict | list) else []
+    while level:
+        depth += 1
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, dict | list)]
+    return depth
 
 
 def _no_constant(name: str) -> Any:
