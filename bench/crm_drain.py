@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import multiprocessing
 import os
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = "SQLite" if not args.database_url else "PostgreSQL" + (" + Redis budget" if args.redis_url else "")
     print(f"CRM drain: {args.followups:,} follow-ups for new contacts, HubSpot emulator at {LIMIT} requests "
           f"per {WINDOW:g} s, {backend}; ceiling {CEILING:.0f} tasks/s (2 requests per 100 tasks)")
-    ok = True
+    ok, results = True, []
     for d in args.dispatchers:
         r = run(args.followups, d, args.database_url, args.redis_url)
         ratio = r["tasks_per_s"] / CEILING
@@ -264,7 +265,17 @@ def main(argv: list[str] | None = None) -> int:
               f"duplicates {r['duplicates']}, most in any 10 s {r['max_in_10s']}; "
               f"window-bound {r['window_bound_s']:.0f} s; hub CPU {r['cpu']:.1f} s "
               f"({r['sent'] / max(r['cpu'], 1e-9):.0f} tasks per CPU second)")
-        ok &= r["sent"] == args.followups and r["rate_limited"] == 0 and r["duplicates"] == 0
+        r["ratio"], r["ok"] = ratio, r["sent"] == args.followups and r["rate_limited"] == 0 and r["duplicates"] == 0
+        results.append(r)
+        ok &= r["ok"]
+    database = "postgresql" if args.database_url else "sqlite"
+    for r in results:  # the machine-readable lines (bench/README.md), after every other line
+        print("BENCH " + json.dumps({
+            "name": f"crm_drain_{database}_{r['dispatchers']}", "value": round(r["tasks_per_s"]), "unit": "tasks/s",
+            "baseline": round(CEILING), "ratio": round(r["ratio"], 3), "ratio_is": "tasks/s / emulator ceiling",
+            "goal": "ratio >= 0.8, 0 x 429, 0 duplicates", "pass": r["ok"] and r["ratio"] >= 0.8,
+            "rate_limited": r["rate_limited"], "duplicates": r["duplicates"], "requests": r["requests"],
+            "tasks_per_cpu_second": round(r["sent"] / max(r["cpu"], 1e-9)), "database": database}))
     return 0 if ok else 1
 
 
