@@ -25,6 +25,15 @@ would strand their items and leave two callbacks running:
   audit events as a customer merge (``case.merged`` on the closed case,
   ``case.merged_in`` on the kept one), by actor ``migration 0010``.
 
+On PostgreSQL the migration locks ``case`` against writes first, so nodes
+still serving the old release wait for it instead of slipping a second open
+case in between the repair and the index.
+
+No index on ``followup`` is needed for "one callback": the pipeline plans a
+callback only for a case it inserted itself, under the idempotency key
+``hub-case-<id>-callback``, which is unique already; a batch that loses the
+race for the case inserts no case and so no callback.
+
 Closed cases and finished follow-ups keep their history as it is.  The
 planner's load is left alone, as a merge leaves it (a cancelled callback's slot
 frees up when the planner next rebuilds).  Downgrade drops the index; the
@@ -67,6 +76,10 @@ def upgrade() -> None:
     now = dt.datetime.now(dt.UTC)
     if conn.dialect.name == "sqlite":
         now = now.replace(tzinfo=None)  # the hub stores naive UTC on SQLite
+    elif conn.dialect.name == "postgresql":
+        # Old nodes still serving wait (not fail) until the index exists: no second
+        # open case can be committed between the repair and the index.
+        conn.execute(sa.text('LOCK TABLE "case" IN SHARE ROW EXCLUSIVE MODE'))
     crowded = conn.execute(sa.select(CASE.c.customer_id).where(
         CASE.c.status.in_(OPEN), CASE.c.customer_id.is_not(None)).group_by(CASE.c.customer_id)
         .having(sa.func.count() > 1).order_by(CASE.c.customer_id)).scalars().all()
