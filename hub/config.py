@@ -533,6 +533,9 @@ class CoreConfig(BaseModel):
     max_body_bytes: Count
     executor: Literal["threads", "inline", "celery"]
     executor_workers: Annotated[int, Field(strict=True, ge=1, le=256)]
+    webhook_processing: Literal["executor", "worker"] = Field(
+        "executor", description="where webhook deliveries are processed: the executor (in the web process for "
+        "\"threads\"), or only `feedback-hub worker` processes (the web node just stores and answers)")
     broker_url: Name | None = Field(None, description="Celery broker for executor = \"celery\": redis://... or amqp://... "
                                     "(a secret: env:NAME or file:PATH)")
     celery: CeleryConfig | None = None

@@ -191,3 +191,23 @@ def test_every_acknowledged_delivery_is_one_item(make_app, executor):
     acknowledged = sum(send(client, f"a{i % 12}")["stored"] for i in range(20))  # 8 redeliveries among them
     assert raw_events.drain(hub, 30)
     assert acknowledged == 12 and items(hub) == 12 and statuses(hub) == {"processed": 12}
+
+
+def test_with_worker_processing_the_web_only_stores_and_a_worker_drains_in_batches(make_app, monkeypatch):
+    app = make_app(executor="threads", webhook_processing="worker",
+                   clock=FakeClock(dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC).timestamp()),
+                   sources={"nps": {"plugin": "survey_typeform", "form_id": "lT4Z3j", "token": "tok",
+                                    "webhook_secret": SECRET, "base_url": "http://127.0.0.1:9"}})
+    hub = app.extensions["hub"]
+    client = app.test_client()
+    for i in range(5):
+        send(client, f"d{i}")
+    assert raw_events.drain(hub, 30)
+    assert statuses(hub) == {"pending": 5} and items(hub) == 0  # nothing processed in the web process
+    calls: list[int] = []
+    original = raw_events.process_raw_events
+    monkeypatch.setattr(raw_events, "process_raw_events", lambda h, s, ids, *a: calls.append(len(ids)) or
+                        original(h, s, ids, *a))
+    assert raw_events.drain_pending(hub, batch=2) == 5  # fresh ones too, oldest first, 2 at a time
+    assert calls == [2, 2, 1] and statuses(hub) == {"processed": 5} and items(hub) == 5
+    assert raw_events.drain_pending(hub) == 0

@@ -552,6 +552,10 @@ def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: 
     while not stop.is_set():
         try:
             replay_pending(hub, older_than_seconds=10)
+            if hub.config.get("webhook_processing") == "worker":
+                from hub.engine.raw_events import drain_pending
+
+                drain_pending(hub)  # fresh deliveries too: the web nodes only store them
             run_dispatch(hub)
         except Exception as exc:  # keep the worker alive through outages
             logging.getLogger(__name__).exception("worker round failed: %s", exc)

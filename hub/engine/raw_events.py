@@ -360,6 +360,8 @@ def enqueue(hub: Hub, source: str, ids: Sequence[int]) -> None:
     """
     from hub.engine.executor import ThreadExecutor
 
+    if hub.config.get("webhook_processing") == "worker":
+        return  # stored pending: `feedback-hub worker` processes it (drain_pending), not this web process
     if isinstance(hub.executor, ThreadExecutor):
         batcher(hub).add(source, ids)
     else:
@@ -370,6 +372,34 @@ def drain(hub: Hub, timeout: float = 30.0) -> bool:
     """Wait for the in-process drainer of ``hub`` (True at once when it has none)."""
     entry = _batchers.get(id(hub))
     return entry is None or entry[0]() is not hub or entry[1].drain(timeout)
+
+
+def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> int:
+    """Process pending raw events of every source, oldest first, a batch at a time, until none is left
+    (or ``limit`` were taken); returns how many were taken.  A worker's round
+    (``webhook_processing = "worker"``): several workers may run it at once, the claim in
+    :func:`process_raw_events` gives each event to one of them."""
+    size = batch or (SQLITE_BATCH if hub.db.dialect == "sqlite" else BATCH)
+    taken = 0
+    while taken < limit:
+        with hub.db.ReadSession() as s:
+            rows = s.execute(select(m.RawEvent.source, m.RawEvent.id).where(
+                m.RawEvent.status == "pending", m.RawEvent.source.in_(sorted(hub.registry.sources)))
+                .order_by(m.RawEvent.id).limit(size)).all()
+        by_source: dict[str, list[int]] = {}
+        for source, rid in rows:
+            if source in hub.registry.sources:
+                by_source.setdefault(source, []).append(rid)
+        if not by_source:
+            return taken
+        done = 0
+        for source, ids in by_source.items():
+            counts = process_raw_events(hub, source, ids)
+            done += counts["processed"] + counts["skipped"] + counts["failed"]
+        taken += sum(map(len, by_source.values()))
+        if done == 0:
+            return taken  # every one was claimed by another worker: leave them to it
+    return taken
 
 
 REPLAY_BATCH = 500
