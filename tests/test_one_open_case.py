@@ -85,7 +85,7 @@ def concurrently(hub, n: int) -> None:
 
     def one(i: int) -> None:
         start.wait(timeout=30)  # all at once: every one looks up "no open case" before any commits
-        deliver(hub, i)
+        deliver(hub, i, nps=i % 7)  # 0-6: detractors all, of different risks
 
     with ThreadPoolExecutor(n) as pool:
         for f in [pool.submit(one, i) for i in range(n)]:
@@ -104,6 +104,10 @@ def assert_one_case(hub, items: int) -> None:
         followups = s.execute(select(m.Followup.case_id, m.Followup.idempotency_key)).all()
         assert followups == [(case_id, f"hub-case-{case_id}-callback")]
         assert s.scalar(select(func.count()).select_from(m.RawEvent).where(m.RawEvent.status != "processed")) == 0
+        # Whoever won the race, the batches that joined raised the case to their items' highest risk.
+        assert len(set(s.scalars(select(m.FeedbackItem.risk)))) > 1  # (they do differ)
+        risk = s.scalar(select(m.Case.risk))
+        assert risk == s.scalar(select(func.max(m.FeedbackItem.risk))), risk
 
 
 @pytest.mark.parametrize("customer", ["known", "new"])

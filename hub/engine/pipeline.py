@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Select, bindparam, insert, select, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -485,11 +486,22 @@ def _resurvey_answer(item: FeedbackIn) -> dict[str, Any] | None:
     return None
 
 
+_PRIORITY_RANK_SQL = sql_case(PRIORITY_RANK, value=CASE.c.priority, else_=PRIORITY_RANK["normal"])
+
+
 def _update_cases(b: Batch, resurvey_answers: dict[int, dict[str, Any]]) -> None:
     dirty = [c for c in b.cases.values() if c.dirty and not c.new]
     if dirty:
-        b.session.execute(update(m.Case), [{"id": c.id, "risk": c.risk, "priority": c.priority, "updated_at": b.now}
-                                           for c in dirty])
+        # Raised in SQL, never lowered: batches joining one case at once (the
+        # one-open-case race) each read it before the others wrote it.
+        risk, rank = bindparam("new_risk", type_=CASE.c.risk.type), bindparam("new_rank", type_=CASE.c.risk.type)
+        b.session.execute(update(CASE).where(CASE.c.id == bindparam("case_id")).values(
+            risk=sql_case((CASE.c.risk < risk, risk), else_=CASE.c.risk),
+            priority=sql_case((_PRIORITY_RANK_SQL < rank, bindparam("new_priority", type_=CASE.c.priority.type)),
+                              else_=CASE.c.priority),
+            updated_at=bindparam("now", type_=CASE.c.updated_at.type)),
+            [{"case_id": c.id, "new_risk": c.risk, "new_rank": PRIORITY_RANK.get(c.priority, 1),
+              "new_priority": c.priority, "now": b.now} for c in dirty])
     # One executemany per set of columns: an NPS answer also writes resurvey_nps.
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for case_id, answer in resurvey_answers.items():
