@@ -51,6 +51,8 @@ def test_one_of_two_electors_leads_and_the_other_takes_over_when_its_connection_
     try:
         assert a.acquire() is True
         assert b.acquire() is False and b.conn is None  # a standby holds no connection between attempts
+        # A partitioned leader's session is closed by the server after 15 s of silence: its lock frees.
+        assert a.conn.execute(text("SHOW idle_session_timeout")).scalar() == "15s"
         assert a.keep() is True
         _terminate(pg_database, a.backend_pid())
         assert a.keep() is False  # the old leader learns it lost
@@ -112,15 +114,16 @@ def test_a_second_scheduler_waits_and_leads_once_the_first_stops(make_app):
     threads = [threading.Thread(target=first.serve, args=(stop_first,), daemon=True)]
     threads[0].start()
     try:
-        _until(lambda: first.role == "leader", 10)
+        _until(lambda: first.role == "leader", 30)
         threads.append(threading.Thread(target=second.serve, args=(stop_second,), daemon=True))
         threads[1].start()
-        _until(lambda: second.role == "standby", 10)
+        _until(lambda: second.role == "standby", 30)
         time.sleep(0.6)  # several standby rounds: still only one leader
         assert first.role == "leader" and second.role == "standby" and not second.scheduler.running
         stop_first.set()
-        took = _until(lambda: second.role == "leader", 5)
-        assert took < 2 and not first.scheduler.running and first.role == "stopped"
+        took = _until(lambda: second.role == "leader", 10)
+        # The fake clock never lets the lease expire: leading at all proves the stop released it.
+        assert took < 5 and not first.scheduler.running and first.role == "stopped"
         assert {j.id for j in second.scheduler.get_jobs()} >= {"dispatch", "sync", "replay", "sla"}
     finally:
         stop_first.set()
@@ -156,13 +159,13 @@ def test_a_leader_that_loses_its_connection_stops_its_jobs_and_the_standby_leads
     threads = [threading.Thread(target=s.serve, args=(e,), daemon=True) for s, e in zip((first, second), stops, strict=True)]
     threads[0].start()
     try:
-        _until(lambda: first.role == "leader", 10)
+        _until(lambda: first.role == "leader", 30)
         threads[1].start()
-        _until(lambda: second.role == "standby", 10)
+        _until(lambda: second.role == "standby", 30)
         _terminate(database_url, first.elector.backend_pid())
-        _until(lambda: not first.scheduler.running, 3)  # within a check or two, not at the lease's end
+        _until(lambda: not first.scheduler.running, 5)  # within a check or two
         took = _until(lambda: second.role == "leader", 30)
-        assert took < 3
+        assert took < 5
         time.sleep(0.6)  # the old leader campaigns again, as a standby now
         assert first.role == "standby" and not first.scheduler.running
     finally:
@@ -207,15 +210,15 @@ def test_sigterm_frees_a_real_scheduler_process_at_once(pg_database, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         try:
-            _until(holding, 8)
+            _until(holding, 30)  # start-up on a loaded machine; not what is measured
         except BaseException:
             proc.kill()
             print(proc.communicate(timeout=5)[0])
             raise
         proc.send_signal(signal.SIGTERM)
-        freed = _until(lambda: not holding(), 5)
-        assert freed < 1.5
-        assert proc.wait(timeout=5) == 0
+        freed = _until(lambda: not holding(), 10)
+        assert freed < 3  # at once, give or take a loaded machine (not after a lease or a TCP timeout)
+        assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -254,7 +257,7 @@ def test_a_scheduler_process_answers_its_health_port(tmp_path, sqlite_template):
             return proc.poll() is not None and pytest.fail(proc.stdout.read())
 
     try:
-        _until(healthy, 15)
+        _until(healthy, 30)
         assert answer == {"status": "ok", "role": "leader"}
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -506,6 +506,7 @@ def scheduler(c: Ctx, health_port: int | None, health_host: str) -> None:
     _start_health(scheduler_check(sched), health_host, health_port)
     click.echo("scheduler running (a standby until it leads); Ctrl-C to stop")
     sched.serve(stop)  # SIGTERM: jobs stop and leadership is released at once
+    _exit_past_lingering_jobs(sched.runs_under_way())
 
 
 @main.command()
@@ -623,10 +624,10 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
 
     # The embedded scheduler campaigns in the background: with another
     # scheduler on this database it stays a standby and the web still serves.
-    # On Ctrl-C or SIGTERM its runs under way get a few seconds to finish while
-    # the server still answers them (the demo's emulators live in it).
+    # On Ctrl-C or SIGTERM it gives up the lease at once; a job run under way
+    # (a pull holding SQLite's write lock can delay even that) gets 5 s more.
     sched, stop = HubScheduler(hub, extra_jobs), _stop_event()
-    campaign = threading.Thread(target=sched.serve, args=(stop, 3.0), name="scheduler", daemon=True)
+    campaign = threading.Thread(target=sched.serve, args=(stop,), name="scheduler", daemon=True)
     web = threading.Thread(target=server.serve_forever, name="web", daemon=True)
     web.start()
     campaign.start()
@@ -636,25 +637,29 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
         click.echo(f"  demo login: {demo_mod.DEMO_USER} / {demo_mod.DEMO_PASSWORD}")
         click.echo(f"  vendor emulators: {hub_url}{demo_mod.SANDBOX_PREFIX}/")
     try:
-        stop.wait()
+        # Wake up now and then: a signal that lands on another thread runs its
+        # Python handler only when the main thread executes again.
+        while not stop.wait(0.5):
+            pass
     finally:
         stop.set()
-        campaign.join(timeout=10)
+        campaign.join(timeout=5)
         server.shutdown()
         server.server_close()
-        _exit_past_lingering_jobs()
+        _exit_past_lingering_jobs(sched.runs_under_way())
 
 
-def _exit_past_lingering_jobs() -> None:
-    """Leave now even if a job run still retries a vendor (its thread would hold the exit for minutes).
+def _exit_past_lingering_jobs(runs: int) -> None:
+    """Leave now even if a job run still retries a vendor: the interpreter's exit
+    joins every pool thread, and a run retrying a vendor holds it for minutes.
 
     The lease is released already; what the run did not finish is claimed
     again by the next run (raw events stay pending, outbox claims time out).
     """
     lingering = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
-    if lingering:
+    if runs or lingering:
         logging.getLogger(__name__).warning("stopping with %d job run(s) unfinished; they are retried later",
-                                            len(lingering))
+                                            runs or len(lingering))
         logging.shutdown()
         sys.stdout.flush()
         os._exit(0)

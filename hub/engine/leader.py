@@ -71,13 +71,13 @@ class AdvisoryLockElector:
         ms = int(timeout * 1000)
         return {"connect_timeout": max(1, int(timeout)), "keepalives": 1, "keepalives_idle": 5,
                 "keepalives_interval": 2, "keepalives_count": 2, "tcp_user_timeout": ms,
-                "application_name": "feedback-hub scheduler",
-                "options": f"-c statement_timeout={ms} -c idle_session_timeout={AdvisoryLockElector.IDLE_SESSION_MS}"}
+                "application_name": "feedback-hub scheduler", "options": f"-c statement_timeout={ms}"}
 
     def acquire(self) -> bool:
         try:
             if self.conn is None:
                 self.conn = self.engine.connect()
+                self._limit_silence(self.conn)
             got = bool(self.conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar())
         except Exception as exc:
             log.warning("leader election: database unreachable (%s)", exc.__class__.__name__)
@@ -86,6 +86,14 @@ class AdvisoryLockElector:
         if not got:
             self._close()  # a standby holds no connection between attempts
         return got
+
+    def _limit_silence(self, conn: Connection) -> None:
+        # PostgreSQL 14+; an older server refuses the setting, and then a
+        # partitioned leader's lock frees when the server's TCP keepalive gives up.
+        try:
+            conn.execute(text(f"SET idle_session_timeout = {self.IDLE_SESSION_MS}"))
+        except Exception:
+            log.debug("leader election: this server has no idle_session_timeout")
 
     def keep(self) -> bool:
         """The lock lives as long as the session: a working round trip proves both."""
@@ -140,6 +148,10 @@ class LeaseElector:
             acquire_lease(self.hub, self.holder, self.seconds)
         except SchedulerBusy as exc:
             self._reason = str(exc)
+            return False
+        except Exception as exc:  # a standby rides out a database outage and asks again
+            log.warning("leader election: database unreachable (%s)", exc.__class__.__name__)
+            self._reason = "the database is unreachable"
             return False
         self._renewed = time.monotonic()
         return True

@@ -167,6 +167,10 @@ class HubScheduler:
                 self._lost.set()
                 return
 
+    def runs_under_way(self) -> int:
+        with self._idle:
+            return self._running
+
     def _stop_jobs(self) -> None:
         # No new runs from here on; a run already under way finishes (the jobs
         # are idempotent: outbox and raw-event claims keep them from doubling).
