@@ -504,7 +504,7 @@ def scheduler(c: Ctx, health_port: int | None, health_host: str) -> None:
     sched = HubScheduler(hub)
     stop = _stop_event()
     _start_health(scheduler_check(sched), health_host, health_port)
-    click.echo("scheduler running (a standby until it leads); Ctrl-C to stop")
+    click.echo("scheduler running (a standby until elected); Ctrl-C to stop")
     sched.serve(stop)  # SIGTERM: jobs stop and leadership is released at once
     _exit_past_lingering_jobs(sched.runs_under_way())
 
