@@ -91,11 +91,11 @@ class _Shared:
         elif kind == "database":
             self.db = request.getfixturevalue("pg_db")
 
-    def budget(self, limit: int, window: float, clock: Clock, margin: float = 0.0):
+    def budget(self, limit: int, window: float, clock: Clock, margin: float = 0.0, rolling: bool = True):
         if self.kind == "redis":
             return RedisWindowBudget(self.client, self.name, limit, window, clock=clock, prefix=self.prefix,
-                                     margin=margin)
-        return DatabaseWindowBudget(self.db, self.name, limit, window, clock=clock, margin=margin)
+                                     margin=margin, rolling=rolling)
+        return DatabaseWindowBudget(self.db, self.name, limit, window, clock=clock, margin=margin, rolling=rolling)
 
 
 @pytest.fixture(params=["redis", "database"])
@@ -114,6 +114,17 @@ def test_two_budgets_of_one_name_share_the_window(shared):
     assert _max_in_window(sent, 10.0) == 5
     assert sent[5] - sent[0] == pytest.approx(10.0)  # the sixth waited for the first to leave the window
     assert a.in_window() == b.in_window() == 2
+
+
+def test_a_shared_token_bucket_bursts_then_keeps_its_rate(shared):
+    clock = FakeClock()
+    a, b = shared.budget(2, 1.0, clock, rolling=False), shared.budget(2, 1.0, clock, rolling=False)
+    sent = []
+    for i in range(8):
+        (a if i % 2 else b).acquire()
+        sent.append(clock.time())
+    assert sent[1] == sent[0]  # a burst of two
+    assert [round(y - x, 6) for x, y in zip(sent[1:], sent[2:], strict=False)] == [0.5] * 6  # then 2 per second
 
 
 def test_a_block_from_one_sharer_holds_the_other(shared):

@@ -12,8 +12,10 @@ and meet 429s.  Here a budget keeps its state where every process sees it:
 * otherwise (SQLite, embedded): the in-process budget, one per name, so the
   plugin objects of one process still share it.
 
-Every backend is a rolling window: at most ``requests`` sends in *any* window
-of ``per_seconds`` (stricter than a token bucket, and what HubSpot counts).
+A budget is a rolling window (at most ``requests`` sends in *any* window of
+``per_seconds``: what HubSpot counts) or, when the plugin asks for one, a token
+bucket (a burst of ``requests``, then one send per ``per_seconds / requests``),
+kept as one "theoretical arrival time" (GCRA, the same arithmetic as a bucket).
 ``block_until`` (a 429's Retry-After) is stored with the budget, so every
 sharer waits it out, not only the process that met the 429.
 
@@ -40,20 +42,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Builds a budget: (name, requests, per_seconds, clock) -> budget.
-BudgetProvider = Callable[[str, int, float, Clock], RateBudget]
+#: Builds a budget: (name, requests, per_seconds, clock, rolling=True) -> budget.
+BudgetProvider = Callable[..., RateBudget]
 
 
 class _SharedWindow(RateBudget):
-    """A rolling-window budget whose ``_take`` / ``block_until`` go to a shared store."""
+    """A rolling-window (or, ``rolling=False``, token-bucket) budget whose ``_take`` /
+    ``block_until`` go to a shared store."""
 
     def __init__(self, name: str, requests_: int, per_seconds: float, clock: Clock | None = None,
-                 margin: float = 0.05):
+                 margin: float = 0.05, rolling: bool = True):
         super().__init__(requests_, per_seconds, clock=clock)
         self.name = name
         self.limit = int(requests_)
         self.window = float(per_seconds)
         self.margin = margin
+        self.rolling = rolling
+        #: Token bucket as GCRA: one send per ``interval``, ``tolerance`` ahead of time allowed (the burst).
+        self.interval = self.window / self.limit
+        self.tolerance = (self.limit - 1) * self.interval
 
     # RateBudget.acquire holds self._lock around _take: threads of one process
     # queue here, processes meet in the store.
@@ -100,6 +107,21 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return tostring(tonumber(oldest[2]) + window - now + margin)
 """
+#: KEYS[1] theoretical arrival time, KEYS[2] blocked-until; ARGV now, interval, tolerance, ttl ms (token bucket).
+_TAKE_BUCKET = """
+local now = tonumber(ARGV[1])
+local blocked = tonumber(redis.call('GET', KEYS[2]) or '0')
+if blocked > now then
+  return tostring(blocked - now)
+end
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local ahead = tat - now - tonumber(ARGV[3])
+if ahead > 1e-9 then
+  return tostring(ahead)
+end
+redis.call('SET', KEYS[1], tostring(tat + tonumber(ARGV[2])), 'PX', ARGV[4])
+return '-1'
+"""
 #: KEYS[1] blocked-until; ARGV until, ttl ms: keeps the later of the stored and the new time.
 _BLOCK = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -114,15 +136,21 @@ class RedisWindowBudget(_SharedWindow):
     """The window in Redis: ``<prefix>:<name>:sent`` (sorted set) and ``<prefix>:<name>:blocked``."""
 
     def __init__(self, client: Any, name: str, requests_: int, per_seconds: float, clock: Clock | None = None,
-                 prefix: str = "hub:rate", margin: float = 0.05):
-        super().__init__(name, requests_, per_seconds, clock=clock, margin=margin)
+                 prefix: str = "hub:rate", margin: float = 0.05, rolling: bool = True):
+        super().__init__(name, requests_, per_seconds, clock=clock, margin=margin, rolling=rolling)
         self.client = client
         self.sent_key, self.blocked_key = f"{prefix}:{name}:sent", f"{prefix}:{name}:blocked"
+        self.tat_key = f"{prefix}:{name}:tat"
         self._take_script = client.register_script(_TAKE)
+        self._bucket_script = client.register_script(_TAKE_BUCKET)
         self._block_script = client.register_script(_BLOCK)
         self._ttl_ms = int(self.window * 2000) + 1000
 
     def _take_shared(self, now: float) -> float | None:
+        if not self.rolling:
+            answer = float(self._bucket_script(keys=[self.tat_key, self.blocked_key], args=[
+                repr(now), repr(self.interval), repr(self.tolerance), self._ttl_ms]))
+            return None if answer < 0 else answer
         member = f"{now:.6f}:{uuid.uuid4().hex[:12]}"
         answer = float(self._take_script(keys=[self.sent_key, self.blocked_key],
                                          args=[repr(now), repr(self.window), self.limit, repr(self.margin),
@@ -147,8 +175,8 @@ class DatabaseWindowBudget(_SharedWindow):
     """
 
     def __init__(self, db: Database, name: str, requests_: int, per_seconds: float, clock: Clock | None = None,
-                 margin: float = 0.05):
-        super().__init__(name, requests_, per_seconds, clock=clock, margin=margin)
+                 margin: float = 0.05, rolling: bool = True):
+        super().__init__(name, requests_, per_seconds, clock=clock, margin=margin, rolling=rolling)
         self.db = db
         self._ensure_row()
 
@@ -157,7 +185,8 @@ class DatabaseWindowBudget(_SharedWindow):
         from hub.storage.database import insert_ignore
 
         with self.db.session() as s:
-            s.execute(insert_ignore(s, m.RateBudgetRow.__table__).values(name=self.name, sent=[], blocked_until=0.0))
+            s.execute(insert_ignore(s, m.RateBudgetRow.__table__).values(name=self.name, sent=[], blocked_until=0.0,
+                                                                         tat=0.0))
 
     def _locked(self, s):
         from hub.storage import models as m
@@ -172,6 +201,12 @@ class DatabaseWindowBudget(_SharedWindow):
             row = self._locked(s)
             if row.blocked_until > now:
                 return row.blocked_until - now
+            if not self.rolling:  # token bucket: the theoretical arrival time
+                tat = max(row.tat, now)
+                if tat - now - self.tolerance > 1e-9:
+                    return tat - now - self.tolerance
+                row.tat = tat + self.interval
+                return None
             sent = [t for t in row.sent if t > now - self.window]
             if len(sent) < self.limit:
                 row.sent = [*sent, now]  # a new list: the JSON column is not mutation-tracked
@@ -246,23 +281,26 @@ class SharedBudgets:
             self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
         return self._redis
 
-    def budget(self, name: str, requests_: int, per_seconds: float, clock: Clock | None = None) -> RateBudget:
+    def budget(self, name: str, requests_: int, per_seconds: float, clock: Clock | None = None,
+               rolling: bool = True) -> RateBudget:
         """The budget called ``name`` (e.g. ``"hubspot:http"``): the same object for the same name."""
-        key = f"{name}|{int(requests_)}|{float(per_seconds)}"
+        key = f"{name}|{int(requests_)}|{float(per_seconds)}|{rolling}"
         with self._lock:
             found = self._budgets.get(key)
             if found is None:
-                found = self._budgets[key] = self._build(name, int(requests_), float(per_seconds), clock or Clock())
+                found = self._budgets[key] = self._build(name, int(requests_), float(per_seconds), clock or Clock(),
+                                                         rolling)
             return found
 
     __call__ = budget
 
-    def _build(self, name: str, requests_: int, per_seconds: float, clock: Clock) -> RateBudget:
+    def _build(self, name: str, requests_: int, per_seconds: float, clock: Clock, rolling: bool) -> RateBudget:
         if self.backend == "redis":
-            return RedisWindowBudget(self._client(), name, requests_, per_seconds, clock=clock, prefix=self.prefix)
+            return RedisWindowBudget(self._client(), name, requests_, per_seconds, clock=clock, prefix=self.prefix,
+                                     rolling=rolling)
         if self.backend == "database":
-            return DatabaseWindowBudget(self.db, name, requests_, per_seconds, clock=clock)
-        return RollingWindowBudget(requests_, per_seconds, clock=clock)
+            return DatabaseWindowBudget(self.db, name, requests_, per_seconds, clock=clock, rolling=rolling)
+        return (RollingWindowBudget if rolling else RateBudget)(requests_, per_seconds, clock=clock)
 
     def describe(self) -> str:
         return {"redis": "Redis", "database": "the database", "memory": "this process"}[self.backend]

@@ -163,14 +163,14 @@ class _Plugin:
         """The budget ``<instance>:<purpose>``, shared with every process of the hub when the core can.
 
         Ask for each limit the vendor counts (e.g. ``"http"`` and ``"search"``);
-        every sharer waits for a 429's Retry-After (``block_until``).  A shared
-        budget is a rolling window (at most ``requests_`` in any ``per_seconds``);
-        without one (SQLite, embedded) the budget is this process's, a token
-        bucket unless ``rolling``.
+        every sharer waits for a 429's Retry-After (``block_until``).  ``rolling``:
+        at most ``requests_`` in any ``per_seconds``; otherwise a token bucket
+        (a burst of ``requests_``, then a steady rate).  Without a provider
+        (SQLite, embedded) the budget is this process's own.
         """
         if self.budget_provider is not None:
             return self.budget_provider(f"{self.instance.name}:{purpose}", int(requests_), float(per_seconds),
-                                        self.clock)
+                                        self.clock, rolling=rolling)
         cls = RollingWindowBudget if rolling else RateBudget
         return cls(int(requests_), float(per_seconds), clock=self.clock)
 

@@ -380,6 +380,8 @@ class RateBudgetRow(Base):
     #: Unix times of the sends still in the window (at most the limit).
     sent: Mapped[list[Any]] = mapped_column(default=list)
     blocked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    #: A token-bucket budget's theoretical arrival time (GCRA): sends wait while it is a burst ahead of now.
+    tat: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 # -- webcare workspace (inbox views, replies, collision safety) ----------------

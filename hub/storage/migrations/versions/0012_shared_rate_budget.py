@@ -2,7 +2,8 @@
 
 The PostgreSQL-backed budget used when no Redis is configured
 (hub.engine.shared_budget): one row per budget name with the send times of
-its rolling window and the time a 429 blocks every sharer until.
+its rolling window (or a token bucket's theoretical arrival time) and the
+time a 429 blocks every sharer until.
 
 Revision ID: 0012
 Revises: 0011
@@ -23,6 +24,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("sent", sa.JSON(), nullable=False),
         sa.Column("blocked_until", sa.Float(), nullable=False),
+        sa.Column("tat", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_rate_budget")),
     )
 
