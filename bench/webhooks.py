@@ -405,6 +405,13 @@ def main() -> None:
         print(f"  drained {r['drain_s'][0]:.1f} s after the max phase, {r['drain_s'][1]:.1f} s after the half one; "
               f"acknowledged {r['acked']:,} ({r['lost']} of the half phase's without an item), counts {r['counts']}: "
               f"exactly one item each: {r['exactly_once']}")
+    for r in results:  # bench/README.md: the summary's lines, one per database
+        ratio = r["max"]["rate"] / bare["rate"]
+        print("BENCH " + json.dumps({
+            "name": f"webhooks_{r['label']}", "value": round(r["max"]["rate"]), "unit": "deliveries/s",
+            "baseline": round(bare["rate"]), "ratio": round(ratio, 3),
+            "goal": "ratio >= 0.30, p99 < 50 ms at half rate, 1 item each",
+            "pass": bool(ratio >= 0.30 and r["half"]["p99_ms"] < 50 and r["exactly_once"])}))
 
 
 if __name__ == "__main__":
