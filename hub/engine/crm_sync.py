@@ -37,6 +37,7 @@ from hub.engine.dispatch import (
     _waiting_sinks,
     record_sink_health,
 )
+from hub.engine.metrics import count_push_errors
 from hub.engine.teams import Teams
 from hub.sdk.http import HttpError
 from hub.sdk.schema import FollowupView, PushResult
@@ -183,6 +184,7 @@ def push_changes(hub: Hub, *, sink: str | None = None, batch: int = 100, max_rou
                 if sink_name in outages or sink_name in down:
                     continue
                 answered, outage = _call(target, op, group[start : start + size])
+                count_push_errors(sink_name, answered.values())  # /metrics: hub_crm_errors_total
                 results.update(answered)
                 if outage is not None:
                     outages[sink_name] = next(iter(answered.values()))
