@@ -179,3 +179,28 @@ def test_json_logs_are_one_object_per_line_and_mask_secrets():
     assert "postgresql://hub:***@db/hub" in first["message"]
     assert second["message"] == "job failed" and "ValueError: boom" in second["exc"]
     assert dt.datetime.fromisoformat(first["time"]).tzinfo is not None
+
+
+def test_multiprocess_mode_adds_up_every_process(tmp_path, sqlite_template):
+    """PROMETHEUS_MULTIPROC_DIR (gunicorn workers): a scrape in one process counts the others' items too."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(sqlite_template, tmp_path / "hub.db")
+    (tmp_path / "mp").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") or k == "HUB_HTTP__ALLOWED_PRIVATE_HOSTS"}
+    env.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "mp"), HUB_INSTANCE_PATH=str(tmp_path / "instance"),
+               HUB_DATABASE_URL=f"sqlite:///{tmp_path / 'hub.db'}")
+    for n in (2, 3):  # two "workers", each with its own counter
+        code = f"from hub.engine.metrics import count_ingested; count_ingested('nps', {n})"
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    code = ("from hub.app import create_app; from hub.engine.metrics import render; "
+            "print(render(create_app(load_entry_points=False).extensions['hub'])[0].decode())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60, capture_output=True,
+                         text=True).stdout
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(out) for s in fam.samples}
+    assert value(samples, "hub_items_ingested_total", source="nps") == 5
+    assert value(samples, "hub_database_up") == 1
