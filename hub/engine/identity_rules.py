@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select
 
 from hub.storage import models as m
+from hub.storage.database import pairs_query
 
 if TYPE_CHECKING:
     from hub.engine.pipeline import Batch, Customer, Fresh
@@ -197,9 +198,10 @@ def resolve(b: Batch) -> None:
     wanted = {kv for f in b.fresh for kv in f.identities} | {mt.identity for ms in said.values() for mt in ms}
     I = m.Identity  # noqa: E741
     # The kinds too: the unique (kind, value) index then serves the look-up (by value alone, a scan).
-    wanted_kinds = sorted({k for k, _ in wanted})
-    for k, v, cid in _select_in(b.session, sorted({v for _, v in wanted}), lambda chunk: select(
-            I.kind, I.value, I.customer_id).where(I.kind.in_(wanted_kinds), I.value.in_(chunk))):
+    # On PostgreSQL the pairs join the unique index directly (a trigram index on
+    # value would otherwise win the plan: hub.storage.database.pairs_query).
+    for k, v, cid in _select_in(b.session, sorted(wanted), lambda chunk: pairs_query(
+            b.session, (I.kind, I.value), chunk, (I.kind, I.value, I.customer_id))):
         if (k, v) in wanted:
             b.identities[(k, v)] = b.customer(cid)
 

@@ -322,3 +322,28 @@ def among(session: Session, column, values):
 
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
+
+
+def pairs_query(session: Session, columns, pairs, select_columns):
+    """``SELECT select_columns WHERE (col1, col2) IN pairs``, served by a unique
+    btree index on exactly those columns.
+
+    PostgreSQL: a join with ``unnest(:firsts, :seconds)`` (two array
+    parameters, one look-up of the unique index per pair).  Why: with
+    ``value IN (...)`` the planner, once it has statistics, prefers a trigram
+    GIN index on the same column (which also serves ``=``) and each 1,000-key
+    look-up then costs seconds, more with every page.  Elsewhere: the first
+    column's distinct values and ``IN`` lists of the second, filtered to the
+    exact pairs by the caller.
+    """
+    from sqlalchemy import String, and_, bindparam, func, select
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    a, b = columns
+    pairs = list(pairs)
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = func.unnest(bindparam(None, [p[0] for p in pairs], type_=ARRAY(String)),
+                             bindparam(None, [p[1] for p in pairs], type_=ARRAY(String))
+                             ).table_valued("first", "second").render_derived(name="wanted")
+        return select(*select_columns).join(wanted, and_(a == wanted.c.first, b == wanted.c.second))
+    return select(*select_columns).where(a.in_(sorted({p[0] for p in pairs})), b.in_([p[1] for p in pairs]))
