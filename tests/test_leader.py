@@ -283,3 +283,22 @@ def test_the_health_server_answers_503_when_its_check_fails():
         assert err.value.code == 503 and json.load(err.value) == {"status": "unhealthy", "role": "standby"}
     finally:
         server.stop()
+
+
+def test_worker_health_follows_the_database_and_its_loop(make_app):
+    from hub.engine.health import scheduler_check, worker_check
+
+    hub = _fast(make_app)
+    beat = [time.monotonic()]
+    check = worker_check(hub, lambda: beat[0], stale_after=60)
+    assert check() == (True, {})
+    beat[0] -= 61  # the work loop has not turned for a minute
+    assert check() == (False, {"loop": "stuck"})
+    sched = HubScheduler(hub)
+    assert scheduler_check(sched)()[0] is False  # not started: neither leading nor standing by
+    sched.start()
+    try:
+        assert scheduler_check(sched)() == (True, {"role": "leader"})
+    finally:
+        sched.shutdown()
+    assert scheduler_check(sched)() == (False, {"role": "stopped"})
