@@ -79,13 +79,16 @@ class ScratchDatabase:
         self.admin.dispose()
 
 
-def hub_config(db_url: str, emulator_url: str, redis_url: str | None) -> dict:
+def hub_config(db_url: str, emulator_url: str, redis_url: str | None, limit: int = LIMIT,
+               unshared: bool = False) -> dict:
     cfg = {"database_url": db_url, "executor": "inline",
            "sinks": {"hubspot": {"plugin": "crm_hubspot", "token": TOKEN, "base_url": emulator_url,
-                                 "owners": OWNERS, "rate_limit": [LIMIT, WINDOW]}},
+                                 "owners": OWNERS, "rate_limit": [limit, WINDOW]}},
            "routing": {"followups": "hubspot"}, "http": {"allowed_private_hosts": ["127.0.0.1"]},
            "dispatch": {"batch_size": 100}}
-    if redis_url:
+    if unshared:  # each process its own budget: what the hub did before the budgets were shared
+        cfg["rate_limits"] = {"backend": "memory"}
+    elif redis_url:
         cfg["rate_limits"] = {"redis_url": redis_url, "key_prefix": f"bench:crm:{uuid.uuid4().hex[:8]}"}
     return cfg
 
@@ -156,7 +159,7 @@ def _process_dispatcher(cfg: dict, instance_dir: str, go, out) -> None:
 
 
 # -- the emulator, in a process of its own (HubSpot's work is not the hub's CPU) -------------------
-def _serve_emulator(out) -> None:
+def _serve_emulator(out, limit: int) -> None:
     import logging
 
     from werkzeug.serving import make_server
@@ -164,17 +167,17 @@ def _serve_emulator(out) -> None:
     from plugins.crm_hubspot.emulator import HubSpotState, make_emulator_app
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    portal = HubSpotState(token=TOKEN, owners=OWNERS, requests_per_10s=LIMIT)
+    portal = HubSpotState(token=TOKEN, owners=OWNERS, requests_per_10s=limit)
     server = make_server("127.0.0.1", 0, make_emulator_app(portal), threaded=True)
     out.put(server.server_port)
     server.serve_forever()
 
 
 class Emulator:
-    def __init__(self):
+    def __init__(self, limit: int = LIMIT):
         ctx = multiprocessing.get_context("spawn")
         out = ctx.Queue()
-        self.proc = ctx.Process(target=_serve_emulator, args=(out,), daemon=True)
+        self.proc = ctx.Process(target=_serve_emulator, args=(out, limit), daemon=True)
         self.proc.start()
         self.url = f"http://127.0.0.1:{out.get(timeout=60)}"
 
@@ -189,11 +192,12 @@ class Emulator:
 
 
 # -- one run ---------------------------------------------------------------------------------
-def run(n: int, dispatchers: int, server_url: str | None, redis_url: str | None) -> dict:
-    server = Emulator()
+def run(n: int, dispatchers: int, server_url: str | None, redis_url: str | None, limit: int = LIMIT,
+        unshared: bool = False) -> dict:
+    server = Emulator(limit)
     db = ScratchDatabase(server_url, f"d{dispatchers}")
     instance_dir = tempfile.mkdtemp(prefix="crm_drain_instance_")
-    cfg = hub_config(db.url, server.url, redis_url)
+    cfg = hub_config(db.url, server.url, redis_url, limit, unshared)
     try:
         hub = make_hub(cfg, instance_dir)
         seed(hub, n)
@@ -238,7 +242,7 @@ def run(n: int, dispatchers: int, server_url: str | None, redis_url: str | None)
     # Duplicates: tasks beyond one per follow-up, and follow-ups without a task.
     duplicates = sum(c - 1 for c in per_key.values() if c > 1) + (n - len(per_key))
     requests = state["requests"]
-    windows = max(0, -(-requests // LIMIT) - 1)
+    windows = max(0, -(-requests // limit) - 1)
     return {"dispatchers": dispatchers, "sent": sent, "seconds": elapsed, "tasks_per_s": sent / elapsed, "cpu": cpu,
             "requests": requests, "rate_limited": state["rate_limited"], "duplicates": duplicates,
             "tasks": len(tasks), "max_in_10s": state["max_requests_in_10s"], "window_bound_s": windows * WINDOW}
@@ -250,15 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dispatchers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--database-url", default=None, help="a PostgreSQL server URL (a scratch database is made)")
     ap.add_argument("--redis-url", default=None, help="share the budget through Redis instead of the database")
+    ap.add_argument("--limit", type=int, default=LIMIT,
+                    help="the emulator's requests per 10 s (lower: the budget, not the hub, sets the pace)")
+    ap.add_argument("--unshared", action="store_true",
+                    help="each dispatcher process its own budget (rate_limits.backend = memory), for comparison")
     args = ap.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the emulator's access log
-    backend = "SQLite" if not args.database_url else "PostgreSQL" + (" + Redis budget" if args.redis_url else "")
-    print(f"CRM drain: {args.followups:,} follow-ups for new contacts, HubSpot emulator at {LIMIT} requests "
-          f"per {WINDOW:g} s, {backend}; ceiling {CEILING:.0f} tasks/s (2 requests per 100 tasks)")
+    backend = "SQLite" if not args.database_url else "PostgreSQL" + (
+        " + unshared budgets" if args.unshared else " + Redis budget" if args.redis_url else "")
+    ceiling = args.limit / WINDOW * 100 / 2
+    print(f"CRM drain: {args.followups:,} follow-ups for new contacts, HubSpot emulator at {args.limit} requests "
+          f"per {WINDOW:g} s, {backend}; ceiling {ceiling:.0f} tasks/s (2 requests per 100 tasks)")
     ok, results = True, []
     for d in args.dispatchers:
-        r = run(args.followups, d, args.database_url, args.redis_url)
-        ratio = r["tasks_per_s"] / CEILING
+        r = run(args.followups, d, args.database_url, args.redis_url, args.limit, args.unshared)
+        ratio = r["tasks_per_s"] / ceiling
         print(f"  {d} dispatcher{'s' if d > 1 else ' '}: {r['sent']:,} sent in {r['seconds']:.1f} s = "
               f"{r['tasks_per_s']:.0f} tasks/s, ratio to ceiling {ratio:.2f}; requests {r['requests']} "
               f"({r['requests'] / max(1, r['sent']) * 100:.1f} per 100 tasks), 429s {r['rate_limited']}, "
@@ -272,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:  # the machine-readable lines (bench/README.md), after every other line
         print("BENCH " + json.dumps({
             "name": f"crm_drain_{database}_{r['dispatchers']}", "value": round(r["tasks_per_s"]), "unit": "tasks/s",
-            "baseline": round(CEILING), "ratio": round(r["ratio"], 3), "ratio_is": "tasks/s / emulator ceiling",
+            "baseline": round(ceiling), "ratio": round(r["ratio"], 3), "ratio_is": "tasks/s / emulator ceiling",
             "goal": "ratio >= 0.8, 0 x 429, 0 duplicates", "pass": r["ok"] and r["ratio"] >= 0.8,
             "rate_limited": r["rate_limited"], "duplicates": r["duplicates"], "requests": r["requests"],
             "tasks_per_cpu_second": round(r["sent"] / max(r["cpu"], 1e-9)), "database": database}))
