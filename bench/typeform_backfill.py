@@ -46,6 +46,7 @@ import datetime as dt
 import json
 import logging
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -221,6 +222,7 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
     finally:
         server.shutdown()
         server.server_close()
+        shutil.rmtree(workdir, ignore_errors=True)  # a 550k run leaves ~2 GB of SQLite behind otherwise
     settle = samples[min(SETTLE_PAGE - 1, len(samples) - 1)] if samples else start_rss
     early, late, ratio = _rate_ratio(page_times, page_records)
     early_cpu, late_cpu, cpu_ratio = _rate_ratio(page_cpu, page_records)
