@@ -16,11 +16,12 @@ identities does.  Migration 0011 indexes those three columns:
 The index is only half of it at a million rows: a common word ("storing" is
 in one item of twenty) matches tens of thousands of items, and reading them
 all from the index to sort them by risk costs more than walking the items in
-risk order until a page is full.  So on SQLite :func:`item_text_match` counts
-the matches first, up to :data:`FEW`: few, and the query is driven from the
-full-text index (``id IN (SELECT rowid ... MATCH)``); many, and it is the
-plain ``LIKE`` (which the walk in index order meets within a page or so).
-Both forms find the same rows.
+risk order until a page is full.  So :func:`item_text_match` reads the
+matching ids first, up to :data:`FEW` (from the FTS table on SQLite, from the
+trigram-indexed ``ILIKE`` on PostgreSQL): few, and the query is ``id IN
+(<those ids>)`` (read by primary key, a term that matches nothing is no query
+at all); many, and it is the plain ``ILIKE`` (which the walk in risk order
+meets within a page or so).  Both forms find the same rows.
 
 Erasure and retention empty ``text`` with an UPDATE: the trigger deletes the
 old trigrams from the index.  FTS5 keeps a deleted row's terms in older index
@@ -116,10 +117,35 @@ def column_match(session: Session, table: str, column: Any, key: Any, term: str,
     return key.in_(ids)
 
 
+def _few_ids(session: Session, q, few: int) -> list[int] | None:
+    """The ids ``q`` selects when there are at most ``few``, else None."""
+    ids = list(session.scalars(q.limit(few + 1)))
+    return ids if len(ids) <= few else None
+
+
+def _text_ids(session: Session, term: str, few: int) -> list[int] | None:
+    """Ids of the items whose text contains ``term`` when at most ``few``, else None:
+    from the FTS table on SQLite, from ILIKE (its trigram index) elsewhere."""
+    F = m.FeedbackItem
+    if _usable(session, "feedback_item", term):
+        return _few_ids(session, _fts_ids("feedback_item", term), few)
+    if session.get_bind().dialect.name == "sqlite":
+        return None  # a short term: no trigram, and a LIKE count would scan every item
+    return _few_ids(session, select(F.id).where(F.text.ilike(like_pattern(term), escape="\\")), few)
+
+
+def _as_condition(ids: list[int]) -> ColumnElement[bool]:
+    # A short explicit list: every planner reads it by primary key and sorts the
+    # few rows; a subquery or an OR lets it walk the whole risk index instead,
+    # which for a term that matches nothing is every item (seconds at a million).
+    return m.FeedbackItem.id.in_(sorted(set(ids))) if ids else false()
+
+
 def item_text_match(session: Session, term: str, few: int = FEW) -> ColumnElement[bool]:
     """Items whose text contains ``term`` (any case)."""
     F = m.FeedbackItem
-    return column_match(session, "feedback_item", F.text, F.id, term, few)
+    ids = _text_ids(session, term, few)
+    return _as_condition(ids) if ids is not None else F.text.ilike(like_pattern(term), escape="\\")
 
 
 def matching_customer_ids(session: Session, term: str, few: int = FEW):
@@ -139,7 +165,15 @@ def item_or_author_match(session: Session, term: str, few: int = FEW) -> ColumnE
     if not term.strip():
         return false()
     F = m.FeedbackItem
-    return or_(item_text_match(session, term, few), F.customer_id.in_(matching_customer_ids(session, term, few)))
+    authors = matching_customer_ids(session, term, few)
+    ids = _text_ids(session, term, few)
+    if ids is not None:
+        people = _few_ids(session, authors, few)
+        by_author = _few_ids(session, select(F.id).where(F.customer_id.in_(people)), few) if people else []
+        if people is not None and by_author is not None and len(ids) + len(by_author) <= few:
+            return _as_condition(ids + by_author)
+    # Many matches: the walk in risk order meets a page of them soon.
+    return or_(F.text.ilike(like_pattern(term), escape="\\"), F.customer_id.in_(authors))
 
 
 # -- keeping the index clean and the statistics current -----------------------------------
