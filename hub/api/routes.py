@@ -306,7 +306,14 @@ def list_feedback():
         q = q.where(has_theme(theme))
     if after is not None:
         q = q.where(m.FeedbackItem.id < after)
-    rows = db_session().execute(q.order_by(m.FeedbackItem.id.desc()).limit(limit + 1)).all()
+    # The page's ids first (from an index and the filters alone), then their rows: a
+    # filter served by ix_feedback_item_channel_risk otherwise sorts every matching
+    # row by id, whole (channel + min_risk at a million items: 40,000 rows).
+    ids = db_session().scalars(q.with_only_columns(m.FeedbackItem.id)
+                               .order_by(m.FeedbackItem.id.desc()).limit(limit + 1)).all()
+    rows = db_session().execute(
+        select(m.FeedbackItem, m.Case.status).outerjoin(m.Case, m.Case.id == m.FeedbackItem.case_id)
+        .where(m.FeedbackItem.id.in_(ids)).order_by(m.FeedbackItem.id.desc())).all() if ids else []
     items = [answers.Feedback.from_row(item, st) for item, st in rows[:limit]]
     return answer(answers.FeedbackPage(items=items, next_cursor=_next_cursor([r[0] for r in rows], limit)))
 
