@@ -1,0 +1,67 @@
+"""Bulk writes below the ORM (hub.storage.database): the values read back are
+the ones an ORM/Core insert stores, conflicts are skipped or raised as SQLAlchemy's,
+and statistics are refreshed on the documented schedule."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from hub.storage import models as m
+from hub.storage.database import Statistics, bulk_insert, reserve_ids
+
+RAW = m.RawEvent.__table__
+NOW = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
+
+
+def _raw(key, payload=None):
+    return {"source": "s", "kind": "record", "dedupe_key": key, "payload": payload or {"k": key, "n": [1, 2]},
+            "headers": None, "received_at": NOW, "status": "processed"}
+
+
+def test_rows_read_back_as_an_orm_insert_stores_them(make_app):
+    hub = make_app().extensions["hub"]
+    with hub.db.session() as s:
+        ids = bulk_insert(s, RAW, [_raw("a"), _raw("b", {"text": "café ☕", "nested": {"x": None}})])
+        s.add(m.RawEvent(**_raw("c")))
+    assert ids[1] == ids[0] + 1 or hub.db.dialect == "postgresql"
+    with hub.db.Session() as s:
+        rows = {r.dedupe_key: r for r in s.scalars(select(m.RawEvent))}
+    assert rows["a"].id == ids[0] and rows["b"].id == ids[1]
+    assert rows["b"].payload == {"text": "café ☕", "nested": {"x": None}}
+    assert rows["a"].received_at == NOW and rows["a"].received_at.tzinfo is not None
+    assert rows["a"].headers == rows["c"].headers  # None stored the way the ORM stores it
+    assert rows["c"].id > ids[1]  # the table's own ids continue after the reserved ones
+
+
+def test_ignored_conflicts_come_back_none_and_others_are_raised(make_app):
+    hub = make_app().extensions["hub"]
+    with hub.db.session() as s:
+        first = bulk_insert(s, RAW, [_raw("a"), _raw("b")], ignore_conflicts=True)
+    with hub.db.session() as s:
+        again = bulk_insert(s, RAW, [_raw("b"), _raw("c"), _raw(None), _raw(None)], ignore_conflicts=True)
+    assert None not in first and again[0] is None and None not in again[1:]
+    with hub.db.session() as s:
+        with pytest.raises(IntegrityError), s.begin_nested():
+            bulk_insert(s, RAW, [_raw("d"), _raw("a")])  # a plain bulk insert meets the unique key
+        assert len(reserve_ids(s, RAW, 3)) == 3  # the transaction goes on after the savepoint
+    with hub.db.Session() as s:
+        keys = sorted(k or "-" for k in s.scalars(select(m.RawEvent.dedupe_key)))
+    assert keys == ["-", "-", "a", "b", "c"]  # nothing of the failed insert, every ignored one once
+
+
+def test_statistics_refresh_after_the_first_rows_then_at_each_doubling(make_app, monkeypatch):
+    hub = make_app().extensions["hub"]
+    runs = []
+    import hub.storage.database as database
+
+    real = database.analyze
+    monkeypatch.setattr(database, "analyze", lambda s, tables: (runs.append(keeper.written), real(s, tables)))
+    keeper = Statistics(hub.db, [RAW], first=1000)
+    for _ in range(9):
+        keeper.wrote(500)
+    keeper.finish()
+    assert runs == [1000, 2000, 4000, 4500]
