@@ -32,7 +32,7 @@ from hub.engine.raw_events import process_raw_events
 from hub.engine.retention import run_retention
 from hub.engine.sla import sweep as sla_sweep
 from hub.storage import models as m
-from hub.storage.search import statistics_job
+from hub.storage.search import refresh_statistics
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -82,6 +82,14 @@ def replay_pending(hub: Hub, older_than_seconds: float = 120) -> int:
     for source, ids in by_source.items():
         process_raw_events(hub, source, ids)
     return sum(map(len, by_source.values()))
+
+
+def statistics_job(hub: Hub) -> None:
+    """Planner statistics kept current (``refresh_statistics``: PRAGMA optimize / ANALYZE)."""
+    try:
+        refresh_statistics(hub.db.engine)
+    except Exception:  # a busy database waits for the next run; the job must not die
+        log.exception("refreshing the planner statistics failed")
 
 
 class HubScheduler:

@@ -31,22 +31,19 @@ compaction (``VACUUM``) then drops the freed pages.
 
 Statistics: :func:`refresh_statistics` (``ANALYZE`` and ``PRAGMA optimize``
 under an analysis limit on SQLite, ``ANALYZE`` on PostgreSQL) after bulk loads and from the
-scheduler (:func:`statistics_job`).
+scheduler (``hub.engine.scheduler.statistics_job``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from hub.storage import models as m
-
-if TYPE_CHECKING:
-    from hub.engine.context import Hub
 
 log = logging.getLogger(__name__)
 
@@ -211,11 +208,3 @@ def refresh_statistics(engine: Engine) -> None:
     elif engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("ANALYZE")
-
-
-def statistics_job(hub: Hub) -> None:
-    """The scheduler's ``statistics`` job: :func:`refresh_statistics` on the hub's database."""
-    try:
-        refresh_statistics(hub.db.engine)
-    except Exception:  # a busy database waits for the next run; the job must not die
-        log.exception("refreshing the planner statistics failed")
