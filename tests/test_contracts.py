@@ -237,7 +237,7 @@ def test_validate_settings_refuses_unknown_keys_naming_the_known_ones():
 
 # -- the site config ---------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "key", "reason"), [
-    ('executor = "celery"\n', "executor", "must be one of 'threads' or 'inline'"),
+    ('executor = "dask"\n', "executor", "must be one of 'threads', 'inline' or 'celery'"),
     ("executor_workers = 0\n", "executor_workers", "must be at least 1 (got 0)"),
     ('public_url = "hub.example.nl"\n', "public_url", "must start with http:// or https://"),
     ('[planner]\ntimezone = "Europe/Amsterdamm"\n', "planner.timezone", "unknown time zone"),
