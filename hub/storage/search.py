@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, or_, select, text
+from sqlalchemy import ColumnElement, false, func, or_, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -105,7 +105,8 @@ def column_match(session: Session, table: str, column: Any, key: Any, term: str,
                  few: int = FEW) -> ColumnElement[bool]:
     """``column ILIKE '%term%'`` on the rows of ``table`` whose primary key is ``key``,
     from the full-text index when that is cheaper (see the module docstring)."""
-    like = column.ilike(like_pattern(term), escape="\\")
+    # lower(column): the expression PostgreSQL's trigram index is on (models.trigram_index).
+    like = func.lower(column).ilike(like_pattern(term), escape="\\")
     if not _usable(session, table, term):
         return like
     ids = _fts_ids(table, term)

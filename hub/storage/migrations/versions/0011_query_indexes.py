@@ -37,6 +37,8 @@ depends_on = None
 
 #: table -> the column searched (one FTS table / trigram index each).
 TEXT = {"feedback_item": "text", "customer": "name", "identity": "value"}
+#: of those, the ones PostgreSQL indexes as lower(column).
+FOLDED = {"customer": "name", "identity": "value"}
 
 
 def _sqlite_fts_up(table: str, column: str) -> None:
@@ -82,9 +84,13 @@ def upgrade() -> None:
         op.execute("ANALYZE")
     elif dialect == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-        for table, column in TEXT.items():
-            op.create_index(f"ix_{table}_{column}_trgm", table, [column], postgresql_using="gin",
-                            postgresql_ops={column: "gin_trgm_ops"})
+        op.create_index("ix_feedback_item_text_trgm", "feedback_item", ["text"], postgresql_using="gin",
+                        postgresql_ops={"text": "gin_trgm_ops"})
+        # Names and identity values are also looked up by equality: their index is on
+        # lower(column), so the planner never prefers it to the B-tree for "=" (models.trigram_index).
+        for table, column in FOLDED.items():
+            op.create_index(f"ix_{table}_{column}_trgm", table, [sa.text(f"lower({column}) gin_trgm_ops")],
+                            postgresql_using="gin")
         op.execute("ANALYZE")
 
 
