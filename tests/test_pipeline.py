@@ -94,7 +94,7 @@ def test_the_steps_run_in_the_documented_order():
 
     names = [step.__name__ for step in STEPS]
     assert names == ["dedupe", "enrich", "resolve_identity", "score", "decide", "open_cases", "plan_outbox",
-                     "store_items", "apply_changes", "announce"]
+                     "store_items", "apply_changes", "index_text", "announce"]
     doc = pipeline.__doc__
     assert [doc.index(f"``{n}``") for n in names] == sorted(doc.index(f"``{n}``") for n in names)
 

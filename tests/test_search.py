@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from hub.engine.privacy import erase
 from hub.engine.retention import run_retention
@@ -15,6 +15,7 @@ from hub.engine.scheduler import HubScheduler
 from hub.sdk import FakeClock
 from hub.storage import models as m
 from hub.storage.search import (
+    index_new_items,
     item_or_author_match,
     item_text_match,
     matching_customer_ids,
@@ -199,3 +200,27 @@ def test_statistics_are_refreshed_and_scheduled(app, hub):
     finally:
         sched.shutdown()
     assert jobs["statistics"].trigger.interval == dt.timedelta(hours=1)
+
+
+def test_new_items_enter_the_text_index_with_their_batch_and_are_found_before_it(searchable):
+    """SQLite indexes feedback text in bulk after each ingest batch
+    (search.index_new_items), not by a trigger per row: the index holds every
+    stored item, and an item not yet in it is still found (by LIKE)."""
+    _, hub, _ = searchable
+    if hub.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL's trigram index is kept by the table itself")
+    with hub.db.session() as s:
+        newest = s.scalar(select(func.max(m.FeedbackItem.id)))
+        assert s.scalar(select(m.SearchIndexed.upto).where(m.SearchIndexed.name == "feedback_item")) == newest
+        # As if the last two items had not been taken in yet.
+        s.execute(update(m.SearchIndexed).values(upto=newest - 2))
+        s.execute(text("INSERT INTO feedback_item_fts(feedback_item_fts, rowid, text) "
+                       "SELECT 'delete', id, text FROM feedback_item WHERE id > :w AND text IS NOT NULL"),
+                  {"w": newest - 2})
+    for term in TERMS:
+        assert _found(hub, term, few=1000) == _expected(TEXTS, term), term
+    with hub.db.session() as s:
+        assert index_new_items(s) == sum(1 for t in TEXTS[-2:] if t is not None)
+        assert index_new_items(s) == 0
+    for term in TERMS:
+        assert _found(hub, term, few=1000) == _expected(TEXTS, term), term

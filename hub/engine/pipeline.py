@@ -23,6 +23,8 @@ and runs the steps of :data:`STEPS` over it, in this order:
 ``apply_changes``  edits and removals (``FeedbackIn.change``) of items
                    stored before: new text with the old kept in history, or
                    marked removed (never deleted)
+``index_text``     the new items into the text search index (SQLite's FTS
+                   table, one statement per batch: hub.storage.search)
 ``announce``       ``hub_case_opened`` / ``hub_feedback_ingested`` once the
                    transaction committed
 =================  ==========================================================
@@ -67,6 +69,7 @@ from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringCo
 from hub.storage import models as m
 from hub.storage.database import after_commit, among, bulk_insert, reserve_ids
 from hub.storage.rows import case_view, feedback_view
+from hub.storage.search import index_new_items
 from hub.storage.themes import themes_of_extra
 
 if TYPE_CHECKING:
@@ -635,8 +638,15 @@ def announce(b: Batch) -> None:
 
 
 #: The steps of an ingest, in order (see the module docstring).
+def index_text(b: Batch) -> None:
+    """The batch's items into the text search index (SQLite's FTS, in bulk)."""
+    if b.fresh:
+        index_new_items(b.session)
+
+
 STEPS: tuple[Callable[[Batch], None], ...] = (
-    dedupe, enrich, resolve_identity, score, decide, open_cases, plan_outbox, store_items, apply_changes, announce)
+    dedupe, enrich, resolve_identity, score, decide, open_cases, plan_outbox, store_items, apply_changes,
+    index_text, announce)
 
 
 class Pipeline:

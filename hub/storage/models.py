@@ -645,3 +645,14 @@ class StaffAlert(Base):
     #: What the message says (team, hours late, risk) and the notifier's message id once sent.
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SearchIndexed(Base):
+    """How far a full-text index that is filled in bulk has got (SQLite's
+    ``feedback_item_fts``: rows with ids up to ``upto`` are in it; newer ones are
+    searched by LIKE until hub.storage.search.index_new_items takes them in)."""
+
+    __tablename__ = "search_indexed"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upto: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

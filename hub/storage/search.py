@@ -86,10 +86,45 @@ def _phrase(term: str) -> str:
 
 
 def _fts_ids(table: str, term: str):
-    """``SELECT rowid FROM <table>_fts WHERE <table>_fts MATCH <term>``."""
+    """``SELECT rowid FROM <table>_fts WHERE <table>_fts MATCH <term>``, and for
+    feedback items (indexed in bulk, :func:`index_new_items`) the rows newer
+    than the index found by LIKE: the same rows either way."""
     fts = f"{table}_fts"
-    return select(text("rowid")).select_from(text(fts)).where(text(f"{fts} MATCH :fts_{table}")).params(
+    matched = select(text("rowid")).select_from(text(fts)).where(text(f"{fts} MATCH :fts_{table}")).params(
         **{f"fts_{table}": _phrase(term)})
+    if table != "feedback_item":
+        return matched
+    F = m.FeedbackItem
+    newer = select(F.id).where(F.id > _indexed_upto(), F.text.ilike(like_pattern(term), escape="\\"))
+    return matched.union_all(newer)
+
+
+def _indexed_upto():
+    return (select(m.SearchIndexed.upto).where(m.SearchIndexed.name == "feedback_item")
+            .scalar_subquery())
+
+
+def index_new_items(session: Session) -> int:
+    """Take the feedback items stored since the last call into SQLite's text
+    index, in one statement; returns how many.
+
+    Why not a trigger per inserted row: it made imports three times slower,
+    while one INSERT ... SELECT per ingest batch costs a few per cent.  Under
+    SQLite's single writer no lower id can still be uncommitted when this runs
+    (ids are reserved under the write lock), so nothing is skipped; a search
+    finds the rows not yet taken in by LIKE meanwhile (:func:`_fts_ids`)."""
+    if not _fts_ready(session, "feedback_item"):
+        return 0
+    F, S = m.FeedbackItem, m.SearchIndexed
+    upto = session.scalar(select(S.upto).where(S.name == "feedback_item")) or 0
+    newest = session.scalar(select(func.max(F.id))) or 0
+    if newest <= upto:
+        return 0
+    added = session.execute(text(
+        "INSERT INTO feedback_item_fts (rowid, text) SELECT id, text FROM feedback_item "
+        "WHERE id > :upto AND id <= :newest AND text IS NOT NULL"), {"upto": upto, "newest": newest}).rowcount
+    session.execute(S.__table__.update().where(S.name == "feedback_item").values(upto=newest))
+    return added
 
 
 def _usable(session: Session, table: str, term: str) -> bool:
