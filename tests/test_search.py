@@ -224,3 +224,26 @@ def test_new_items_enter_the_text_index_with_their_batch_and_are_found_before_it
         assert index_new_items(s) == 0
     for term in TERMS:
         assert _found(hub, term, few=1000) == _expected(TEXTS, term), term
+
+
+def test_deleting_the_newest_indexed_item_lowers_the_mark_so_its_id_reused_is_indexed(searchable):
+    """SQLite reuses the largest id after that row is deleted; the reused id must
+    not count as already indexed, and the deleted text must leave the index."""
+    app, hub, headers = searchable
+    if hub.db.dialect != "sqlite":
+        pytest.skip("SQLite's bulk-filled FTS only")
+    F = m.FeedbackItem
+    with hub.db.session() as s:
+        newest = s.scalar(select(func.max(F.id)))
+        s.execute(update(F).where(F.id == newest).values(text="Vertrouwelijk qzxwvk geheim"))
+        s.execute(text("DELETE FROM feedback_item WHERE id = :i"), {"i": newest})
+        assert s.scalar(select(m.SearchIndexed.upto)) == newest - 1
+    resp = app.test_client().post("/api/v1/feedback", headers=headers, json={
+        "external_id": "late", "channel": "survey", "nps": 3, "occurred_at": TEST_NOW.isoformat(),
+        "text": "Nieuwe klacht over de monteur", "customer": {"email": "new@example.nl"}})
+    assert resp.status_code == 201, resp.json
+    with hub.db.Session() as s:
+        assert s.scalar(select(F.id).where(F.external_id == "late")) == newest  # the id came back
+        hits = s.execute(text("SELECT rowid FROM feedback_item_fts WHERE feedback_item_fts MATCH '\"monteur\"'")).all()
+        assert len(hits) == 1
+        assert s.execute(text("SELECT rowid FROM feedback_item_fts WHERE feedback_item_fts MATCH '\"qzxwvk\"'")).all() == []

@@ -59,8 +59,17 @@ def _sqlite_fts_up(table: str, column: str) -> None:
     else:
         op.execute(f"CREATE TRIGGER {fts}_ai AFTER INSERT ON {table} BEGIN "
                    f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column}); END")
+    # SQLite gives a new row the largest id + 1: when the newest indexed row goes,
+    # the mark comes down with it, or the next row (taking that id) would count
+    # as indexed without being so.  In the same trigger, after the delete, so
+    # the order of the two is certain.
+    lower_mark = ""
+    if table in DEFERRED:
+        newest = f"(SELECT coalesce(max(id), 0) FROM {table})"
+        lower_mark = f"UPDATE search_indexed SET upto = {newest} WHERE name = '{table}' AND upto > {newest}; "
     op.execute(f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {table} WHEN {indexed} BEGIN "
-               f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column}); END")
+               f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column}); "
+               f"{lower_mark}END")
     op.execute(f"CREATE TRIGGER {fts}_au AFTER UPDATE OF {column} ON {table} WHEN {indexed} BEGIN "
                f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column}); "
                f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column}); END")
