@@ -213,7 +213,7 @@ def test_new_items_enter_the_text_index_with_their_batch_and_are_found_before_it
         newest = s.scalar(select(func.max(m.FeedbackItem.id)))
         assert s.scalar(select(m.SearchIndexed.upto).where(m.SearchIndexed.name == "feedback_item")) == newest
         # As if the last two items had not been taken in yet.
-        s.execute(update(m.SearchIndexed).values(upto=newest - 2))
+        s.execute(update(m.SearchIndexed).where(m.SearchIndexed.name == "feedback_item").values(upto=newest - 2))
         s.execute(text("INSERT INTO feedback_item_fts(feedback_item_fts, rowid, text) "
                        "SELECT 'delete', id, text FROM feedback_item WHERE id > :w AND text IS NOT NULL"),
                   {"w": newest - 2})
@@ -237,7 +237,7 @@ def test_deleting_the_newest_indexed_item_lowers_the_mark_so_its_id_reused_is_in
         newest = s.scalar(select(func.max(F.id)))
         s.execute(update(F).where(F.id == newest).values(text="Vertrouwelijk qzxwvk geheim"))
         s.execute(text("DELETE FROM feedback_item WHERE id = :i"), {"i": newest})
-        assert s.scalar(select(m.SearchIndexed.upto)) == newest - 1
+        assert s.scalar(select(m.SearchIndexed.upto).where(m.SearchIndexed.name == "feedback_item")) == newest - 1
     resp = app.test_client().post("/api/v1/feedback", headers=headers, json={
         "external_id": "late", "channel": "survey", "nps": 3, "occurred_at": TEST_NOW.isoformat(),
         "text": "Nieuwe klacht over de monteur", "customer": {"email": "new@example.nl"}})
@@ -247,3 +247,27 @@ def test_deleting_the_newest_indexed_item_lowers_the_mark_so_its_id_reused_is_in
         hits = s.execute(text("SELECT rowid FROM feedback_item_fts WHERE feedback_item_fts MATCH '\"monteur\"'")).all()
         assert len(hits) == 1
         assert s.execute(text("SELECT rowid FROM feedback_item_fts WHERE feedback_item_fts MATCH '\"qzxwvk\"'")).all() == []
+
+
+def test_people_stored_outside_a_batch_are_found_and_the_job_takes_them_in(searchable):
+    """A customer and an identity written by a merge or a CRM look-up (not an
+    ingest batch) are found at once; the scheduler's statistics job indexes them."""
+    from hub.engine.scheduler import statistics_job
+
+    _, hub, _ = searchable
+    with hub.db.session() as s:
+        c = m.Customer(name="Wilhelmina Qwerty")
+        s.add(c)
+        s.flush()
+        s.add(m.Identity(customer_id=c.id, kind="handle", value="@wqwerty_nl"))
+        cid = c.id
+    for term in ("qwerty", "@wqwerty", "Wilhelmina"):
+        with hub.db.Session() as s:
+            assert cid in set(s.scalars(matching_customer_ids(s, term))), term
+    statistics_job(hub)
+    with hub.db.Session() as s:
+        for term in ("qwerty", "@wqwerty"):
+            assert cid in set(s.scalars(matching_customer_ids(s, term))), term
+        if hub.db.dialect == "sqlite":
+            hits = s.execute(text("SELECT rowid FROM customer_fts WHERE customer_fts MATCH '\"qwerty\"'")).all()
+            assert [h[0] for h in hits] == [cid]

@@ -32,7 +32,7 @@ from hub.engine.raw_events import process_raw_events
 from hub.engine.retention import run_retention
 from hub.engine.sla import sweep as sla_sweep
 from hub.storage import models as m
-from hub.storage.search import refresh_statistics
+from hub.storage.search import index_new_items, refresh_statistics
 
 if TYPE_CHECKING:
     from hub.engine.context import Hub
@@ -85,8 +85,12 @@ def replay_pending(hub: Hub, older_than_seconds: float = 120) -> int:
 
 
 def statistics_job(hub: Hub) -> None:
-    """Planner statistics kept current (``refresh_statistics``: PRAGMA optimize / ANALYZE)."""
+    """Planner statistics kept current (``refresh_statistics``: PRAGMA optimize / ANALYZE),
+    and rows stored outside an ingest batch (merges, CRM look-ups) taken into
+    SQLite's text index (``index_new_items``)."""
     try:
+        with hub.db.session() as session:
+            index_new_items(session)
         refresh_statistics(hub.db.engine)
     except Exception:  # a busy database waits for the next run; the job must not die
         log.exception("refreshing the planner statistics failed")

@@ -5,8 +5,10 @@
 identities does.  Migration 0011 indexes those three columns:
 
 * **SQLite**: an FTS5 table per column (``feedback_item_fts`` ...) with the
-  ``trigram`` tokenizer, over the rows as external content and kept in step by
-  triggers.  A trigram phrase query finds exactly the rows that contain the
+  ``trigram`` tokenizer, over the rows as external content: new rows go in in
+  bulk after each ingest batch (:func:`index_new_items`; rows not yet in are
+  found by ``LIKE`` on the short tail above ``search_indexed.upto``), changes
+  and deletes by triggers.  A trigram phrase query finds exactly the rows that contain the
   term as a substring, case-insensitively, so ``MATCH`` answers what ``LIKE``
   did without reading every row.  Terms under three characters have no
   trigram; they fall back to ``LIKE`` (a scan, as before).
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 #: table -> the searched column; SQLite's FTS table for it is ``<table>_fts``
 #: (created by migration 0011, which keeps its own frozen copy of this map).
 TEXT_INDEXES = {"feedback_item": "text", "customer": "name", "identity": "value"}
+_MODELS = {"feedback_item": m.FeedbackItem, "customer": m.Customer, "identity": m.Identity}
 #: FTS5 keeps a few shadow tables beside each FTS table.
 _SHADOWS = ("", "_data", "_idx", "_docsize", "_config", "_content")
 #: At most this many matching items: drive the query from the full-text index.
@@ -86,27 +89,26 @@ def _phrase(term: str) -> str:
 
 
 def _fts_ids(table: str, term: str):
-    """``SELECT rowid FROM <table>_fts WHERE <table>_fts MATCH <term>``, and for
-    feedback items (indexed in bulk, :func:`index_new_items`) the rows newer
-    than the index found by LIKE: the same rows either way."""
+    """``SELECT rowid FROM <table>_fts WHERE <table>_fts MATCH <term>``, and the
+    rows newer than the index (filled in bulk, :func:`index_new_items`) found by
+    LIKE: the same rows either way."""
     fts = f"{table}_fts"
     matched = select(text("rowid")).select_from(text(fts)).where(text(f"{fts} MATCH :fts_{table}")).params(
         **{f"fts_{table}": _phrase(term)})
-    if table != "feedback_item":
-        return matched
-    F = m.FeedbackItem
-    newer = select(F.id).where(F.id > _indexed_upto(), F.text.ilike(like_pattern(term), escape="\\"))
+    model = _MODELS[table]
+    column = getattr(model, TEXT_INDEXES[table])
+    newer = select(model.id).where(model.id > _indexed_upto(table), column.ilike(like_pattern(term), escape="\\"))
     return matched.union_all(newer)
 
 
-def _indexed_upto():
-    return (select(m.SearchIndexed.upto).where(m.SearchIndexed.name == "feedback_item")
-            .scalar_subquery())
+def _indexed_upto(table: str):
+    return select(m.SearchIndexed.upto).where(m.SearchIndexed.name == table).scalar_subquery()
 
 
 def index_new_items(session: Session) -> int:
-    """Take the feedback items stored since the last call into SQLite's text
-    index, in one statement; returns how many.
+    """Take the rows stored since the last call into SQLite's text indexes
+    (feedback text, customer names, identity values), one statement per
+    table; returns how many.
 
     Why not a trigger per inserted row: it made imports three times slower,
     while one INSERT ... SELECT per ingest batch costs a few per cent.  Under
@@ -115,15 +117,18 @@ def index_new_items(session: Session) -> int:
     finds the rows not yet taken in by LIKE meanwhile (:func:`_fts_ids`)."""
     if not _fts_ready(session, "feedback_item"):
         return 0
-    F, S = m.FeedbackItem, m.SearchIndexed
-    upto = session.scalar(select(S.upto).where(S.name == "feedback_item")) or 0
-    newest = session.scalar(select(func.max(F.id))) or 0
-    if newest <= upto:
-        return 0
-    added = session.execute(text(
-        "INSERT INTO feedback_item_fts (rowid, text) SELECT id, text FROM feedback_item "
-        "WHERE id > :upto AND id <= :newest AND text IS NOT NULL"), {"upto": upto, "newest": newest}).rowcount
-    session.execute(S.__table__.update().where(S.name == "feedback_item").values(upto=newest))
+    S = m.SearchIndexed
+    marks = dict(session.execute(select(S.name, S.upto)).all())
+    added = 0
+    for table, column in TEXT_INDEXES.items():
+        upto = marks.get(table, 0)
+        newest = session.scalar(select(func.max(_MODELS[table].id))) or 0
+        if newest <= upto:
+            continue
+        added += session.execute(text(
+            f"INSERT INTO {table}_fts (rowid, {column}) SELECT id, {column} FROM {table} "
+            f"WHERE id > :upto AND id <= :newest AND {column} IS NOT NULL"), {"upto": upto, "newest": newest}).rowcount
+        session.execute(S.__table__.update().where(S.name == table).values(upto=newest))
     return added
 
 

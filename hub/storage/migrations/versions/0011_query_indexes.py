@@ -15,7 +15,8 @@
 * Full-text search for ``q`` over ``feedback_item.text``, ``customer.name`` and
   ``identity.value`` (see :mod:`hub.storage.search`): SQLite FTS5 tables with
   the ``trigram`` tokenizer (case-insensitive substring match, what ``ILIKE
-  '%q%'`` finds) over the rows as external content, kept in sync by triggers;
+  '%q%'`` finds) over the rows as external content, filled in bulk after each ingest
+  batch and kept in sync by change and delete triggers;
   PostgreSQL ``pg_trgm`` GIN indexes, which serve ``ILIKE`` directly.
 * ``ANALYZE`` at the end: SQLite's planner has no statistics until someone
   runs it, and without them it picks the wrong index at volume.
@@ -39,48 +40,36 @@ depends_on = None
 TEXT = {"feedback_item": "text", "customer": "name", "identity": "value"}
 #: of those, the ones PostgreSQL indexes as lower(column).
 FOLDED = {"customer": "name", "identity": "value"}
-#: indexed in bulk after each batch (SQLite), not by an insert trigger.
-DEFERRED = {"feedback_item"}
 
 
 def _sqlite_fts_up(table: str, column: str) -> None:
     fts = f"{table}_fts"
     op.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5({column}, content='{table}', content_rowid='id', "
                f"tokenize='trigram')")
-    # External content: the index holds only the trigrams; the triggers keep it
-    # in step with every change and delete (erasures and retention too).
-    # Feedback items are indexed in bulk after each ingest batch instead of by an
-    # insert trigger (hub.storage.search.index_new_items: a trigger per row made
-    # imports three times slower); their change and delete triggers therefore
-    # only touch rows the index already holds (ids up to search_indexed.upto).
-    indexed = "1"
-    if table in DEFERRED:
-        indexed = f"old.id <= (SELECT upto FROM search_indexed WHERE name = '{table}')"
-    else:
-        op.execute(f"CREATE TRIGGER {fts}_ai AFTER INSERT ON {table} BEGIN "
-                   f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column}); END")
+    # External content: the index holds only the trigrams.  New rows go in in
+    # bulk after each ingest batch (hub.storage.search.index_new_items; a
+    # trigger per inserted row made imports three times slower), so the change
+    # and delete triggers touch only rows the index holds (ids up to
+    # search_indexed.upto), for erasures and retention too.
+    indexed = f"old.id <= (SELECT upto FROM search_indexed WHERE name = '{table}')"
     # SQLite gives a new row the largest id + 1: when the newest indexed row goes,
     # the mark comes down with it, or the next row (taking that id) would count
     # as indexed without being so.  In the same trigger, after the delete, so
     # the order of the two is certain.
-    lower_mark = ""
-    if table in DEFERRED:
-        newest = f"(SELECT coalesce(max(id), 0) FROM {table})"
-        lower_mark = f"UPDATE search_indexed SET upto = {newest} WHERE name = '{table}' AND upto > {newest}; "
+    newest = f"(SELECT coalesce(max(id), 0) FROM {table})"
     op.execute(f"CREATE TRIGGER {fts}_ad AFTER DELETE ON {table} WHEN {indexed} BEGIN "
                f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column}); "
-               f"{lower_mark}END")
+               f"UPDATE search_indexed SET upto = {newest} WHERE name = '{table}' AND upto > {newest}; END")
     op.execute(f"CREATE TRIGGER {fts}_au AFTER UPDATE OF {column} ON {table} WHEN {indexed} BEGIN "
                f"INSERT INTO {fts}({fts}, rowid, {column}) VALUES ('delete', old.id, old.{column}); "
                f"INSERT INTO {fts}(rowid, {column}) VALUES (new.id, new.{column}); END")
     op.execute(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
-    if table in DEFERRED:
-        op.execute(f"INSERT INTO search_indexed (name, upto) SELECT '{table}', coalesce(max(id), 0) FROM {table}")
+    op.execute(f"INSERT INTO search_indexed (name, upto) SELECT '{table}', coalesce(max(id), 0) FROM {table}")
 
 
 def _sqlite_fts_down(table: str) -> None:
     fts = f"{table}_fts"
-    for suffix in ("ai", "ad", "au"):
+    for suffix in ("ad", "au"):
         op.execute(f"DROP TRIGGER IF EXISTS {fts}_{suffix}")
     op.execute(f"DROP TABLE IF EXISTS {fts}")
 
