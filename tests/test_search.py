@@ -215,12 +215,12 @@ def test_new_items_enter_the_text_index_with_their_batch_and_are_found_before_it
         # As if the last two items had not been taken in yet.
         s.execute(update(m.SearchIndexed).where(m.SearchIndexed.name == "feedback_item").values(upto=newest - 2))
         s.execute(text("INSERT INTO feedback_item_fts(feedback_item_fts, rowid, text) "
-                       "SELECT 'delete', id, text FROM feedback_item WHERE id > :w AND text IS NOT NULL"),
+                       "SELECT 'delete', id, text FROM feedback_item WHERE id > :w"),
                   {"w": newest - 2})
     for term in TERMS:
         assert _found(hub, term, few=1000) == _expected(TEXTS, term), term
     with hub.db.session() as s:
-        assert index_new_items(s) == sum(1 for t in TEXTS[-2:] if t is not None)
+        assert index_new_items(s) == 2  # the one without text too (its delete trigger needs it there)
         assert index_new_items(s) == 0
     for term in TERMS:
         assert _found(hub, term, few=1000) == _expected(TEXTS, term), term
@@ -271,3 +271,18 @@ def test_people_stored_outside_a_batch_are_found_and_the_job_takes_them_in(searc
         if hub.db.dialect == "sqlite":
             hits = s.execute(text("SELECT rowid FROM customer_fts WHERE customer_fts MATCH '\"qwerty\"'")).all()
             assert [h[0] for h in hits] == [cid]
+
+
+def test_an_item_without_text_can_be_deleted_after_it_was_indexed(searchable):
+    """The bulk fill takes rows without text in too: the delete trigger's FTS
+    'delete' of a row the index never held corrupts SQLite's FTS table."""
+    _, hub, _ = searchable
+    F = m.FeedbackItem
+    with hub.db.session() as s:
+        s.execute(F.__table__.delete().where(F.text.is_(None)))
+        s.execute(F.__table__.delete().where(F.external_id == "s-0"))
+    assert _found(hub, "storing", few=1000) == _expected(TEXTS, "storing") - {"s-0"}
+    if hub.db.dialect == "sqlite":
+        with hub.db.Session() as s:
+            assert s.execute(text("INSERT INTO feedback_item_fts(feedback_item_fts, rank) VALUES ('integrity-check', 1)")
+                             ).rowcount is not None

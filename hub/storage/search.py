@@ -114,7 +114,9 @@ def index_new_items(session: Session) -> int:
     while one INSERT ... SELECT per ingest batch costs a few per cent.  Under
     SQLite's single writer no lower id can still be uncommitted when this runs
     (ids are reserved under the write lock), so nothing is skipped; a search
-    finds the rows not yet taken in by LIKE meanwhile (:func:`_fts_ids`)."""
+    finds the rows not yet taken in by LIKE meanwhile (:func:`_fts_ids`).
+    Rows without text go in too: the delete trigger's FTS 'delete' of a row
+    the index never held would corrupt it ("database disk image is malformed")."""
     if not _fts_ready(session, "feedback_item"):
         return 0
     S = m.SearchIndexed
@@ -127,7 +129,7 @@ def index_new_items(session: Session) -> int:
             continue
         added += session.execute(text(
             f"INSERT INTO {table}_fts (rowid, {column}) SELECT id, {column} FROM {table} "
-            f"WHERE id > :upto AND id <= :newest AND {column} IS NOT NULL"), {"upto": upto, "newest": newest}).rowcount
+            f"WHERE id > :upto AND id <= :newest"), {"upto": upto, "newest": newest}).rowcount
         session.execute(S.__table__.update().where(S.name == table).values(upto=newest))
     return added
 
