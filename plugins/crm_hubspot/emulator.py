@@ -638,6 +638,15 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
             resp.headers[key] = value
         return resp
 
+    def batch_reply(results: list, errors: list, ok: int = 200, **times: str) -> flask.Response:
+        """A batch endpoint's answer: ``ok``, or 207 with the errors per input."""
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results, **times,
+                                "completedAt": _iso(state.clock.time())}
+        if errors:
+            body.update(numErrors=len(errors), errors=errors)
+            return reply(body, 207)
+        return reply(body, ok)
+
     def payload() -> dict[str, Any]:
         data = flask.request.get_json(silent=True)
         if not isinstance(data, dict):
@@ -794,12 +803,7 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
                            "errors": [{"message": p["message"], "code": p["error"],
                                        "context": {"propertyName": [p["name"]]}} for p in problems],
                            "context": context})
-        body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started,
-                                "completedAt": _iso(state.clock.time())}
-        if errors:
-            body.update(numErrors=len(errors), errors=errors)
-            return reply(body, 207)
-        return reply(body)
+        return batch_reply(results, errors, startedAt=started)
 
     @bp.post("/crm/v3/objects/contacts/gdpr-delete")
     def contact_gdpr_delete():
@@ -944,12 +948,7 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
             if trace:
                 err["context"] = {"objectWriteTraceId": [trace]}
             errors.append(err)
-        body: dict[str, Any] = {"status": "COMPLETE", "results": results, "requestedAt": requested,
-                                "startedAt": started, "completedAt": _iso(state.clock.time())}
-        if errors:
-            body.update(numErrors=len(errors), errors=errors)
-            return reply(body, 207)
-        return reply(body, 201)
+        return batch_reply(results, errors, 201, requestedAt=requested, startedAt=started)
 
     @bp.post("/crm/v3/objects/tasks/batch/read")
     def tasks_batch_read():
@@ -1003,12 +1002,7 @@ def make_blueprint(state: HubSpotState | None = None, name: str = "hubspot_emula
             errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
                            "message": "Could not get some TASK objects, they may be deleted or not exist.",
                            "context": {"ids": missing}})
-        body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": started,
-                                "completedAt": _iso(state.clock.time())}
-        if errors:
-            body.update(numErrors=len(errors), errors=errors)
-            return reply(body, 207)
-        return reply(body)
+        return batch_reply(results, errors, startedAt=started)
 
     @bp.post("/crm/v3/objects/tasks/batch/archive")
     def tasks_batch_archive():
