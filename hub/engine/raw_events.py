@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -268,6 +269,8 @@ LINGER_SECONDS = 0.5
 #: After waking, how long the drainer lets deliveries gather (up to a full batch) before it processes:
 #: a trickle then costs one pipeline run (and on SQLite one write-lock hold) per few deliveries, not each.
 GATHER_SECONDS = 0.02
+#: The batcher's sleep step while it lingers or gathers.
+POLL_SECONDS = 0.005
 
 
 class RawEventBatcher:
@@ -298,17 +301,28 @@ class RawEventBatcher:
                 threading.Thread(target=self._run, name="hub-raw-events", daemon=True).start()
 
     def _take(self) -> dict[str, list[int]] | None:
+        # Short sleeps, not timed waits on the condition: a timed wait that runs
+        # out never returns under libfaketime (the suite's run a year ahead),
+        # while sleeps do; a few ms of polling cost nothing beside a batch.
+        self._pause_until(lambda: bool(self._pending) or self._hub() is None, LINGER_SECONDS)
         with self._cond:
-            if not self._pending:
-                self._cond.wait(LINGER_SECONDS)
             if not self._pending or self._hub() is None:
                 self._running = False
                 self._cond.notify_all()
                 return None
-            self._cond.wait_for(lambda: sum(map(len, self._pending.values())) >= self.batch_size, GATHER_SECONDS)
+        self._pause_until(lambda: sum(map(len, self._pending.values())) >= self.batch_size, GATHER_SECONDS)
+        with self._cond:
             work, self._pending = self._pending, {}
             self._busy = sum(map(len, work.values()))
             return work
+
+    def _pause_until(self, ready, seconds: float) -> None:
+        """Sleep in steps of POLL_SECONDS until ``ready()`` (under the lock) or ``seconds`` passed."""
+        for _ in range(max(1, int(seconds / POLL_SECONDS))):
+            with self._cond:
+                if ready():
+                    return
+            time.sleep(POLL_SECONDS)
 
     def _run(self) -> None:
         while (work := self._take()) is not None:
