@@ -84,6 +84,17 @@ def replay_pending(hub: Hub, older_than_seconds: float = 120) -> int:
     return sum(map(len, by_source.values()))
 
 
+def wait_unless(event: threading.Event, seconds: float, step: float = 0.05) -> bool:
+    """Sleep ``seconds`` or until ``event`` is set; returns whether it is.
+
+    Sleeps, not ``event.wait(seconds)``: a timed wait that runs out never
+    returns under libfaketime (the test suite's run a year ahead)."""
+    deadline = time.monotonic() + seconds
+    while not event.is_set() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(step, left))
+    return event.is_set()
+
+
 def statistics_job(hub: Hub) -> None:
     """Planner statistics kept current (``refresh_statistics``: PRAGMA optimize / ANALYZE),
     and rows stored outside an ingest batch (merges, CRM look-ups) taken into
@@ -166,7 +177,7 @@ class HubScheduler:
         threading.Thread(target=self._watch, name="leader-watch", daemon=True).start()
 
     def _watch(self) -> None:
-        while not self._halt.wait(self.check_seconds):
+        while not wait_unless(self._halt, self.check_seconds):
             self.heartbeat = time.monotonic()
             with self._elect_lock:
                 if self._halt.is_set():
@@ -201,11 +212,11 @@ class HubScheduler:
                         log.info("scheduler %s waiting for leadership (%s); retrying every %gs", self.holder, exc,
                                  self.retry_seconds)
                         waiting_since = time.monotonic()
-                    stop.wait(self.retry_seconds)
+                    wait_unless(stop, self.retry_seconds)
                     continue
                 waiting_since = None
                 while not stop.is_set() and not self._lost.is_set():
-                    stop.wait(0.2)
+                    wait_unless(stop, 0.2)
         finally:
             self.shutdown(grace_seconds)
 
