@@ -546,6 +546,8 @@ def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: 
             raise click.BadParameter(str(exc), param_hint="--queues") from None
         sys.exit(run_worker(app, kinds=kinds, concurrency=concurrency, pool=pool,
                             loglevel="DEBUG" if logging.getLogger().level == logging.DEBUG else "INFO"))
+    from hub.engine.waiting import wait_unless
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -561,7 +563,7 @@ def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: 
         except Exception as exc:  # keep the worker alive through outages
             logging.getLogger(__name__).exception("worker round failed: %s", exc)
         last_round[0] = time.monotonic()
-        stop.wait(interval)
+        wait_unless(stop, interval)
 
 
 def _stop_event() -> threading.Event:
@@ -639,11 +641,13 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
     try:
         # Wake up now and then: a signal that lands on another thread runs its
         # Python handler only when the main thread executes again.
-        while not stop.wait(0.5):
+        from hub.engine.waiting import join_within, wait_unless
+
+        while not wait_unless(stop, 0.5):
             pass
     finally:
         stop.set()
-        campaign.join(timeout=5)
+        join_within(campaign, 5)
         server.shutdown()
         server.server_close()
         _exit_past_lingering_jobs(sched.runs_under_way())

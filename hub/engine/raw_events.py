@@ -27,6 +27,7 @@ from hub.engine.pipeline import Entry, IngestResult, Pipeline
 from hub.engine.poison import safe_reason, storable_raw
 from hub.engine.privacy import honour_erase_request
 from hub.engine.state_store import joined
+from hub.engine.waiting import wait_until
 from hub.sdk.connectors import ERASE_REQUEST, SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
 from hub.storage import models as m
@@ -345,8 +346,11 @@ class RawEventBatcher:
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything handed in was processed; False on timeout (tests, benchmarks)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
+        def idle() -> bool:
+            with self._cond:
+                return not self._pending and not self._busy
+
+        return wait_until(idle, timeout, step=POLL_SECONDS)
 
 
 _batchers: dict[int, tuple[weakref.ref, RawEventBatcher]] = {}

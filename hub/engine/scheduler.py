@@ -31,6 +31,7 @@ from hub.engine.pulls import pull
 from hub.engine.raw_events import process_raw_events
 from hub.engine.retention import run_retention
 from hub.engine.sla import sweep as sla_sweep
+from hub.engine.waiting import wait_unless, wait_until
 from hub.storage import models as m
 from hub.storage.search import index_new_items, refresh_statistics
 
@@ -82,17 +83,6 @@ def replay_pending(hub: Hub, older_than_seconds: float = 120) -> int:
     for source, ids in by_source.items():
         process_raw_events(hub, source, ids)
     return sum(map(len, by_source.values()))
-
-
-def wait_unless(event: threading.Event, seconds: float, step: float = 0.05) -> bool:
-    """Sleep ``seconds`` or until ``event`` is set; returns whether it is.
-
-    Sleeps, not ``event.wait(seconds)``: a timed wait that runs out never
-    returns under libfaketime (the test suite's run a year ahead)."""
-    deadline = time.monotonic() + seconds
-    while not event.is_set() and (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(step, left))
-    return event.is_set()
 
 
 def statistics_job(hub: Hub) -> None:
@@ -268,8 +258,7 @@ class HubScheduler:
         self._halt.set()
         self._stop_jobs()
         if grace_seconds > 0:
-            with self._idle:
-                self._idle.wait_for(lambda: self._running == 0, timeout=grace_seconds)
+            wait_until(lambda: self._running == 0, grace_seconds)
         with self._elect_lock:
             self.elector.release()
         self.role = "stopped"
