@@ -33,6 +33,8 @@ from hub.sdk import (
     hookimpl,
     path_get,
 )
+from hub.sdk import http as http_module
+from hub.sdk.http import RecentTokens
 from hub.storage import models as m
 from tests.conftest import fixture_path
 
@@ -290,6 +292,42 @@ def test_a_token_seen_twice_is_still_a_loop(live_server):
     client = HttpClient(live_server(app), clock=FakeClock())
     with pytest.raises(PaginationLoopError, match="twice"):
         walk(client, "/feed", BodyTokenPaginator("paging.cursors.after", has_more_path="paging.next"))
+
+
+def test_recent_tokens_remember_the_latest_only():
+    recent = RecentTokens(limit=3)
+    for n in range(10):
+        recent.add(f"t{n}")
+    recent.add("t9")  # again: no second entry
+    assert len(recent) == 3
+    assert [t in recent for t in ("t6", "t7", "t8", "t9")] == [False, True, True, True]
+    with pytest.raises(ValueError):
+        RecentTokens(limit=0)
+
+
+def test_a_long_walk_keeps_a_bounded_window_of_tokens_and_still_sees_a_loop(live_server, monkeypatch):
+    monkeypatch.setattr(http_module, "LOOP_WINDOW", 4)
+    app = flask.Flask(__name__)
+
+    @app.get("/feed")
+    def feed():  # 30 distinct cursors, then back to cursor 28: a loop of two pages
+        after = int(flask.request.args.get("after", "0"))
+        nxt = after + 1 if after < 30 else 28
+        return {"data": [after], "paging": {"cursors": {"after": str(nxt)}, "next": "yes"}}
+
+    windows = []
+    real_add = RecentTokens.add
+
+    def add(self, token):
+        real_add(self, token)
+        windows.append(len(self))
+
+    monkeypatch.setattr(RecentTokens, "add", add)
+    client = HttpClient(live_server(app), clock=FakeClock())
+    with pytest.raises(PaginationLoopError, match="twice"):
+        walk(client, "/feed", BodyTokenPaginator("paging.cursors.after", has_more_path="paging.next"),
+             params=lambda token: {"after": token} if token else {})
+    assert len(windows) == 30 and max(windows) == 4  # 30 tokens seen, never more than 4 kept
 
 
 # -- per-request options ----------------------------------------------------------------

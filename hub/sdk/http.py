@@ -55,6 +55,38 @@ from hub.sdk.pagination import Page, Paginator
 
 log = logging.getLogger(__name__)
 
+#: How many of a run's latest page tokens :meth:`HttpClient.pages` remembers to tell a loop
+#: (an API handing out a token it gave before).  Bounded, so a backfill of a million
+#: one-record pages keeps kilobytes, not every token it ever saw; a loop longer than
+#: this still ends at ``max_pages``.
+LOOP_WINDOW = 10_000
+
+
+class RecentTokens:
+    """The last ``limit`` page tokens added, for ``token in recent`` in constant time and memory."""
+
+    def __init__(self, limit: int = LOOP_WINDOW):
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._set
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+    def add(self, token: str) -> None:
+        if token in self._set:
+            return
+        self._set.add(token)
+        self._order.append(token)
+        if len(self._order) > self.limit:
+            self._set.discard(self._order.popleft())
+
+
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -561,7 +593,7 @@ class HttpClient:
                                      paginator=BodyTokenPaginator("next_cursor", has_more_path="has_more")):
                 print(page.number, page.token, len(page.records))
         """
-        seen: set[str] = set()
+        seen = RecentTokens(LOOP_WINDOW)
         token = start_token
         for number in range(1, self.max_pages + 1):
             options = {**kwargs, **(options_for(token) if options_for else {})}
