@@ -134,6 +134,24 @@ def _rate_ratio(page_times: list[float], page_records: list[int]) -> tuple[float
     return round(early), round(late), round(late / early, 3)
 
 
+def _rate_per_chunk(page_times: list[float], page_cpu: list[float], page_records: list[int],
+                    chunk: int = 50_000) -> list[dict[str, Any]]:
+    """Responses per wall and per CPU second over each successive ``chunk`` responses (how speed drifts)."""
+    out: list[dict[str, Any]] = []
+    recs = wall = cpu = 0.0
+    upto = 0
+    for t, c, r in zip(page_times, page_cpu, page_records, strict=True):
+        recs, wall, cpu, upto = recs + r, wall + t, cpu + c, upto + r
+        if recs >= chunk:
+            out.append({"upto": upto, "per_s": round(recs / wall) if wall else None,
+                        "per_cpu_s": round(recs / cpu) if cpu else None})
+            recs = wall = cpu = 0.0
+    if recs:
+        out.append({"upto": upto, "per_s": round(recs / wall) if wall else None,
+                    "per_cpu_s": round(recs / cpu) if cpu else None})
+    return out
+
+
 def _top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, limit: int = 15) -> list[str]:
     stats = after.compare_to(before, "lineno")
     return [f"{s.size_diff / 1024:+9.1f} kB {s.count_diff:+7d} blocks  {s.traceback[0].filename}:"
@@ -243,6 +261,8 @@ def run(responses: int = 50_000, page_size: int = 1000, *, database_url: str | N
         "early_pages_per_second": early, "late_pages_per_second": late, "late_vs_early_rate": ratio,
         "early_pages_per_cpu_second": early_cpu, "late_pages_per_cpu_second": late_cpu,
         "late_vs_early_cpu_rate": cpu_ratio,
+        "rate_per_50k": _rate_per_chunk(page_times, page_cpu, page_records,
+                                        chunk=50_000 if responses >= 100_000 else max(1000, responses // 10)),
         "rss_samples_mb": [round(x, 1) for x in samples],
         "memory_growth_by_line": growth,
     }
