@@ -43,6 +43,10 @@ class ControlCases:
 
         return db_session()
 
+    def learn(self, control: dict[int, bool]) -> None:
+        """Whether each of these cases is a control case, known already (a page's rows)."""
+        self._asked.update(control)
+
     def __contains__(self, case_id: object) -> bool:
         if not isinstance(case_id, int):
             return False
@@ -56,11 +60,16 @@ class ControlCases:
         return self._asked[case_id]
 
 
-def is_control_case(case_id: object) -> bool:
-    """``is_control_case(id)`` in templates (macros too): one ControlCases per request."""
+def control_cases() -> ControlCases:
+    """This request's ControlCases."""
     if "loop_control_cases" not in flask.g:
         flask.g.loop_control_cases = ControlCases()
-    return case_id in flask.g.loop_control_cases
+    return flask.g.loop_control_cases
+
+
+def is_control_case(case_id: object) -> bool:
+    """``is_control_case(id)`` in templates (macros too): one ControlCases per request."""
+    return case_id in control_cases()
 
 
 @bp.record_once
