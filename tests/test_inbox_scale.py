@@ -1,0 +1,116 @@
+"""The inbox's large-table paths on every backend: a case view with item filters
+walks the view's cases in order a chunk at a time (the same cases, in the same
+order, as one query would find), its count stays capped and honest, a page's
+control badges cost one query, and a common term's PostgreSQL estimate changes
+only the plan, never the rows."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import event, select, update
+
+from hub.storage import models as m
+from hub.storage import search
+from hub.web import inbox
+from tests.test_web_workspace import case_rows, feedback, signed_in
+
+TEXTS = ["Weer storing in Utrecht", "Prima service", "STORING al drie dagen", "Snel geholpen", "verstoring voorbij",
+         "Belachelijk", "storing storing", "Geen internet", "De storing is terug", "Niets aan de hand",
+         "Storing bij de buren", "Dank"]
+
+
+@pytest.fixture
+def many_cases(app, auth):
+    client = app.test_client()
+    for i, body in enumerate(TEXTS):
+        # A detractor each, a customer each: a case each.
+        feedback(client, auth, external_id=f"scale-{i}", channel="survey", nps=i % 3, text=body,
+                 customer={"email": f"scale{i}@example.nl", "name": f"Klant {i}"})
+    return app
+
+
+def _expected(hub, term: str) -> list[int]:
+    """The to-do view's cases holding an item with ``term``, in its order, worked out here."""
+    C, F = m.Case, m.FeedbackItem
+    with hub.db.Session() as s:
+        cases = s.execute(select(C.id, C.sla_due_at, C.risk).where(C.status.in_(inbox.VIEW_STATUSES["todo"]))).all()
+        texts = s.execute(select(F.case_id, F.text).where(F.case_id.is_not(None))).all()
+    hit = {cid for cid, body in texts if body and term.lower() in body.lower()}
+    ordered = sorted(cases, key=lambda c: (c.sla_due_at is None, c.sla_due_at, -c.risk, c.id))
+    return [c.id for c in ordered if c.id in hit]
+
+
+def test_a_case_view_with_a_search_walks_its_cases_in_order(many_cases, monkeypatch):
+    hub = many_cases.extensions["hub"]
+    expected = _expected(hub, "storing")
+    assert len(expected) >= 5  # the walk below crosses several chunks
+    monkeypatch.setattr(inbox, "WALK_CHUNK", 2)
+    client = signed_in(many_cases, "walker")
+    page = client.get("/?q=storing").get_data(as_text=True)
+    assert [r["case"] for r in case_rows(page)] == expected
+    n = len(expected)
+    assert re.search(rf'<span id="total">{n} cases</span>', page), re.search(r'<span id="total">.*?</span>', page)
+
+
+def test_the_walk_stops_at_the_cap_and_says_more_than(many_cases, monkeypatch):
+    hub = many_cases.extensions["hub"]
+    expected = _expected(hub, "storing")
+    monkeypatch.setattr(inbox, "WALK_CHUNK", 2)
+    monkeypatch.setattr(inbox, "COUNT_CAP", 3)
+    monkeypatch.setattr(inbox, "PAGE_SIZE", 2)
+    client = signed_in(many_cases, "capped")
+    first = client.get("/?q=storing").get_data(as_text=True)
+    assert [r["case"] for r in case_rows(first)] == expected[:2]
+    assert "more than 3 cases" in first
+    # Page 3 lies past the cap: the walk goes on as far as that page needs.
+    third = client.get("/?q=storing&page=3").get_data(as_text=True)
+    assert [r["case"] for r in case_rows(third)] == expected[4:6]
+
+
+def test_other_item_filters_take_the_walk_too(many_cases, monkeypatch):
+    monkeypatch.setattr(inbox, "WALK_CHUNK", 3)
+    client = signed_in(many_cases, "filterer")
+    assert case_rows(client.get("/?channel=survey").get_data(as_text=True))
+    assert case_rows(client.get("/?channel=social").get_data(as_text=True)) == []
+    assert "0 cases" in client.get("/?channel=social").get_data(as_text=True)
+
+
+def test_a_page_of_cases_asks_for_its_control_badges_once(many_cases):
+    hub = many_cases.extensions["hub"]
+    with hub.db.session() as s:
+        control_id = s.scalars(select(m.Case.id).order_by(m.Case.id)).first()
+        s.execute(update(m.Case).where(m.Case.id == control_id).values(control=True))
+    client = signed_in(many_cases, "badger")
+    client.get("/")
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(hub.db.engine, "before_cursor_execute", seen)
+    try:
+        for url in ("/", "/?view=feedback&status=all"):
+            page = client.get(url).get_data(as_text=True)
+            rows = re.findall(r"<tr .*?</tr>", page, re.S)
+            marked = [row for row in rows if "badge-control" in row]
+            # The control case's row only (the case itself, or its one item).
+            assert len(marked) == 1, url
+            if url == "/":
+                assert f'data-case="{control_id}"' in marked[0]
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", seen)
+    per_case = [s for s in statements if re.search(r'SELECT "case".control\s+FROM "case"\s+WHERE "case".id =', s)]
+    assert per_case == []
+
+
+def test_a_common_term_found_without_its_first_matches_finds_the_same_rows(many_cases, monkeypatch):
+    hub = many_cases.extensions["hub"]
+    F = m.FeedbackItem
+    with hub.db.Session() as s:
+        want = set(s.scalars(select(F.external_id).where(F.text.ilike("%storing%"))))
+        monkeypatch.setattr(search, "ESTIMATE_MARGIN", 0)  # every term "common" by the estimate
+        got = set(s.scalars(select(F.external_id).where(search.item_text_match(s, "storing"))))
+        both = set(s.scalars(select(F.external_id).where(search.item_or_author_match(s, "storing"))))
+    assert got == want == both and len(want) == 6
