@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Select, bindparam, insert, select, update
+from sqlalchemy import Row, Select, bindparam, insert, select, text, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -65,9 +65,9 @@ from hub.engine.loop.control_group import hold_out
 from hub.engine.metrics import count_ingested
 from hub.engine.planner import SlotPlanner, planner_for
 from hub.engine.poison import storable
-from hub.sdk.schema import OPEN_CASE_STATUSES, Escalation, FeedbackIn, ScoringContext, Signal, item_category
+from hub.sdk.schema import Escalation, FeedbackIn, ScoringContext, Signal, item_category
 from hub.storage import models as m
-from hub.storage.database import after_commit, among, bulk_insert, reserve_ids
+from hub.storage.database import after_commit, among, bulk_insert, keys_query, reserve_ids
 from hub.storage.rows import case_view, feedback_view
 from hub.storage.search import index_new_items
 from hub.storage.themes import themes_of_extra
@@ -409,9 +409,11 @@ def open_cases(b: Batch) -> None:
 
 def _load_open_cases(b: Batch) -> None:
     C = m.Case
-    for case_id, cid, risk, priority, sla in _select_in(b.session, sorted(b.customers), lambda chunk: select(
-            C.id, C.customer_id, C.risk, C.priority, C.sla_due_at).where(
-            among(b.session, C.customer_id, chunk), C.status.in_(OPEN_CASE_STATUSES)).order_by(C.opened_at)):
+    # One look-up of the one-open-case index per customer (its predicate literal):
+    # by ``= ANY(...)`` PostgreSQL walked every case per batch (hub.storage.database.keys_query).
+    for case_id, cid, risk, priority, sla in _select_in(b.session, sorted(b.customers), lambda chunk: keys_query(
+            b.session, C.customer_id, chunk, (C.id, C.customer_id, C.risk, C.priority, C.sla_due_at),
+            text(m.OPEN_CASE_PREDICATE)).order_by(C.opened_at)):
         customer = b.customers[cid]
         b.cases[customer] = OpenCase(case_id, customer, risk, priority, sla)
 

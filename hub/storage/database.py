@@ -347,3 +347,28 @@ def pairs_query(session: Session, columns, pairs, select_columns):
                              ).table_valued("first", "second").render_derived(name="wanted")
         return select(*select_columns).join(wanted, and_(a == wanted.c.first, b == wanted.c.second))
     return select(*select_columns).where(a.in_(sorted({p[0] for p in pairs})), b.in_([p[1] for p in pairs]))
+
+
+def keys_query(session: Session, column, values, select_columns, where=None):
+    """``SELECT select_columns WHERE column IN values [AND where]``, one index
+    look-up per key however large the table.
+
+    PostgreSQL: a join with ``unnest(:keys)``.  Why: with ``column = ANY(:array)``
+    beside another condition (an open case's ``status IN (...)``) the planner
+    walked every row of the table for each batch, testing each against the
+    whole array (once prepared, a generic plan does not hash the array), and an
+    import slowed with every case it opened.  ``where`` should then be literal
+    SQL (a partial index's own predicate), which a generic plan can prove.
+    Elsewhere: ``IN``.
+    """
+    from sqlalchemy import and_, bindparam, func, select
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = func.unnest(bindparam(None, values, type_=ARRAY(column.type))).table_valued(
+            "key").render_derived(name="wanted")
+        on = column == wanted.c.key
+        return select(*select_columns).join(wanted, on if where is None else and_(on, where))
+    query = select(*select_columns).where(column.in_(values))
+    return query if where is None else query.where(where)
