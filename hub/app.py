@@ -211,13 +211,21 @@ def create_app(
 
     @app.after_request
     def _security_headers(resp: flask.Response):
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        resp.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-        )
+        for name, value in SECURITY_HEADERS:
+            resp.headers.setdefault(name, value)
         return resp
 
+    # Sources' webhook deliveries (POST/PUT /webhooks/<source>) are answered in front of Flask:
+    # no session, login limiter, CSRF or per-request database session (hub.api.webhooks.FastPath).
+    app.wsgi_app = webhooks.FastPath(app, SECURITY_HEADERS)  # type: ignore[method-assign]
     return app
+
+
+#: Headers every answer carries unless the view set them (pages, API, webhooks).
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Content-Security-Policy",
+     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+)
