@@ -226,3 +226,56 @@ def test_resurvey_answer_is_linked_to_its_case_as_outcome(make_app, emulator_url
         n_cases = s.scalar(select(func.count()).select_from(m.Case))
     assert case.resurvey_nps == 9
     assert item.case_id == case_id and n_cases == 1
+
+
+def test_a_delivery_is_answered_in_front_of_flask_with_the_apps_headers(make_app):
+    """A source's POST skips Flask's hooks (session, limiter, CSRF) but keeps the app's
+    security headers and sets no cookie; a GET and an unknown name still go through Flask."""
+    app, hub = typeform_app(make_app)
+    seen: list[str] = []
+    app.before_request(lambda: seen.append(flask.request.path) and None)
+    client = app.test_client()
+    r = post(client, DOCS)
+    assert r.status_code == 200 and r.get_json() == {"ok": True, "stored": 1, "duplicates": 0}
+    assert seen == [] and "Set-Cookie" not in r.headers
+    assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Content-Type"] == "application/json" and int(r.headers["Content-Length"]) == len(r.data)
+    assert post(client, DOCS, signature="sha256=AAAA").status_code == 401  # the plugin's verdict still holds
+    assert client.get("/webhooks/nps").status_code == 405 and seen == ["/webhooks/nps"]
+    missing = post_webhook(client, "nope", DOCS, {"Typeform-Signature": sign_hmac(SECRET, DOCS)})
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "rejected"
+    assert seen == ["/webhooks/nps", "/webhooks/nope"] and counts(hub)[0] == 1
+
+
+def test_an_unexpected_error_is_a_logged_json_500_and_nothing_is_acknowledged(make_app, monkeypatch, caplog):
+    import hub.api.webhooks as webhooks
+
+    app, hub = typeform_app(make_app)
+
+    def broken(*_a, **_k):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(webhooks, "store_pending", broken)
+    with pytest.raises(RuntimeError):  # tests propagate exceptions, as Flask does
+        post(app.test_client(), DOCS)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    r = post(app.test_client(), DOCS)
+    assert r.status_code == 500 and r.get_json()["error"]["code"] == "error"
+    assert "Exception on /webhooks/nps [POST]" in caplog.text and counts(hub) == (0, 0)
+
+
+def test_a_delivery_after_the_database_dropped_the_connection_is_stored_on_a_new_one(make_app):
+    """No ping per delivery: a connection found broken by its error is replaced, and the keyed
+    insert is run again (a row that had landed would be a duplicate, never a second row)."""
+    from hub.engine.raw_events import pending_inserts
+
+    app, hub = typeform_app(make_app, config={"executor": "inline"})
+    client = app.test_client()
+    assert post(client, DOCS).get_json()["stored"] == 1
+    writer = pending_inserts(hub.db)
+    assert len(writer._idle) == 1
+    writer._idle[0].close()  # what a server restart leaves behind
+    other = DOCS.replace(b"a3a12ec67a1365927098a606107fac15", b"b3a12ec67a1365927098a606107fac15")
+    assert post(client, other).get_json() == {"ok": True, "stored": 1, "duplicates": 0}
+    assert post(client, other).get_json() == {"ok": True, "stored": 0, "duplicates": 1}
+    assert counts(hub) == (2, 2) and len(writer._idle) == 1

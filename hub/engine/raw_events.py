@@ -163,18 +163,27 @@ class PendingInserts:
     def insert(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
         """Insert ``rows`` (committed when this returns); each one's new id, None for a duplicate."""
         params = [self.params(r) for r in rows]
-        conn = self._take()
-        try:
-            out = self._run(conn, params)
-        except BaseException as exc:
-            broken = not isinstance(exc, Exception) or _broken(self.engine, exc, conn)
-            if broken:
-                self._drop(conn)
-            else:
-                self._give_back(conn)
-            raise _wrapped(self.engine, self.sql, exc) from exc
-        self._give_back(conn)
-        return out
+        # A connection the server dropped meanwhile (restart, idle timeout) is found by its error
+        # instead of a ping per delivery; with every event keyed the insert is run again on a new
+        # one (a row that did land is then a duplicate, never a second row).
+        retries = 1 if all(r["dedupe_key"] is not None for r in rows) else 0
+        while True:
+            conn = self._take()
+            try:
+                out = self._run(conn, params)
+            except BaseException as exc:
+                broken = not isinstance(exc, Exception) or _broken(self.engine, exc, conn)
+                if broken:
+                    self._drop(conn)
+                else:
+                    self._give_back(conn)
+                if broken and retries and isinstance(exc, Exception):
+                    retries -= 1
+                    log.info("webhook insert: connection lost (%s), again on a new one", type(exc).__name__)
+                    continue
+                raise _wrapped(self.engine, self.sql, exc) from exc
+            self._give_back(conn)
+            return out
 
     def _run(self, conn: Any, params: list[tuple]) -> list[int | None]:
         if self.sqlite:
