@@ -225,8 +225,15 @@ def matching_customer_ids(session: Session, term: str, few: int = FEW):
 
 def item_or_author_match(session: Session, term: str, few: int = FEW) -> ColumnElement[bool]:
     """The inbox's ``q``: the text, or who wrote it (a name, an e-mail address or a handle)."""
+    return item_or_author_condition(session, term, few)[0]
+
+
+def item_or_author_condition(session: Session, term: str, few: int = FEW) -> tuple[ColumnElement[bool], bool]:
+    """:func:`item_or_author_match` and whether it is the form for many matches (the
+    ILIKE, which a query must meet while walking rows in order: the inbox's case
+    views then walk their cases a chunk at a time)."""
     if not term.strip():
-        return false()
+        return false(), False
     F = m.FeedbackItem
     authors = matching_customer_ids(session, term, few)
     ids = _text_ids(session, term, few)
@@ -234,9 +241,9 @@ def item_or_author_match(session: Session, term: str, few: int = FEW) -> ColumnE
         people = _few_ids(session, authors, few)
         by_author = _few_ids(session, select(F.id).where(F.customer_id.in_(people)), few) if people else []
         if people is not None and by_author is not None and len(ids) + len(by_author) <= few:
-            return _as_condition(ids + by_author)
+            return _as_condition(ids + by_author), False
     # Many matches: the walk in risk order meets a page of them soon.
-    return or_(F.text.ilike(like_pattern(term), escape="\\"), F.customer_id.in_(authors))
+    return or_(F.text.ilike(like_pattern(term), escape="\\"), F.customer_id.in_(authors)), True
 
 
 # -- keeping the index clean and the statistics current -----------------------------------

@@ -44,7 +44,7 @@ from hub.engine.context import current_hub
 from hub.engine.planner import planner_for
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
-from hub.storage.search import item_or_author_match
+from hub.storage.search import item_or_author_condition
 from hub.storage.themes import has_theme, themes_of_extra
 from hub.web.common import background, current_user, db_session, now, requires, safe_next, ui_blueprint
 from hub.web.filters import team_tz
@@ -160,11 +160,20 @@ class InboxFilters:
         if self.q:
             # The text, or who wrote it: a name, an e-mail address or a handle (index-backed).
             # Once per request: the page, its count and the tabs would each ask the index again.
-            cache = flask.g.setdefault("inbox_text_match", {})
-            if self.q not in cache:
-                cache[self.q] = item_or_author_match(db_session(), self.q)
-            conds.append(cache[self.q])
+            conds.append(self._text_match()[0])
         return conds
+
+    def _text_match(self) -> tuple[Any, bool]:
+        cache = flask.g.setdefault("inbox_text_match", {})
+        if self.q not in cache:
+            cache[self.q] = item_or_author_condition(db_session(), self.q)
+        return cache[self.q]
+
+    @property
+    def walks_cases(self) -> bool:
+        """A case view searching a common term: its cases are walked in order
+        (:func:`_walk_cases`); other item filters stay one query (cheap per case)."""
+        return self.is_case_view and bool(self.q) and self._text_match()[1]
 
     def _risk(self, q: Select, column) -> Select:
         if self.risk:
@@ -501,7 +510,7 @@ def index():
     today = today_bounds()
     rows: list[Any]
     capped: Select | None = None
-    if filters.is_case_view and filters.item_conditions():
+    if filters.walks_cases:
         # Item filters: walk the view's cases in order (the page and the capped count at once).
         offset = (page_no - 1) * PAGE_SIZE
         found, _all = _walk_cases(filters, user.username, today, max(COUNT_CAP + 1, offset + PAGE_SIZE + 1))
