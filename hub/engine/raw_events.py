@@ -577,12 +577,18 @@ def drain(hub: Hub, timeout: float = 30.0) -> bool:
     return entry is None or entry[0]() is not hub or entry[1].drain(timeout)
 
 
+#: A worker's batch on SQLite, and its pause after each: a delivery waits at most one batch's
+#: write-lock hold (a batch of 25 held it ~60 ms, and back to back under a backlog).
+WORKER_SQLITE_BATCH = 10
+WORKER_SQLITE_GAP = 0.003
+
+
 def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> int:
     """Process pending raw events of every source, oldest first, a batch at a time, until none is left
     (or ``limit`` were taken); returns how many were taken.  A worker's round
     (``webhook_processing = "worker"``): several workers may run it at once, the claim in
     :func:`process_raw_events` gives each event to one of them."""
-    size = batch or (SQLITE_BATCH if hub.db.dialect == "sqlite" else BATCH)
+    size = batch or (WORKER_SQLITE_BATCH if hub.db.dialect == "sqlite" else BATCH)
     taken = 0
     while taken < limit:
         with hub.db.ReadSession() as s:
@@ -599,6 +605,10 @@ def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> in
         for source, ids in by_source.items():
             counts = process_raw_events(hub, source, ids)
             done += counts["processed"] + counts["skipped"] + counts["failed"]
+            if hub.db.dialect == "sqlite":
+                # SQLite's one write lock: deliveries waiting for it (their 1 ms polls) go in
+                # between two batches, or a backlog would keep them out batch after batch.
+                time.sleep(WORKER_SQLITE_GAP)
         taken += sum(map(len, by_source.values()))
         if done == 0:
             return taken  # every one was claimed by another worker: leave them to it
