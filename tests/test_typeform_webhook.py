@@ -279,3 +279,17 @@ def test_a_delivery_after_the_database_dropped_the_connection_is_stored_on_a_new
     assert post(client, other).get_json() == {"ok": True, "stored": 1, "duplicates": 0}
     assert post(client, other).get_json() == {"ok": True, "stored": 0, "duplicates": 1}
     assert counts(hub) == (2, 2) and len(writer._idle) == 1
+
+
+def test_a_body_with_escaped_nul_and_surrogates_is_stored_clean_and_a_plain_one_verbatim(make_app):
+    app, hub = typeform_app(make_app, config={"executor": "inline"})
+    event = json.loads(DOCS)
+    event["form_response"]["hidden"] = {"note": "a\u0000b \ud800"}
+    dirty = json.dumps(event).encode()  # ASCII, with \u escapes
+    assert post(app.test_client(), dirty).get_json()["stored"] == 1
+    plain = DOCS.replace(b"a3a12ec67a1365927098a606107fac15", b"c3a12ec67a1365927098a606107fac15")
+    assert post(app.test_client(), plain).get_json()["stored"] == 1
+    with hub.db.Session() as s:
+        rows = {r.dedupe_key: r.payload for r in s.scalars(select(m.RawEvent))}
+    assert rows["a3a12ec67a1365927098a606107fac15"]["form_response"]["hidden"] == {"note": "ab \ufffd"}
+    assert rows["c3a12ec67a1365927098a606107fac15"] == json.loads(plain)

@@ -30,6 +30,7 @@ from hub.engine.state_store import joined
 from hub.engine.waiting import wait_until
 from hub.sdk.connectors import ERASE_REQUEST, SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
+from hub.sdk.webhooks import parsed_clean
 from hub.storage import models as m
 from hub.storage.database import bulk_insert
 
@@ -284,7 +285,12 @@ def store_pending(db: Any, source: str, raws: Sequence[RawIn], now: dt.datetime)
     rows = []
     seen: set[str] = set()
     for raw in raws:
-        row = _pending_row(source, storable_raw(raw), now)
+        if parsed_clean(raw.payload):  # the body's own parse, known clean: only the small fields
+            clean = storable_raw(RawIn(payload=None, dedupe_key=raw.dedupe_key, kind=raw.kind, headers=raw.headers))
+            row = _pending_row(source, clean, now)
+            row["payload"] = raw.payload
+        else:
+            row = _pending_row(source, storable_raw(raw), now)
         key = row["dedupe_key"]
         if key is not None:
             if key in seen:

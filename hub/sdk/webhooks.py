@@ -50,6 +50,7 @@ import hashlib
 import hmac
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -314,11 +315,27 @@ def json_body(request: WebhookRequest | bytes, max_depth: int = MAX_JSON_DEPTH) 
     """
     body = request if isinstance(request, bytes | bytearray) else request.body
     try:
-        return loads_bounded(body, max_depth=max_depth)
+        value = loads_bounded(body, max_depth=max_depth)
     except JsonTooDeep:
         raise WebhookRejected(400, f"body is nested deeper than {max_depth} levels") from None
     except ValueError:
         raise WebhookRejected(400, "body is not valid JSON") from None
+    # ASCII without a single \u escape: no string in it can hold a NUL or a surrogate (raw control
+    # characters are not JSON), so the core need not walk it again to clean it (parsed_clean).
+    _last_clean.value = value if isinstance(value, dict | list) and body.isascii() and b"\\u" not in body else None
+    return value
+
+
+_last_clean = threading.local()
+
+
+def parsed_clean(value: Any) -> bool:
+    """Whether ``value`` is the container this thread's last :func:`json_body` parsed from a
+    body that holds no NUL and no surrogate (so cleaning it for storage would change nothing).
+
+    Return the parsed value as a raw event's payload unchanged, or a new object: text added
+    to the very object :func:`json_body` returned would be stored uncleaned."""
+    return value is not None and getattr(_last_clean, "value", None) is value
 
 
 __all__ = [
