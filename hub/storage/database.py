@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -209,8 +210,8 @@ def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False
     if dialect.name == "postgresql" and not ignore_conflicts:
         _copy(conn, f"COPY {name} ({cols}) FROM STDIN", data)
         return ids
-    if dialect.name == "postgresql":  # ignore_conflicts: one statement of one array per column
-        return _insert_unnest(conn, table, columns, data, ids)
+    if dialect.name == "postgresql":  # ignore_conflicts: COPY into a scratch table, then one INSERT ... SELECT
+        return _insert_staged(conn, table, columns, data, ids)
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {name} ({cols}) VALUES ({', '.join([mark] * len(columns))})"
     if ignore_conflicts:
@@ -222,17 +223,25 @@ def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False
     return ids
 
 
-def _insert_unnest(conn, table, columns: list[str], data: list[tuple], ids: list[int | None]) -> list[int | None]:
-    """PostgreSQL: ``INSERT ... SELECT * FROM unnest(:col1, :col2, ...) ON CONFLICT DO
-    NOTHING RETURNING id``: the whole batch as one statement of one array per
-    column, which psycopg sends without re-parsing and the server plans once."""
+def _insert_staged(conn, table, columns: list[str], data: list[tuple], ids: list[int | None]) -> list[int | None]:
+    """PostgreSQL: COPY the rows into a temporary table of the same columns (one
+    per connection, emptied at commit and after each use), then ``INSERT ...
+    SELECT ... ON CONFLICT DO NOTHING RETURNING id`` from it.  Why: one
+    ``INSERT ... SELECT * FROM unnest(:col1, :col2, ...)`` of one array per
+    column cost the server about three times as much (1,000 raw events:
+    ~0.17 s against ~0.05 s), a sixth of a 100k import.  The scratch table has
+    just these columns and no constraints (named by them, so another set of
+    columns gets its own)."""
     dialect = conn.dialect
-    casts = ", ".join(f"%s::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
+    name = _quoted(dialect, table.name)
     cols = ", ".join(_quoted(dialect, c) for c in columns)
-    sql = (f"INSERT INTO {_quoted(dialect, table.name)} ({cols}) SELECT * FROM unnest({casts}) "
-           f"ON CONFLICT DO NOTHING RETURNING id")
-    arrays = tuple(list(col) for col in zip(*data, strict=True))
-    landed = {v for (v,) in conn.exec_driver_sql(sql, arrays)}
+    stage = _quoted(dialect, f"hub_stage_{table.name}_{zlib.crc32(cols.encode()):08x}")
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                         f"SELECT {cols} FROM {name} WITH NO DATA")
+    _copy(conn, f"COPY {stage} ({cols}) FROM STDIN", data)
+    landed = {v for (v,) in conn.exec_driver_sql(
+        f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING RETURNING id")}
+    conn.exec_driver_sql(f"DELETE FROM {stage}")
     return [i if i in landed else None for i in ids]
 
 
