@@ -320,6 +320,8 @@ def wait_drained(database_url: str, timeout: float) -> float:
 
 def bench_backend(label: str, database_url: str, args, tmp: Path, bare: dict, env: dict[str, str]) -> dict:
     prepare_database(database_url)
+    if any(counts(database_url).values()):  # the same tokens again would be duplicates: cheaper, and not counted
+        raise SystemExit(f"{label}: the database is not empty: give an empty or disposable one")
     site = hub_site(tmp, database_url, args.processing)
     hub_env = {**env, "HUB_CONFIG": str(site), "HUB_INSTANCE_PATH": str(tmp / f"instance-{label}"),
                "BENCH_TYPEFORM_SECRET": SECRET}

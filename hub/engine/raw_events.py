@@ -583,10 +583,12 @@ def drain(hub: Hub, timeout: float = 30.0) -> bool:
     return entry is None or entry[0]() is not hub or entry[1].drain(timeout)
 
 
-#: A worker's batch on SQLite, and its pause after each: a delivery waits at most one batch's
-#: write-lock hold (a batch of 25 held it ~60 ms, and back to back under a backlog).
-WORKER_SQLITE_BATCH = 10
+#: A worker's batch on SQLite, and its pause after each (as long as the batch took, within these
+#: bounds): a delivery waits at most one batch's write-lock hold (25 held it ~60 ms), and the
+#: worker takes at most about half of the lock's time, the deliveries the rest.
+WORKER_SQLITE_BATCH = 5
 WORKER_SQLITE_GAP = 0.003
+WORKER_SQLITE_GAP_MAX = 0.1
 
 
 def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> int:
@@ -609,12 +611,14 @@ def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> in
             return taken
         done = 0
         for source, ids in by_source.items():
+            started = time.perf_counter()
             counts = process_raw_events(hub, source, ids)
             done += counts["processed"] + counts["skipped"] + counts["failed"]
             if hub.db.dialect == "sqlite":
-                # SQLite's one write lock: deliveries waiting for it (their 1 ms polls) go in
-                # between two batches, or a backlog would keep them out batch after batch.
-                time.sleep(WORKER_SQLITE_GAP)
+                # SQLite's one write lock: the worker leaves it free at least as long as its batch
+                # held it, so deliveries waiting for it (their 1 ms polls) go in between batches;
+                # back to back, a backlog kept acknowledgements out batch after batch.
+                time.sleep(min(WORKER_SQLITE_GAP_MAX, max(WORKER_SQLITE_GAP, time.perf_counter() - started)))
         taken += sum(map(len, by_source.values()))
         if done == 0:
             return taken  # every one was claimed by another worker: leave them to it
