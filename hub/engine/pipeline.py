@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Select, bindparam, insert, select, text, update
+from sqlalchemy import Row, Select, bindparam, select, text, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -529,15 +529,17 @@ def plan_outbox(b: Batch) -> None:
         return
     sinks = _route(b, wants)
     planner = b.slot_planner()
-    by_case = {c.id: c for c in wants}
-    stmt = insert(FOLLOWUP).returning(FOLLOWUP.c.id, FOLLOWUP.c.case_id)
-    for followup_id, case_id in b.session.execute(stmt, [
-        {"case_id": c.id, "sink": sinks[c.id], "idempotency_key": f"hub-case-{c.id}-callback",
-         "due_at": planner.plan(b.now, c.sla_due, c.team), "team": c.team, "status": "pending", "attempts": 0,
-         "next_attempt_at": b.now, "created_at": b.now}
-        for c in wants
-    ]):
-        by_case[case_id].followup_id = followup_id
+    # Ids reserved up front and every column with a default given: the rows go
+    # below the ORM (COPY on PostgreSQL), as the items do.
+    ids = reserve_ids(b.session, FOLLOWUP, len(wants))
+    rows = []
+    for c, followup_id in zip(wants, ids, strict=True):
+        c.followup_id = followup_id
+        rows.append({"id": followup_id, "case_id": c.id, "sink": sinks[c.id],
+                     "idempotency_key": f"hub-case-{c.id}-callback", "due_at": planner.plan(b.now, c.sla_due, c.team),
+                     "team": c.team, "status": "pending", "attempts": 0, "next_attempt_at": b.now,
+                     "created_at": b.now, "sync_pending": False, "sync_attempts": 0})
+    bulk_insert(b.session, FOLLOWUP, rows)
     add_planned_load(b.session, planner.taken)  # the slots' counts, kept as callbacks are planned
     planner.taken.clear()
 
