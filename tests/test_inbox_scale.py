@@ -69,7 +69,7 @@ def test_a_case_view_with_a_search_walks_its_cases_in_order(many_cases, monkeypa
     assert [r["case"] for r in case_rows(page)] == expected
     n = len(expected)
     assert re.search(rf'<span id="total">{n} cases</span>', page), re.search(r'<span id="total">.*?</span>', page)
-    assert walks
+    assert bool(walks) == (hub.db.dialect == "sqlite")
     # A rare term (the id-list form) stays one query, with the same answer.
     monkeypatch.undo()
     page = client.get("/?q=storing").get_data(as_text=True)
@@ -90,7 +90,7 @@ def test_the_walk_stops_at_the_cap_and_says_more_than(many_cases, monkeypatch):
     # Page 3 lies past the cap: the walk goes on as far as that page needs.
     third = client.get("/?q=storing&page=3").get_data(as_text=True)
     assert [r["case"] for r in case_rows(third)] == expected[4:6]
-    assert len(walks) == 2
+    assert len(walks) == (2 if hub.db.dialect == "sqlite" else 0)
 
 
 def test_other_item_filters_stay_one_query(many_cases, monkeypatch):

@@ -171,9 +171,13 @@ class InboxFilters:
 
     @property
     def walks_cases(self) -> bool:
-        """A case view searching a common term: its cases are walked in order
-        (:func:`_walk_cases`); other item filters stay one query (cheap per case)."""
-        return self.is_case_view and bool(self.q) and self._text_match()[1]
+        """A case view searching a common term on SQLite: its cases are walked in
+        order (:func:`_walk_cases`); other item filters stay one query (cheap per
+        case).  PostgreSQL keeps the one query too: its chunk queries (an IN list of
+        1,000-4,000 cases read from the heap) took ~0.28 s each at a million items,
+        more than its EXISTS walk with the capped count."""
+        return (self.is_case_view and bool(self.q) and db_session().get_bind().dialect.name == "sqlite"
+                and self._text_match()[1])
 
     def _risk(self, q: Select, column) -> Select:
         if self.risk:
