@@ -65,3 +65,33 @@ def test_statistics_refresh_after_the_first_rows_then_at_each_doubling(make_app,
         keeper.wrote(500)
     keeper.finish()
     assert runs == [1000, 2000, 4000, 4500]
+
+
+def test_ignoring_insert_twice_in_one_transaction_keeps_only_its_own_rows(make_app):
+    """The scratch table of an ignoring insert on PostgreSQL is emptied after each use:
+    a second batch in the same transaction returns only its own ids."""
+    hub = make_app().extensions["hub"]
+    with hub.db.session() as s:
+        first = bulk_insert(s, RAW, [_raw("a"), _raw("b")], ignore_conflicts=True)
+        s.execute(RAW.delete().where(RAW.c.dedupe_key == "a"))
+        second = bulk_insert(s, RAW, [_raw("b"), _raw("c")], ignore_conflicts=True)
+    assert None not in first and second[0] is None and second[1] not in first
+    with hub.db.Session() as s:  # "a" stays deleted: the first batch's rows were not inserted again
+        assert sorted(s.scalars(select(m.RawEvent.dedupe_key))) == ["b", "c"]
+
+
+def test_keys_query_finds_the_rows_of_the_keys_that_meet_the_condition(make_app):
+    from sqlalchemy import text
+
+    from hub.storage.database import keys_query
+
+    hub = make_app().extensions["hub"]
+    R = m.RawEvent
+    with hub.db.session() as s:
+        ids = bulk_insert(s, RAW, [_raw("a"), _raw("b"), {**_raw("c"), "status": "pending"}])
+    with hub.db.Session() as s:
+        got = s.execute(keys_query(s, R.id, [ids[0], ids[2], ids[2] + 100], (R.id, R.dedupe_key),
+                                   text("status = 'processed'"))).all()
+        every = s.execute(keys_query(s, R.id, ids[1:], (R.dedupe_key,))).scalars().all()
+    assert [tuple(r) for r in got] == [(ids[0], "a")]  # c is pending, the third key matches nothing
+    assert sorted(every) == ["b", "c"]
