@@ -80,6 +80,11 @@ def _pending_row(source: str, raw: RawIn, now: dt.datetime) -> dict[str, Any]:
 _PENDING_COLUMNS = ("source", "kind", "dedupe_key", "payload", "headers", "received_at", "status")
 
 
+#: Connections one PendingInserts opens at most (a process's concurrent deliveries beyond wait
+#: their turn: an insert takes a fraction of a millisecond; gunicorn.conf.py runs 4 threads).
+MAX_CONNECTIONS = 8
+
+
 class PendingInserts:
     """The webhook path's one write, below SQLAlchemy: a driver statement on connections of its own.
 
@@ -93,7 +98,7 @@ class PendingInserts:
 
     Connections: taken from the engine once (its connect events ran: SQLite's
     pragmas) and detached from its pool, kept on a stack here and reused by
-    whichever thread comes next; at most as many as requests ever ran at once.
+    whichever thread comes next; at most :data:`MAX_CONNECTIONS`.
     They are in autocommit mode: one event is one statement that commits as
     it returns (one round trip on PostgreSQL); several go in one transaction.
     """
@@ -114,6 +119,7 @@ class PendingInserts:
         self._idle: list[Any] = []
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         from sqlalchemy import event
 
         event.listen(engine, "engine_disposed", lambda _e: self.close())
@@ -168,23 +174,24 @@ class PendingInserts:
         # instead of a ping per delivery; with every event keyed the insert is run again on a new
         # one (a row that did land is then a duplicate, never a second row).
         retries = 1 if all(r["dedupe_key"] is not None for r in rows) else 0
-        while True:
-            conn = self._take()
-            try:
-                out = self._run(conn, params)
-            except BaseException as exc:
-                broken = not isinstance(exc, Exception) or _broken(self.engine, exc, conn)
-                if broken:
-                    self._drop(conn)
-                else:
-                    self._give_back(conn)
-                if broken and retries and isinstance(exc, Exception):
-                    retries -= 1
-                    log.info("webhook insert: connection lost (%s), again on a new one", type(exc).__name__)
-                    continue
-                raise _wrapped(self.engine, self.sql, exc) from exc
-            self._give_back(conn)
-            return out
+        with self._slots:  # at most MAX_CONNECTIONS of them in use, so at most as many open
+            while True:
+                conn = self._take()
+                try:
+                    out = self._run(conn, params)
+                except BaseException as exc:
+                    broken = not isinstance(exc, Exception) or _broken(self.engine, exc, conn)
+                    if broken:
+                        self._drop(conn)
+                    else:
+                        self._give_back(conn)
+                    if broken and retries and isinstance(exc, Exception):
+                        retries -= 1
+                        log.info("webhook insert: connection lost (%s), again on a new one", type(exc).__name__)
+                        continue
+                    raise _wrapped(self.engine, self.sql, exc) from exc
+                self._give_back(conn)
+                return out
 
     def _run(self, conn: Any, params: list[tuple]) -> list[int | None]:
         if self.sqlite:
