@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hub.storage import models as m
-from hub.storage.database import Statistics, bulk_insert, reserve_ids
+from hub.storage.database import Statistics, analyze, bulk_insert, reserve_ids
 
 RAW = m.RawEvent.__table__
 NOW = dt.datetime(2026, 11, 20, 9, 30, tzinfo=dt.UTC)
@@ -95,3 +95,39 @@ def test_keys_query_finds_the_rows_of_the_keys_that_meet_the_condition(make_app)
         every = s.execute(keys_query(s, R.id, ids[1:], (R.dedupe_key,))).scalars().all()
     assert [tuple(r) for r in got] == [(ids[0], "a")]  # c is pending, the third key matches nothing
     assert sorted(every) == ["b", "c"]
+
+
+def _identities(customer_ids):
+    return [{"customer_id": c, "kind": "email", "value": f"c{c}@example.org", "confidence": 1.0,
+             "evidence": None, "created_at": NOW, "match_key": None} for c in customer_ids]
+
+
+def _new_customers(s, n):
+    first = s.scalar(select(m.Customer.id).order_by(m.Customer.id.desc()).limit(1)) or 0
+    return bulk_insert(s, m.Customer.__table__, [
+        {"ref": f"{first + i:032d}", "name": None, "attributes": {}, "created_at": NOW, "name_key": None}
+        for i in range(n)])
+
+
+def test_key_checks_of_a_bulk_insert_use_the_index_after_the_referenced_table_grew(make_app):
+    """PostgreSQL plans each connection's foreign-key checks once: made while the
+    referenced table was tiny, that plan is a sequential scan, and without a
+    re-plan every later row checked read the whole (grown) table."""
+    hub = make_app().extensions["hub"]
+    if hub.db.dialect != "postgresql":
+        pytest.skip("PostgreSQL's cached foreign-key check plans")
+    from sqlalchemy import text
+
+    def customer_rows_scanned(s) -> int:
+        return s.scalar(text("SELECT coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables "
+                             "WHERE relname = 'customer'")) or 0
+
+    with hub.db.session() as s:  # one transaction: one connection, its cached plans
+        few = _new_customers(s, 20)
+        analyze(s, [m.Customer.__table__])  # as an import does after its first rows: "20 rows, 1 page"
+        bulk_insert(s, m.Identity.__table__, _identities(few))  # checks planned on a 20-row table
+        many = _new_customers(s, 3000)
+        before = customer_rows_scanned(s)
+        bulk_insert(s, m.Identity.__table__, _identities(many[-300:]))
+        scanned = customer_rows_scanned(s) - before
+    assert scanned < 3000, f"300 key checks read {scanned:,} customer rows (a scan per check)"
