@@ -85,7 +85,7 @@ def test_batch_path_cost_does_not_grow_with_batch_size(hub):
     page = _statements(hub, 1000, "p")
     with hub.db.Session() as s:
         assert s.scalar(select(func.count()).select_from(m.Identity).where(m.Identity.confidence < 1))  # rules ran
-    assert page < 45, page
+    assert page < 50, page  # (ids reserved per bulk-written table: one look-up each on SQLite)
     assert page <= small + 20
 
 

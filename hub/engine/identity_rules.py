@@ -38,10 +38,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from hub.storage import models as m
-from hub.storage.database import pairs_query
+from hub.storage.database import bulk_insert, pairs_query
 
 if TYPE_CHECKING:
     from hub.engine.pipeline import Batch, Customer, Fresh
@@ -240,7 +240,7 @@ def resolve(b: Batch) -> None:
 
     _insert_customers(b, new_customers, CUSTOMER)
     if new_identities:
-        b.session.execute(insert(IDENTITY), [
+        bulk_insert(b.session, IDENTITY, [
             {"customer_id": c.id, "kind": k, "value": v, "confidence": conf, "evidence": ev[:EVIDENCE_MAX],
              "created_at": b.now, "match_key": match_key(k, v)}
             for c, (k, v), conf, ev in new_identities])
@@ -261,11 +261,12 @@ def _new_customer(b: Batch, f: Fresh, new_customers: list[Customer]) -> Customer
 def _insert_customers(b: Batch, new: list[Customer], table: Any) -> None:
     if not new:
         return
-    by_ref = {c.ref: c for c in new}
-    stmt = insert(table).returning(table.c.id, table.c.ref)
-    for cid, ref in b.session.execute(stmt, [{"ref": c.ref, "name": c.name, "name_key": name_key(c.name),
-                                             "attributes": {}, "created_at": b.now} for c in new]):
-        by_ref[ref].id = cid
+    # Ids reserved and the rows written below the ORM (COPY on PostgreSQL): an
+    # INSERT ... RETURNING of a thousand rows was a fifth of an import's identity step.
+    ids = bulk_insert(b.session, table, [{"ref": c.ref, "name": c.name, "name_key": name_key(c.name),
+                                          "attributes": {}, "created_at": b.now} for c in new])
+    for c, cid in zip(new, ids, strict=True):
+        c.id = cid
 
 
 def _mentioned(b: Batch, f: Fresh, mt: Mention, rules: Rules, item_ev: str, proposals: list[Proposal],
