@@ -59,12 +59,33 @@ def test_statistics_refresh_after_the_first_rows_then_at_each_doubling(make_app,
     import hub.storage.database as database
 
     real = database.analyze
-    monkeypatch.setattr(database, "analyze", lambda s, tables: (runs.append(keeper.written), real(s, tables)))
+    monkeypatch.setattr(database, "analyze", lambda s, tables, loading=False: (
+        runs.append((keeper.written, loading)), real(s, tables, loading=loading)))
     keeper = Statistics(hub.db, [RAW], first=1000)
     for _ in range(9):
         keeper.wrote(500)
     keeper.finish()
-    assert runs == [1000, 2000, 4000, 4500]
+    # Quick samples while loading, a full one at the end.
+    assert runs == [(1000, True), (2000, True), (4000, True), (4500, False)]
+
+
+def test_a_refresh_while_loading_samples_less_and_leaves_the_setting_as_it_was(make_app):
+    hub = make_app().extensions["hub"]
+    if hub.db.dialect != "postgresql":
+        pytest.skip("PostgreSQL's statistics target")
+    from sqlalchemy import text
+
+    with hub.db.session() as s:
+        bulk_insert(s, RAW, [_raw(f"k{i}") for i in range(50)])
+    with hub.db.session() as s:
+        before = s.scalar(text("SHOW default_statistics_target"))
+        analyze(s, [RAW], loading=True)
+        during = s.scalar(text("SHOW default_statistics_target"))
+    with hub.db.session() as s:
+        after = s.scalar(text("SHOW default_statistics_target"))
+        analyzed = s.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'raw_event'"))
+    assert during == "10" and after == before != "10"
+    assert analyzed == 50  # the sample still counts the table
 
 
 def test_ignoring_insert_twice_in_one_transaction_keeps_only_its_own_rows(make_app):

@@ -290,16 +290,28 @@ def _copy(conn, sql: str, data: list[tuple]) -> None:
         raise exc.DBAPIError.instance(sql, None, e, conn.dialect.loaded_dbapi.Error) from e
 
 
-def analyze(session: Session, tables) -> None:
+#: PostgreSQL's sample while a bulk load is still running (``default_statistics_target``;
+#: the server's default is 100, a sample of 30,000 rows per table).
+LOADING_STATISTICS_TARGET = 10
+
+
+def analyze(session: Session, tables, *, loading: bool = False) -> None:
     """Bring the planner's statistics up to date for ``tables`` (after a bulk load).
 
     Without them PostgreSQL plans ``source = ? AND key IN (...)`` on a table it
     believes empty as a scan of the whole source, which makes an import slower
     with every page; SQLite's planner likewise picks indexes blind.
+
+    ``loading``: a refresh in the middle of a load, which needs the tables'
+    sizes and the look-up columns' spread, not fine histograms: PostgreSQL
+    samples 3,000 rows per table instead of 30,000 (the refreshes at 32k and
+    64k rows of a 100k import took 0.4-0.6 s each); the one at the end is full.
     """
     conn = session.connection()
     dialect = conn.dialect
     if dialect.name == "postgresql":
+        if loading:
+            conn.exec_driver_sql(f"SET LOCAL default_statistics_target = {LOADING_STATISTICS_TARGET}")
         conn.exec_driver_sql("ANALYZE " + ", ".join(_quoted(dialect, t.name) for t in tables))
     elif dialect.name == "sqlite":
         # A sampled ANALYZE (rows per index): as good for choosing an index, and
@@ -329,7 +341,7 @@ class Statistics:
         """``n`` more rows were committed."""
         self.written += n
         if self.written >= self._next:
-            self._run()
+            self._run(loading=True)
             while self._next <= self.written:
                 self._next *= 2
 
@@ -337,9 +349,9 @@ class Statistics:
         if self.written >= self.first and self._analyzed_at != self.written:
             self._run()
 
-    def _run(self) -> None:
+    def _run(self, loading: bool = False) -> None:
         with self.db.session() as s:
-            analyze(s, self.tables)
+            analyze(s, self.tables, loading=loading)
         self._analyzed_at = self.written
 
 
