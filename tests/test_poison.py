@@ -267,3 +267,33 @@ def test_replay_command(hub, monkeypatch):
     assert "total: processed 1, skipped 0, failed 1, items 1" in result.output
     result = CliRunner().invoke(main, ["replay", "--source", "nope"])
     assert result.exit_code != 0 and "nope" in result.output
+
+
+def test_import_lines_marked_clean_are_the_plain_ascii_ones_and_dirty_lines_never_land(hub, tmp_path):
+    """Import lines that are plain ASCII skip the cleaning walk of their raw event
+    (read_records marks them); a line with an escaped NUL or lone surrogate is a
+    bad line with its reason, and nothing of it reaches the database."""
+    from hub.engine.importer import import_file, read_records
+
+    head = '"channel": "survey", "occurred_at": "2026-11-19T10:00:00Z"'
+    lines = [
+        '{"external_id": "plain", %s, "text": "fine", "customer": {"name": "Jo Ann"}}' % head,
+        '{"external_id": "surrogate", %s, "text": "ok", "customer": {"name": "Jo\\udfffe"}}' % head,
+        '{"external_id": "nul", %s, "text": "x\\u0000y"}' % head,
+        '{"external_id": "escaped", %s, "text": "caf\\u00e9"}' % head,
+        '{"external_id": "accent", %s, "text": "caf\u00e9", "customer": {"name": "No\u00ebl"}}' % head,
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert [clean for _n, _obj, clean in read_records(path)] == [True, False, False, False, False]
+    report = import_file(hub, path, "feed")
+    assert report.created == 3
+    assert [(n, why.split(":")[0]) for n, why in report.bad] == [(2, "customer.name"), (3, "text")]
+    with hub.db.Session() as s:
+        payloads = {r.dedupe_key: r.payload for r in s.scalars(select(m.RawEvent))}
+        texts = {i.external_id: i.text for i in s.scalars(select(m.FeedbackItem))}
+    assert set(payloads) == {"plain", "escaped", "accent"}
+    assert payloads["plain"]["customer"] == {"name": "Jo Ann"} and payloads["plain"]["text"] == "fine"
+    assert payloads["escaped"]["text"] == payloads["accent"]["text"] == "caf\u00e9"
+    assert payloads["accent"]["customer"] == {"name": "No\u00ebl"}
+    assert texts == {"plain": "fine", "escaped": "caf\u00e9", "accent": "caf\u00e9"}

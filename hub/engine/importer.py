@@ -64,23 +64,35 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
 
 def read_lines(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, decoded object or InputError) for each data line."""
+    for number, obj, _clean in read_records(path):
+        yield number, obj
+
+
+def read_records(path: Path) -> Iterator[tuple[int, Any, bool]]:
+    """(line number, decoded object or InputError, clean) for each data line.
+
+    ``clean``: the line is ASCII JSON without a ``\\u`` escape, so no string
+    decoded from it can hold a NUL or a lone surrogate (raw control characters
+    are not JSON): its raw event is stored without a walk through it
+    (:func:`hub.engine.raw_events.store_raw`).  CSV cells are never marked.
+    """
     is_csv = path.suffix.lower() == ".csv"
     with path.open("r", encoding="utf-8", newline="") as fh:
         if is_csv:
             reader = csv.DictReader(fh)
             for row in reader:
                 try:
-                    yield reader.line_num, _csv_row(row)
+                    yield reader.line_num, _csv_row(row), False
                 except InputError as exc:
-                    yield reader.line_num, exc
+                    yield reader.line_num, exc, False
             return
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, json.loads(line), line.isascii() and "\\u" not in line
             except ValueError as exc:
-                yield number, InputError("line", f"malformed JSON: {exc}")
+                yield number, InputError("line", f"malformed JSON: {exc}"), False
 
 
 class FrozenHeap:
@@ -135,6 +147,7 @@ def _import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[in
     report = ImportReport()
     pipeline = Pipeline(hub)
     batch: list[tuple[Any, FeedbackIn]] = []
+    clean: list[bool] = []  # per line of the batch: its raw event needs no cleaning walk (read_records)
     stats = Statistics(hub.db, TABLES)
     shown = 0  # lines told to ``progress``: every line read, bad ones too (the total counts them all)
 
@@ -148,17 +161,18 @@ def _import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[in
         if not batch:
             return
         with hub.db.session() as s:
-            results = ingest_inputs(s, pipeline, source, batch, hub.clock.utcnow())
+            results = ingest_inputs(s, pipeline, source, batch, hub.clock.utcnow(), clean=clean)
         created = sum(r.created for r in results)
         report.created += created
         report.duplicates += len(results) - created
         stats.wrote(created)
         batch.clear()
+        clean.clear()
         settle()
         show()
 
     now = hub.clock.utcnow()
-    for number, obj in read_lines(path):
+    for number, obj, known_clean in read_records(path):
         report.lines += 1
         if isinstance(obj, InputError):
             report.bad.append((number, str(obj)))
@@ -173,6 +187,7 @@ def _import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[in
             report.bad.append((number, str(exc)))
             continue
         batch.append((obj, item))
+        clean.append(known_clean and obj is not None and type(obj) is dict)
         if len(batch) >= BATCH:
             flush()
     flush()

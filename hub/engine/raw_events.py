@@ -41,18 +41,21 @@ log = logging.getLogger(__name__)
 RAW = m.RawEvent.__table__
 
 
-def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.datetime, status: str = "pending"
-              ) -> list[int | None]:
+def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.datetime, status: str = "pending",
+              clean: Sequence[bool] | None = None) -> list[int | None]:
     """Store raw events; returns each one's id, or None for a duplicate delivery.
 
     ``status`` is "pending" for events processed later (webhooks), or
     "processed" when the caller ingests them in the same transaction.
+    ``clean[i]``: the caller knows payload ``i`` holds no NUL and no lone
+    surrogate (it decoded it from ASCII JSON text without ``\\u`` escapes), so
+    it is stored without a walk through it; the small fields are cleaned as always.
     """
     out: list[int | None] = [None] * len(raws)
     keyed: dict[str, int] = {}
     rows: list[tuple[int, dict[str, Any]]] = []
     for i, raw in enumerate(raws):
-        raw = storable_raw(raw)
+        raw = _storable_but_payload(raw) if clean is not None and clean[i] else storable_raw(raw)
         if raw.dedupe_key is not None:
             if raw.dedupe_key in keyed:
                 continue
@@ -70,6 +73,12 @@ def store_raw(session: Session, source: str, raws: Sequence[RawIn], now: dt.date
     for (i, _), new_id in zip(rows, ids, strict=True):
         out[i] = new_id
     return out
+
+
+def _storable_but_payload(raw: RawIn) -> RawIn:
+    """:func:`storable_raw` of everything but the payload, which is known clean."""
+    small = storable_raw(RawIn(payload=None, dedupe_key=raw.dedupe_key, kind=raw.kind, headers=raw.headers))
+    return RawIn(payload=raw.payload, dedupe_key=small.dedupe_key, kind=small.kind, headers=small.headers)
 
 
 def _pending_row(source: str, raw: RawIn, now: dt.datetime) -> dict[str, Any]:
@@ -293,9 +302,7 @@ def store_pending(db: Any, source: str, raws: Sequence[RawIn], now: dt.datetime)
     seen: set[str] = set()
     for raw in raws:
         if parsed_clean(raw.payload):  # the body's own parse, known clean: only the small fields
-            clean = storable_raw(RawIn(payload=None, dedupe_key=raw.dedupe_key, kind=raw.kind, headers=raw.headers))
-            row = _pending_row(source, clean, now)
-            row["payload"] = raw.payload
+            row = _pending_row(source, _storable_but_payload(raw), now)
         else:
             row = _pending_row(source, storable_raw(raw), now)
         key = row["dedupe_key"]
@@ -658,11 +665,11 @@ def replay(hub: Hub, source: str | None = None, include_failed: bool = False,
 
 
 def ingest_inputs(session: Session, pipeline: Pipeline, source: str, pairs: Sequence[tuple[Any, FeedbackIn]],
-                  now: dt.datetime, kind: str = "import") -> list[IngestResult]:
+                  now: dt.datetime, kind: str = "import", clean: Sequence[bool] | None = None) -> list[IngestResult]:
     """The path of input already in the common schema (API, import, demo):
     each (decoded object, item) is kept verbatim as a raw event and ingested,
-    in the caller's transaction."""
+    in the caller's transaction (``clean``: see :func:`store_raw`)."""
     raws = [RawIn(payload=obj, dedupe_key=item.external_id, kind=kind) for obj, item in pairs]
-    raw_ids = store_raw(session, source, raws, now, status="processed")
+    raw_ids = store_raw(session, source, raws, now, status="processed", clean=clean)
     entries = [Entry(item, raw_id) for (_, item), raw_id in zip(pairs, raw_ids, strict=True)]
     return pipeline.ingest(session, source, entries, now)
