@@ -271,10 +271,24 @@ base_url = "http://127.0.0.1:9"
 
 
 def prepare_database(database_url: str) -> None:
+    """Migrate the database; a PostgreSQL database that does not exist yet is created first."""
     sys.path.insert(0, str(ROOT))
+    from sqlalchemy.engine import make_url
+
     from hub.storage.database import make_engine
     from hub.storage.migrate import upgrade
 
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql" and url.database:
+        from sqlalchemy import text
+
+        admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False),
+                            isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}):
+                print(f"creating database {url.database}", flush=True)
+                conn.exec_driver_sql(f'CREATE DATABASE "{url.database}"')
+        admin.dispose()
     engine = make_engine(database_url)
     upgrade(engine)
     engine.dispose()
