@@ -187,7 +187,7 @@ def _import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[in
             report.bad.append((number, str(exc)))
             continue
         batch.append((obj, item))
-        clean.append(known_clean and obj is not None and type(obj) is dict)
+        clean.append(known_clean and type(obj) is dict)
         if len(batch) >= BATCH:
             flush()
     flush()

@@ -208,12 +208,12 @@ def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False
     name = _quoted(dialect, table.name)
     cols = ", ".join(_quoted(dialect, c) for c in columns)
     if dialect.name == "postgresql" and not ignore_conflicts:
-        with _fresh_key_checks(conn):
-            _copy(conn, f"COPY {name} ({cols}) FROM STDIN", data)
+        _replan_key_checks(conn)
+        _copy(conn, f"COPY {name} ({cols}) FROM STDIN", data)
         return ids
     if dialect.name == "postgresql":  # ignore_conflicts: COPY into a scratch table, then one INSERT ... SELECT
-        with _fresh_key_checks(conn):
-            return _insert_staged(conn, table, columns, data, ids)
+        _replan_key_checks(conn)
+        return _insert_staged(conn, table, columns, data, ids)
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {name} ({cols}) VALUES ({', '.join([mark] * len(columns))})"
     if ignore_conflicts:
@@ -225,9 +225,8 @@ def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False
     return ids
 
 
-@contextmanager
-def _fresh_key_checks(conn) -> Iterator[None]:
-    """PostgreSQL: the foreign-key checks of the rows written here are planned for the tables as they are now.
+def _replan_key_checks(conn) -> None:
+    """PostgreSQL: the foreign-key checks of the rows written next are planned for the tables as they are now.
 
     Why: the server checks each new row's foreign keys with a plan it makes
     once per connection and keeps (a generic plan).  Made while a bulk
@@ -243,7 +242,6 @@ def _fresh_key_checks(conn) -> Iterator[None]:
     checked: 6.6 s).
     """
     conn.exec_driver_sql("DISCARD PLANS")
-    yield
 
 
 def _insert_staged(conn, table, columns: list[str], data: list[tuple], ids: list[int | None]) -> list[int | None]:
