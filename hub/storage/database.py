@@ -207,13 +207,12 @@ def bulk_insert(session: Session, table, rows, *, ignore_conflicts: bool = False
     data = _plain_rows(dialect, table, columns, rows)
     name = _quoted(dialect, table.name)
     cols = ", ".join(_quoted(dialect, c) for c in columns)
-    if dialect.name == "postgresql" and not ignore_conflicts:
+    if dialect.name == "postgresql":
         _replan_key_checks(conn)
+        if ignore_conflicts:  # COPY into a scratch table, then one INSERT ... SELECT
+            return _insert_staged(conn, table, columns, data, ids)
         _copy(conn, f"COPY {name} ({cols}) FROM STDIN", data)
         return ids
-    if dialect.name == "postgresql":  # ignore_conflicts: COPY into a scratch table, then one INSERT ... SELECT
-        _replan_key_checks(conn)
-        return _insert_staged(conn, table, columns, data, ids)
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = f"INSERT INTO {name} ({cols}) VALUES ({', '.join([mark] * len(columns))})"
     if ignore_conflicts:
