@@ -13,6 +13,7 @@ this module loads neither SQLAlchemy nor Flask; ``bench/startup.py`` times it.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -548,6 +549,10 @@ def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: 
                             loglevel="DEBUG" if logging.getLogger().level == logging.DEBUG else "INFO"))
     from hub.engine.waiting import wait_unless
 
+    # What is loaded by now (plugins, lexicons, language models) lives as long as the process:
+    # frozen, a full garbage collection no longer walks it.  It did, ~100 ms at a time, inside
+    # batches that hold SQLite's one write lock while webhook deliveries wait for it.
+    gc.freeze()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

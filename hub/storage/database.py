@@ -40,6 +40,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # 32 MB of page cache per connection (SQLite's default is 2 MB), taken as pages are read:
+        # with the default, the text index's pages were read again for every batch once a few
+        # thousand large items had pushed them out, and a webhook worker's batch grew slower
+        # with every 1,000 items (0.6 -> 2 ms for its text index step alone at 10,000).
+        cur.execute("PRAGMA cache_size=-32000")
         cur.close()
 
     @event.listens_for(engine, "begin")

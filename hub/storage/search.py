@@ -8,7 +8,8 @@ identities does.  Migration 0011 indexes those three columns:
   ``trigram`` tokenizer, over the rows as external content: new rows go in in
   bulk after each ingest batch (:func:`index_new_items`; rows not yet in are
   found by ``LIKE`` on the short tail above ``search_indexed.upto``), changes
-  and deletes by triggers.  A trigram phrase query finds exactly the rows that contain the
+  and deletes by triggers; each such ingest also does a bounded step of the
+  index's merge work (:func:`merge_some`, migration 0015).  A trigram phrase query finds exactly the rows that contain the
   term as a substring, case-insensitively, so ``MATCH`` answers what ``LIKE``
   did without reading every row.  Terms under three characters have no
   trigram; they fall back to ``LIKE`` (a scan, as before).
@@ -60,6 +61,12 @@ FEW = 2000
 #: PostgreSQL: a term the planner expects in more than this many times FEW items
 #: is taken as common without reading its first FEW matches (see :func:`_text_ids`).
 ESTIMATE_MARGIN = 5
+#: SQLite: pages of FTS merge work an ingest does per row it adds to a text
+#: index (migration 0015 turned FTS5's own merging off), and at least this many
+#: per call: enough to keep the segments as few as FTS5's automerge kept them,
+#: each step short (a batch of five rows: at most ~15 ms at 100,000 rows).
+MERGE_PAGES_PER_ROW = 10
+MERGE_PAGES_MIN = 50
 #: Rows SQLite's ``PRAGMA optimize`` samples per index (fast on any size).
 ANALYSIS_LIMIT = 1000
 
@@ -136,8 +143,21 @@ def index_new_items(session: Session) -> int:
         if took:
             conn.exec_driver_sql(f"UPDATE {m.SearchIndexed.__tablename__} SET upto = (SELECT max(id) FROM {table}) "
                                  f"WHERE name = ?", (table,))
+            merge_some(conn, table, took)
             added += took
     return added
+
+
+def merge_some(conn: Connection, table: str, rows: int) -> None:
+    """A bounded step of FTS merge work on ``table``'s text index, for ``rows`` just added.
+
+    Why here and bounded: FTS5's own merging (off since migration 0015) did a
+    whole level at once inside the write that filled it, and at 10,000 items
+    such a write held SQLite's one write lock for 50-90 ms, while every webhook
+    delivery waited.  ``merge`` with a page budget continues an unfinished
+    merge where the last one stopped, so the work is spread over the writes."""
+    pages = max(MERGE_PAGES_MIN, MERGE_PAGES_PER_ROW * rows)
+    conn.exec_driver_sql(f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('merge', ?)", (pages,))
 
 
 def _usable(session: Session, table: str, term: str) -> bool:
