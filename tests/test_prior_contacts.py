@@ -15,10 +15,12 @@ from sqlalchemy import event
 
 from hub.engine.pipeline import Entry, Pipeline
 from hub.sdk import CustomerRef, FeedbackIn, hookimpl
+from hub.storage import models as m
 from hub.storage.database import count_in_windows
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
 WINDOW = dt.timedelta(days=30)
+F = m.FeedbackItem
 
 
 class Recorder:
@@ -72,7 +74,7 @@ def test_count_in_windows_counts_half_open_ranges(make_app):
         res = Pipeline(hub).ingest(s, "t", [_item(f"w{i}", "w@x.nl", t) for i, t in enumerate(times)], NOW)
         cid = res[0].customer_id
     with hub.db.Session() as s:
-        got = count_in_windows(s, [
+        got = count_in_windows(s, F.customer_id, F.occurred_at, [
             (cid, NOW - dt.timedelta(days=3), NOW),  # days 3, 2, 1: the start counts, the end does not
             (cid, NOW - dt.timedelta(days=2), NOW + dt.timedelta(seconds=1)),  # 2, 1, 0
             (cid, NOW - dt.timedelta(days=9), NOW - dt.timedelta(days=3)),  # none
@@ -91,7 +93,7 @@ def test_each_window_is_an_index_range(make_app):
     event.listen(hub.db.engine, "before_cursor_execute",
                  lambda _c, _cur, statement, params, _ctx, _many: sent.append((statement, params)))
     with hub.db.Session() as s:
-        count_in_windows(s, [(1, NOW - WINDOW, NOW)])
+        count_in_windows(s, F.customer_id, F.occurred_at, [(1, NOW - WINDOW, NOW)])
         (statement, params), = [(q, p) for q, p in sent if "count(" in q]
         plan = " ".join(str(r[-1]) for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
     assert "ix_feedback_item_customer_occurred" in plan, plan

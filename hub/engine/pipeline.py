@@ -360,11 +360,12 @@ def _stored_contacts(b: Batch) -> list[int]:
     deliveries) made each batch slower than the last.  Bounded on both sides
     for the same reason: a backfill walks newest first (Typeform).
     """
+    F = m.FeedbackItem
     probes = sorted({(f.customer.id, f.item.occurred_at) for f in b.fresh if f.customer.id in b.customers})
     found: dict[tuple[int, dt.datetime], int] = {}
     for chunk in _chunks(probes):
-        found.update(zip(chunk, count_in_windows(b.session, [(cid, when - b.window, when) for cid, when in chunk]),
-                         strict=True))
+        windows = [(cid, when - b.window, when) for cid, when in chunk]
+        found.update(zip(chunk, count_in_windows(b.session, F.customer_id, F.occurred_at, windows), strict=True))
     return [found.get((f.customer.id, f.item.occurred_at), 0) for f in b.fresh]
 
 

@@ -395,15 +395,15 @@ def pairs_query(session: Session, columns, pairs, select_columns):
     return select(*select_columns).where(a.in_(sorted({p[0] for p in pairs})), b.in_([p[1] for p in pairs]))
 
 
-def count_in_windows(session: Session, windows, table=None, key=None, time=None) -> list[int]:
-    """For each ``(key value, start, end)``, how many rows of ``table`` have that
-    key and a time in ``[start, end)``; by default feedback items per customer
-    and ``occurred_at`` (served by their (customer_id, occurred_at) index).
+def count_in_windows(session: Session, key, time, windows) -> list[int]:
+    """For each ``(key value, start, end)``, how many rows of the columns' table
+    have that ``key`` and a ``time`` in ``[start, end)``; an index on (key, time)
+    makes each window one index range.
 
     One statement whatever the number of windows, its text always the same (a
     JSON array through ``json_each`` on SQLite, arrays through ``unnest`` on
-    PostgreSQL): each window is one index range counted by the database, not
-    rows fetched and counted in Python.
+    PostgreSQL): each window is counted by the database, not rows fetched and
+    counted in Python.
     """
     import json
 
@@ -413,23 +413,18 @@ def count_in_windows(session: Session, windows, table=None, key=None, time=None)
     windows = list(windows)
     if not windows:
         return []
-    if table is None:
-        from hub.storage import models as m
-
-        table, key, time = m.FeedbackItem.__table__, "customer_id", "occurred_at"
     dialect = session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
-    t, k, c = quote(table.name), quote(key), quote(time)
+    t, k, c = quote(key.table.name), quote(key.name), quote(time.name)
     if dialect.name == "postgresql":
-        key_type, time_type = table.c[key].type, table.c[time].type
         sql = text(f"SELECT (SELECT count(*) FROM {t} WHERE {k} = w.k AND {c} >= w.t0 AND {c} < w.t1) "
                    "FROM unnest(:ks, :t0s, :t1s) WITH ORDINALITY AS w(k, t0, t1, n) ORDER BY w.n").bindparams(
-            bindparam("ks", [w[0] for w in windows], type_=ARRAY(key_type)),
-            bindparam("t0s", [w[1] for w in windows], type_=ARRAY(time_type)),
-            bindparam("t1s", [w[2] for w in windows], type_=ARRAY(time_type)))
+            bindparam("ks", [w[0] for w in windows], type_=ARRAY(key.type)),
+            bindparam("t0s", [w[1] for w in windows], type_=ARRAY(time.type)),
+            bindparam("t1s", [w[2] for w in windows], type_=ARRAY(time.type)))
         return list(session.scalars(sql))
     # SQLite: the times as the column stores them (its bind processor), so text compares as stored.
-    proc = table.c[time].type._cached_bind_processor(dialect)
+    proc = time.type._cached_bind_processor(dialect)
     as_stored = (lambda v: str(proc(v))) if proc else str
     probes = json.dumps([[w[0], as_stored(w[1]), as_stored(w[2])] for w in windows])
     sql = text(f"SELECT (SELECT count(*) FROM {t} WHERE {k} = json_extract(w.value, '$[0]') "

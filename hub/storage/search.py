@@ -9,9 +9,10 @@ identities does.  Migration 0011 indexes those three columns:
   bulk after each ingest batch (:func:`index_new_items`; rows not yet in are
   found by ``LIKE`` on the short tail above ``search_indexed.upto``), changes
   and deletes by triggers; each such ingest also does a bounded step of the
-  index's merge work (:func:`merge_some`, migration 0015).  A trigram phrase query finds exactly the rows that contain the
-  term as a substring, case-insensitively, so ``MATCH`` answers what ``LIKE``
-  did without reading every row.  Terms under three characters have no
+  index's merge work (:func:`merge_some`, migration 0015).  A trigram phrase
+  query finds exactly the rows that contain the term as a substring,
+  case-insensitively, so ``MATCH`` answers what ``LIKE`` did without reading
+  every row.  Terms under three characters have no
   trigram; they fall back to ``LIKE`` (a scan, as before).
 * **PostgreSQL**: ``pg_trgm`` GIN indexes, which serve ``ILIKE`` itself; the
   planner weighs them with its statistics, so the query stays ``ILIKE``.
