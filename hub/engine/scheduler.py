@@ -98,6 +98,9 @@ def statistics_job(hub: Hub) -> None:
 
 
 class HubScheduler:
+    # Standby rounds a leader that lost its lock waits before campaigning again.
+    LOST_BACKOFF_ROUNDS = 3
+
     def __init__(self, hub: Hub, extra_jobs: list | None = None, elector: Elector | None = None):
         self.hub = hub
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -207,6 +210,11 @@ class HubScheduler:
                 waiting_since = None
                 while not stop.is_set() and not self._lost.is_set():
                     wait_unless(stop, 0.2)
+                if self._lost.is_set():
+                    # The node whose connection just failed is the suspect one: it sits out
+                    # a few standby rounds, so a waiting standby takes over instead of the
+                    # loser winning the lock straight back and flapping.
+                    wait_unless(stop, self.LOST_BACKOFF_ROUNDS * self.retry_seconds)
         finally:
             self.shutdown(grace_seconds)
 
