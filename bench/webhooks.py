@@ -339,8 +339,9 @@ def bench_backend(label: str, database_url: str, args, tmp: Path, bare: dict, en
     site = hub_site(tmp, database_url, args.processing)
     hub_env = {**env, "HUB_CONFIG": str(site), "HUB_INSTANCE_PATH": str(tmp / f"instance-{label}"),
                "BENCH_TYPEFORM_SECRET": SECRET}
-    # Enough unique deliveries for the max-rate phase (a body is never sent twice there).
-    pool = int(max(2000, bare["rate"]) * args.seconds * 0.8) + 1000
+    # Enough unique deliveries for the max-rate phase (a body is never sent twice there): the hub
+    # may come close to the bare app's rate, so half as many again as the bare app answered.
+    pool = int(max(2000, bare["rate"]) * args.seconds * 1.5) + 1000
     max_bodies = tmp / f"hub-{label}.txt"
     write_bodies(max_bodies, make_bodies(0, pool))
     server = Server("hub:create_app()", hub_env, args.workers, args.gunicorn_threads)
@@ -354,6 +355,8 @@ def bench_backend(label: str, database_url: str, args, tmp: Path, bare: dict, en
                                   cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         top = wrk(server.port, max_bodies, args.threads, args.connections, args.seconds)
+        if top["requests"] > pool:  # bodies sent twice: duplicates, not items; the count would mislead
+            raise SystemExit(f"{label}: wrk sent {top['requests']:,} requests but only {pool:,} bodies exist")
         drain_max = wait_drained(database_url, 300)
         half = max(1.0, top["rate"] / 2)
         half_bodies = tmp / f"half-{label}.txt"
