@@ -395,6 +395,7 @@ def main() -> None:
     parser.add_argument("--worker-nice", type=int, default=10,
                         help="nice increment of the `feedback-hub worker` process (0: the web node's priority)")
     parser.add_argument("--database-url", help="also run on this (empty or disposable) PostgreSQL database")
+    parser.add_argument("--no-sqlite", action="store_true", help="with --database-url: PostgreSQL only")
     parser.add_argument("--_load", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._load:
@@ -415,7 +416,7 @@ def main() -> None:
             bare = wrk(server.port, bare_bodies, args.threads, args.connections, args.seconds)
         finally:
             server.stop()
-        results = [bench_backend("sqlite", f"sqlite:///{tmp}/hub.db", args, tmp, bare, env)]
+        results = [] if args.no_sqlite else [bench_backend("sqlite", f"sqlite:///{tmp}/hub.db", args, tmp, bare, env)]
         if args.database_url:
             results.append(bench_backend("postgresql", args.database_url, args, tmp, bare, env))
     print(f"processing: {args.processing}" + (f" (worker at nice +{args.worker_nice})"

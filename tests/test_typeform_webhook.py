@@ -293,3 +293,21 @@ def test_a_body_with_escaped_nul_and_surrogates_is_stored_clean_and_a_plain_one_
         rows = {r.dedupe_key: r.payload for r in s.scalars(select(m.RawEvent))}
     assert rows["a3a12ec67a1365927098a606107fac15"]["form_response"]["hidden"] == {"note": "ab \ufffd"}
     assert rows["c3a12ec67a1365927098a606107fac15"] == json.loads(plain)
+
+
+def test_a_plain_delivery_is_stored_as_its_own_body_text_and_reads_back_as_its_parse(make_app):
+    """The body's text is what the INSERT binds (no second JSON encoding of the parse);
+    SQLite keeps that text byte for byte, PostgreSQL's JSON value equals the parse."""
+    from sqlalchemy import text
+
+    app, hub = typeform_app(make_app)
+    body = json.dumps(json.loads(DOCS), indent=1).encode()  # spacing no encoder of the parse would make
+    assert post(app.test_client(), body).get_json()["stored"] == 1
+    with hub.db.Session() as s:
+        stored = s.execute(text("SELECT CAST(payload AS TEXT) FROM raw_event")).scalar_one()
+        payload = s.scalars(select(m.RawEvent.payload)).one()
+    assert payload == json.loads(body)
+    if hub.db.dialect == "sqlite":
+        assert stored == body.decode()
+    else:
+        assert json.loads(stored) == json.loads(body)

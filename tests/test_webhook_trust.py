@@ -163,6 +163,14 @@ def test_json_body_takes_nesting_up_to_the_limit():
     assert exc.value.status == 400 and "deeper than" in exc.value.reason
 
 
+def test_many_brackets_at_little_depth_are_within_the_limit():
+    """More brackets than the limit (side by side, or inside strings) are no nesting."""
+    wide = json.dumps({"answers": [{"choice": {"label": "{[" * 40}} for _ in range(100)]}).encode()
+    assert len(webhooks.json_body(wide)["answers"]) == 100
+    with pytest.raises(WebhookRejected):
+        webhooks.json_body(json.dumps({"a": [{}] * 100, "b": json.loads(deep(webhooks.MAX_JSON_DEPTH + 1))}).encode())
+
+
 @pytest.mark.parametrize("post", [post_x, post_typeform, post_hubspot], ids=["x", "typeform", "hubspot"])
 @pytest.mark.parametrize("levels", [65, 900, 100_000])
 def test_deeply_nested_bodies_are_refused(app, client, post, levels):

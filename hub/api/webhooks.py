@@ -156,19 +156,25 @@ class FastPath:
             status, body_out, headers = 500, _error("error", InternalServerError.description or ""), {}
         finally:
             self._timer(name).observe(time.perf_counter() - started)
-        out = Headers()
         if isinstance(body_out, dict | list):
             data = (self.app.json.dumps(body_out, separators=(",", ":")) + "\n").encode()
-            out["Content-Type"] = "application/json"
+            kind = "application/json"
         else:
             data = str(body_out).encode()
-            out["Content-Type"] = "text/html; charset=utf-8"
-        for key, value in headers.items():
+            kind = "text/html; charset=utf-8"
+        status_line = f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN')}"
+        if not headers:  # the usual answer: the fixed headers as they are, no Headers object to build
+            start_response(status_line, [("Content-Type", kind), *self.security_headers,
+                                         ("Content-Length", str(len(data)))])
+            return [data]
+        out = Headers()
+        out["Content-Type"] = kind
+        for key, value in headers.items():  # a plugin's own: checked for line breaks, may replace the type
             out[key] = value
         for key, value in self.security_headers:
             out.setdefault(key, value)
         out["Content-Length"] = str(len(data))
-        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN')}", out.to_wsgi_list())
+        start_response(status_line, out.to_wsgi_list())
         return [data]
 
     def _receive(self, name: str, environ: dict) -> tuple[int, Any, dict[str, str]]:

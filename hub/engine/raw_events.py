@@ -30,7 +30,7 @@ from hub.engine.state_store import joined
 from hub.engine.waiting import wait_until
 from hub.sdk.connectors import ERASE_REQUEST, SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
-from hub.sdk.webhooks import parsed_clean
+from hub.sdk.webhooks import parsed_clean, parsed_text
 from hub.storage import models as m
 from hub.storage.database import bulk_insert
 
@@ -89,6 +89,10 @@ def _pending_row(source: str, raw: RawIn, now: dt.datetime) -> dict[str, Any]:
 _PENDING_COLUMNS = ("source", "kind", "dedupe_key", "payload", "headers", "received_at", "status")
 
 
+class JsonText(str):
+    """A payload that is JSON text already (a delivery's own body): bound as that text."""
+
+
 #: Connections one PendingInserts opens at most (a process's concurrent deliveries beyond wait
 #: their turn: an insert takes a fraction of a millisecond; gunicorn.conf.py runs 4 threads).
 MAX_CONNECTIONS = 8
@@ -118,6 +122,9 @@ class PendingInserts:
         self.engine = engine
         self.sqlite = dialect.name == "sqlite"
         self.procs = [RAW.c[c].type._cached_bind_processor(dialect) for c in _PENDING_COLUMNS]
+        # JSON text goes in as the text SQLAlchemy's processor would have made of its parse: a
+        # string on SQLite, psycopg's Json (sent with the json type) on PostgreSQL.
+        self.as_json = str if self.sqlite else _psycopg_json_text
         quote = dialect.identifier_preparer.quote
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         # ON CONFLICT DO NOTHING: a key stored before (or committed meanwhile by a
@@ -173,7 +180,7 @@ class PendingInserts:
                 pass
 
     def params(self, row: dict[str, Any]) -> tuple:
-        return tuple(v if p is None else p(v) for v, p in
+        return tuple(self.as_json(v) if type(v) is JsonText else v if p is None else p(v) for v, p in
                      zip((row[c] for c in _PENDING_COLUMNS), self.procs, strict=True))
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
@@ -215,6 +222,12 @@ class PendingInserts:
                 cur.execute(self.sql, p)
                 out.append(_first(cur.fetchall()))
             return out
+
+
+def _psycopg_json_text(text: str) -> Any:
+    from psycopg.types.json import Json
+
+    return Json(text, dumps=str)  # the dumper calls dumps(obj): the text itself
 
 
 def _first(rows: list) -> int | None:
@@ -303,6 +316,7 @@ def store_pending(db: Any, source: str, raws: Sequence[RawIn], now: dt.datetime)
     for raw in raws:
         if parsed_clean(raw.payload):  # the body's own parse, known clean: only the small fields
             row = _pending_row(source, _storable_but_payload(raw), now)
+            row["payload"] = JsonText(parsed_text(raw.payload))  # stored as the body's text, not encoded again
         else:
             row = _pending_row(source, storable_raw(raw), now)
         key = row["dedupe_key"]

@@ -322,7 +322,8 @@ def json_body(request: WebhookRequest | bytes, max_depth: int = MAX_JSON_DEPTH) 
         raise WebhookRejected(400, "body is not valid JSON") from None
     # ASCII without a single \u escape: no string in it can hold a NUL or a surrogate (raw control
     # characters are not JSON), so the core need not walk it again to clean it (parsed_clean).
-    _last_clean.value = value if isinstance(value, dict | list) and body.isascii() and b"\\u" not in body else None
+    clean = isinstance(value, dict | list) and body.isascii() and b"\\u" not in body
+    _last_clean.value, _last_clean.body = (value, body) if clean else (None, None)
     return value
 
 
@@ -333,9 +334,16 @@ def parsed_clean(value: Any) -> bool:
     """Whether ``value`` is the container this thread's last :func:`json_body` parsed from a
     body that holds no NUL and no surrogate (so cleaning it for storage would change nothing).
 
-    Return the parsed value as a raw event's payload unchanged, or a new object: text added
-    to the very object :func:`json_body` returned would be stored uncleaned."""
+    Return the parsed value as a raw event's payload unchanged, or a new object: the very
+    object :func:`json_body` returned is stored as the body's own text (:func:`parsed_text`),
+    so a change made to it in place would not be stored."""
     return value is not None and getattr(_last_clean, "value", None) is value
+
+
+def parsed_text(value: Any) -> str | None:
+    """The JSON text ``value`` was parsed from, when :func:`parsed_clean` holds for it (else None):
+    a payload that is a delivery's whole body can be stored as that text, not encoded again."""
+    return bytes(_last_clean.body).decode("ascii") if parsed_clean(value) else None
 
 
 __all__ = [
