@@ -547,8 +547,11 @@ def worker(c: Ctx, interval: float, queues: str | None, concurrency: int, pool: 
             raise click.BadParameter(str(exc), param_hint="--queues") from None
         sys.exit(run_worker(app, kinds=kinds, concurrency=concurrency, pool=pool,
                             loglevel="DEBUG" if logging.getLogger().level == logging.DEBUG else "INFO"))
+    from hub.engine.pipeline import warm_up
     from hub.engine.waiting import wait_unless
 
+    took = warm_up(hub)  # language models and lexicons loaded now, not inside the first batch's lock
+    logging.getLogger(__name__).info("worker warmed up in %.2f s", took)
     # What is loaded by now (plugins, lexicons, language models) lives as long as the process:
     # frozen, a full garbage collection no longer walks it.  It did, ~100 ms at a time, inside
     # batches that hold SQLite's one write lock while webhook deliveries wait for it.

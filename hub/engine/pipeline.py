@@ -49,6 +49,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -347,6 +348,35 @@ def hook_answers(hub: Hub, name: str, batch_kwargs: dict[str, Any], item_kwargs:
                 if answer is not None:
                     out.append(answer)
     return answers
+
+
+#: What :func:`warm_up` enriches and scores: a Dutch and an English complaint (language, text).
+WARM_UP_TEXTS = (("nl", "De monteur is niet gekomen en niemand belt terug, heel slecht."),
+                 ("en", "The engineer never came and nobody called back, very poor."))
+
+
+def warm_up(hub: Hub) -> float:
+    """Enrich and score sample items once, outside any transaction; the seconds it took.
+
+    Why: plugins load language models and lexicons on first use.  In a worker,
+    that first use came inside its first batch, which on SQLite holds the one
+    write lock (77-190 ms) while webhook deliveries wait for it.  Nothing is
+    stored; a plugin that fails here is logged and fails again, for real, in a batch.
+    """
+    started = time.perf_counter()
+    now, config = hub.clock.utcnow(), hub.config
+    items = [FeedbackIn(external_id=f"warm-up-{lang}", channel="survey", occurred_at=now, text=text, nps=3)
+             for lang, text in WARM_UP_TEXTS]
+    try:
+        hook_answers(hub, "hub_enrich_feedback", {"items": items, "config": config},
+                     [{"item": item, "config": config} for item in items])
+        items = [_with(item, {"language": lang}) for item, (lang, _) in zip(items, WARM_UP_TEXTS, strict=True)]
+        contexts = [ScoringContext(config=config.get("scoring", {})) for _ in items]
+        hook_answers(hub, "hub_score_feedback", {"items": items, "contexts": contexts},
+                     [{"item": item, "context": c} for item, c in zip(items, contexts, strict=True)])
+    except Exception as exc:  # noqa: BLE001 - the first real batch reports it with its items
+        log.warning("warm-up: a plugin's enrichment or scoring failed (%s)", type(exc).__name__)
+    return time.perf_counter() - started
 
 
 def _stored_contacts(b: Batch) -> list[int]:
