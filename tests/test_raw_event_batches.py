@@ -10,6 +10,7 @@ import copy
 import datetime as dt
 import json
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -211,3 +212,63 @@ def test_with_worker_processing_the_web_only_stores_and_a_worker_drains_in_batch
     assert raw_events.drain_pending(hub, batch=2) == 5  # fresh ones too, oldest first, 2 at a time
     assert calls == [2, 2, 1] and statuses(hub) == {"processed": 5} and items(hub) == 5
     assert raw_events.drain_pending(hub) == 0
+
+
+class Ticks:
+    """raw_events' ``time`` for the test's thread: its clock moves only as the test's batches say,
+    its sleeps are recorded, never slept (other threads, an earlier test's drainer, keep real time)."""
+
+    def __init__(self):
+        self.now, self.slept, self.thread = 0.0, [], threading.current_thread()
+
+    def perf_counter(self) -> float:
+        return self.now if threading.current_thread() is self.thread else time.perf_counter()
+
+    def sleep(self, seconds: float) -> None:
+        if threading.current_thread() is not self.thread:
+            return time.sleep(seconds)
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def _paced_worker(make_app, monkeypatch, pending: int, arrivals: int):
+    """A worker-mode hub with ``pending`` deliveries stored; each of its first ``arrivals``
+    batches sees a new delivery come in meanwhile; each event holds the lock 2 ms."""
+    app = make_app(executor="threads", webhook_processing="worker",
+                   clock=FakeClock(dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC).timestamp()),
+                   sources={"nps": {"plugin": "survey_typeform", "form_id": "lT4Z3j", "token": "tok",
+                                    "webhook_secret": SECRET, "base_url": "http://127.0.0.1:9"}})
+    hub, client = app.extensions["hub"], app.test_client()
+    if hub.db.dialect != "sqlite":
+        pytest.skip("the pacing is for SQLite's one write lock")
+    for i in range(pending):
+        send(client, f"p{i}")
+    ticks, sizes = Ticks(), []
+    monkeypatch.setattr(raw_events, "time", ticks)
+    original = raw_events.process_raw_events
+
+    def batch(h, source, ids, *a):
+        if len(sizes) < arrivals:
+            send(client, f"new{len(sizes)}")
+        sizes.append(len(ids))
+        ticks.now += 0.002 * len(ids)
+        return original(h, source, ids, *a)
+
+    monkeypatch.setattr(raw_events, "process_raw_events", batch)
+    return hub, ticks, sizes
+
+
+def test_the_sqlite_worker_works_a_backlog_no_delivery_contends_for_in_growing_batches(make_app, monkeypatch):
+    hub, ticks, sizes = _paced_worker(make_app, monkeypatch, pending=60, arrivals=0)
+    assert raw_events.drain_pending(hub) == 60
+    assert sizes == [5, 10, 20, 25]  # doubling up to WORKER_SQLITE_BATCH_MAX
+    assert ticks.slept == [0.03]  # only the first batch (deliveries may be waiting) left 3 x its 10 ms free
+    assert statuses(hub) == {"processed": 60} and items(hub) == 60
+
+
+def test_the_sqlite_worker_yields_the_lock_while_deliveries_keep_arriving(make_app, monkeypatch):
+    hub, ticks, sizes = _paced_worker(make_app, monkeypatch, pending=12, arrivals=3)
+    assert raw_events.drain_pending(hub) == 15
+    assert sizes == [5, 5, 4, 1]  # small batches while the newest raw event keeps changing
+    assert ticks.slept == [0.03, 0.03, 0.024, 0.006]  # after each: the lock free 3 x as long as it held it
+    assert statuses(hub) == {"processed": 15} and items(hub) == 15
