@@ -292,3 +292,15 @@ def test_demo_people_appear_in_more_than_one_channel(hub):
     crowd = {u.username for u in x.crowd}
     assert {p.handle for p in demo_people(SOCIAL_CROWD)} <= crowd
     assert sum(1 for e in answers if e in {p.email for p in demo_people(SOCIAL_CROWD)}) >= 2
+
+
+def test_mentions_are_looked_for_two_levels_down_in_the_first_50_of_a_list():
+    from hub.engine.identity_rules import _strings
+
+    answers = [{"text": "mail me: a@x.nl", "choice": {"label": "b@x.nl", "deep": {"c": "c@x.nl"}}}]
+    answers += [{"text": f"n{i}@x.nl"} for i in range(60)]
+    found = _strings(answers)
+    assert "mail me: a@x.nl" in found and "n48@x.nl" in found  # the list's first 50 (a, then n0..n48)
+    assert "b@x.nl" not in found and "c@x.nl" not in found and "n49@x.nl" not in found  # deeper, or 51st on
+    assert _strings({"name": "no at sign", "note": "d@x.nl"}) == ["d@x.nl"]
+    assert _strings("e@x.nl") == ["e@x.nl"] and _strings(None) == []

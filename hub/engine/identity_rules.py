@@ -142,15 +142,24 @@ class Found:
 
 
 # -- mentions -----------------------------------------------------------------------
-def _strings(value: Any, depth: int = 0) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping) and depth < 2:
-        for v in value.values():
-            yield from _strings(v, depth + 1)
-    elif isinstance(value, list | tuple) and depth < 2:
-        for v in value[:50]:
-            yield from _strings(v, depth + 1)
+def _strings(value: Any) -> list[str]:
+    """The strings in ``value`` that hold an "@" (at most two levels down, the first 50 of a
+    list): only those can mention anyone.  Level by level, no generator per value (a survey's
+    answers are a few hundred values, and every survey item of every batch passes here)."""
+    out: list[str] = []
+    level = [value]
+    for depth in range(3):
+        below: list[Any] = []
+        for v in level:
+            if isinstance(v, str):
+                if "@" in v:
+                    out.append(v)
+            elif depth < 2 and isinstance(v, Mapping):
+                below.extend(v.values())
+            elif depth < 2 and isinstance(v, list | tuple):
+                below.extend(v[:50])
+        level = below
+    return out
 
 
 def mentions(f: Fresh, clean: Mapping[str, Any], at_kinds: Iterable[str]) -> list[Mention]:
