@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from hub.engine import raw_events
 from hub.engine.scheduler import replay_pending
+from hub.engine.waiting import wait_until
 from hub.sdk import FakeClock
 from hub.sdk.testing import post_webhook, sign_hmac
 from hub.storage import models as m
@@ -272,3 +273,18 @@ def test_the_sqlite_worker_yields_the_lock_while_deliveries_keep_arriving(make_a
     assert sizes == [5, 5, 4, 1]  # small batches while the newest raw event keeps changing
     assert ticks.slept == [0.03, 0.03, 0.024, 0.006]  # after each: the lock free 3 x as long as it held it
     assert statuses(hub) == {"processed": 15} and items(hub) == 15
+
+
+def test_the_in_process_drainer_warms_up_once_before_its_first_batch(make_app, monkeypatch):
+    app, hub = typeform_hub(make_app)
+    order: list[str] = []
+    monkeypatch.setattr(raw_events, "warm_up", lambda h: order.append("warm-up") or 0.0)
+    original = raw_events.process_raw_events
+    monkeypatch.setattr(raw_events, "process_raw_events",
+                        lambda h, s, ids, *a: order.append("batch") or original(h, s, ids, *a))
+    client = app.test_client()
+    for round_ in range(2):  # the drainer thread ends in between and starts again
+        send(client, f"w{round_}")
+        assert raw_events.drain(hub, 30)
+        assert wait_until(lambda: not raw_events.batcher(hub)._running, 30)  # its thread ended
+    assert order == ["warm-up", "batch", "batch"] and items(hub) == 2

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session
 
-from hub.engine.pipeline import Entry, IngestResult, Pipeline
+from hub.engine.pipeline import Entry, IngestResult, Pipeline, warm_up
 from hub.engine.poison import safe_reason, storable_raw
 from hub.engine.privacy import honour_erase_request
 from hub.engine.state_store import joined
@@ -511,6 +511,7 @@ class RawEventBatcher:
         self._pending: dict[str, list[int]] = {}
         self._running = False
         self._busy = 0  # ids taken and not yet processed
+        self._warmed = False
 
     def add(self, source: str, ids: Sequence[int]) -> None:
         with self._cond:
@@ -545,6 +546,11 @@ class RawEventBatcher:
             time.sleep(POLL_SECONDS)
 
     def _run(self) -> None:
+        if not self._warmed and (hub := self._hub()) is not None:
+            # Models and lexicons load here, before the first batch, not inside it (and its lock).
+            warm_up(hub)
+            self._warmed = True
+            del hub
         while (work := self._take()) is not None:
             hub = self._hub()
             # SQLite: smaller batches, since deliveries wait for the write lock while one runs.
