@@ -622,8 +622,8 @@ def drain(hub: Hub, timeout: float = 30.0) -> bool:
 #: event id grew since the last batch) the worker takes WORKER_SQLITE_BATCH events and then
 #: leaves the lock free WORKER_SQLITE_YIELD times as long as the batch held it (within the
 #: GAP bounds): the deliveries get about three quarters of the lock, and one waits at most one
-#: short batch (a batch of 5 holds it ~9 ms here; at half the hub's top delivery rate, with a
-#: share of one half, p99 was 160 ms, with one quarter 36 ms).  A backlog that no new
+#: short batch (a batch of 5 holds it ~9 ms on a 2-core machine; bench/webhooks.py at half the
+#: hub's top rate: p99 160-190 ms with a share of one half, 33-88 ms with one quarter).  A backlog that no new
 #: delivery contends for is worked in batches that double up to WORKER_SQLITE_BATCH_MAX, back
 #: to back: one of 25 costs ~0.8 ms of CPU per event against ~1.8 ms in batches of 5.
 #: Under a sustained flood the backlog grows and is caught up when the flood eases; the
