@@ -167,6 +167,22 @@ def test_sink_learned_customer_facts_are_recorded(make_app):
         assert customer.value == 12000.0 and customer.attributes == {"crm": {"stage": "customer"}}
 
 
+def test_an_address_a_sink_learned_gets_its_match_key_as_every_identity_does(make_app):
+    """So a social handle meets it in the one indexed look-up (identity_rules.match_key)."""
+    hub, rec, _ = _setup(make_app)
+    from hub.sdk import PushResult
+
+    original = rec.cls.push
+    rec.cls.push = lambda self, followups: [
+        PushResult(r.followup_id, ok=True, external_id=r.external_id, identities=(("email", "Noor.K@example.nl"),))
+        for r in original(self, followups)]
+    dispatch(hub)
+    with hub.db.Session() as s:
+        ident = s.scalars(select(m.Identity).where(m.Identity.value == "Noor.K@example.nl")).one()
+    assert (ident.match_key, ident.confidence, ident.evidence) == ("noork", 1.0, "sink rec")
+    assert ident.created_at.replace(tzinfo=None) == hub.clock.utcnow().replace(tzinfo=None)
+
+
 def test_sink_webhook_completion_closes_followup(make_app):
     from hub.sdk import WebhookResult
 

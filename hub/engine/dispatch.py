@@ -21,11 +21,12 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.engine.cases import CASE_STATUSES, advance, allowed
+from hub.engine.identity_rules import EVIDENCE_MAX, match_key
 from hub.engine.metrics import count_push_errors
 from hub.sdk.http import FatalError, HttpError
 from hub.sdk.schema import FollowupView, PushResult
 from hub.storage import models as m
-from hub.storage.database import after_commit
+from hub.storage.database import after_commit, bulk_insert
 from hub.storage.rows import followup_views
 
 if TYPE_CHECKING:
@@ -388,6 +389,7 @@ def _learn_customers(s, answered: list[tuple[m.Followup, PushResult | None]], ca
             q = select(m.Identity.value, m.Identity.customer_id).where(
                 m.Identity.kind == kind, m.Identity.value.in_(ordered[start : start + 500]))
             owner.update({(kind, value): cid for value, cid in s.execute(q)})
+    new: list[dict[str, Any]] = []  # inserted in one statement below the ORM, not a unit-of-work row each
     for row, res, customer_id in learned:
         customer = customers.get(customer_id)
         if customer is None:
@@ -395,8 +397,9 @@ def _learn_customers(s, answered: list[tuple[m.Followup, PushResult | None]], ca
         for kind, value in res.identities:
             taken = owner.get((kind, value))
             if taken is None:
-                s.add(m.Identity(customer_id=customer.id, kind=kind, value=value, confidence=1.0,
-                                 evidence=f"sink {row.sink}", created_at=now))
+                new.append({"customer_id": customer.id, "kind": kind, "value": value, "confidence": 1.0,
+                            "evidence": f"sink {row.sink}"[:EVIDENCE_MAX], "created_at": now,
+                            "match_key": match_key(kind, value)})  # as every other identity: handles meet it
                 owner[(kind, value)] = customer.id
             elif taken != customer.id:
                 log.warning("sink %s says %s=%s is customer %s, but the hub links it to %s; kept the hub's link",
@@ -405,3 +408,5 @@ def _learn_customers(s, answered: list[tuple[m.Followup, PushResult | None]], ca
             customer.value = res.customer_value
         if res.customer_attributes:
             customer.attributes = {**(customer.attributes or {}), **res.customer_attributes}
+    if new:
+        bulk_insert(s, m.Identity.__table__, new)
