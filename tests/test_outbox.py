@@ -183,6 +183,28 @@ def test_an_address_a_sink_learned_gets_its_match_key_as_every_identity_does(mak
     assert ident.created_at.replace(tzinfo=None) == hub.clock.utcnow().replace(tzinfo=None)
 
 
+def test_two_answers_about_one_customer_in_a_batch_both_land(make_app):
+    """What sinks learned goes back by primary key: attributes merged over each other, the last value kept."""
+    from hub.engine.dispatch import _learn_customers
+    from hub.sdk import PushResult
+
+    hub, _, _ = _setup(make_app)
+    with hub.db.session() as s:
+        row = s.scalars(select(m.Followup)).one()
+        case = s.get(m.Case, row.case_id)
+        before = dict(s.get(m.Customer, case.customer_id).attributes or {})
+        s.expunge_all()  # the write-back needs no customer object of the session
+        _learn_customers(s, [(row, PushResult(row.id, ok=True, customer_value=10.0,
+                                              customer_attributes={"crm": {"stage": "lead"}})),
+                             (row, PushResult(row.id, ok=True, customer_value=20.0,
+                                              customer_attributes={"owner": "ann"}))],
+                         {case.id: case}, hub.clock.utcnow())
+    with hub.db.Session() as s:
+        customer = s.get(m.Customer, case.customer_id)
+        assert customer.value == 20.0
+        assert customer.attributes == {**before, "crm": {"stage": "lead"}, "owner": "ann"}
+
+
 def test_sink_webhook_completion_closes_followup(make_app):
     from hub.sdk import WebhookResult
 

@@ -376,7 +376,10 @@ def _learn_customers(s, answered: list[tuple[m.Followup, PushResult | None]], ca
                and row.case_id in cases and cases[row.case_id].customer_id is not None]
     if not learned:
         return
-    customers = {c.id: c for c in s.scalars(select(m.Customer).where(m.Customer.id.in_({c for _, _, c in learned})))}
+    # Each customer's attributes, for the merge; the changes go back by primary key below, not as
+    # unit-of-work rows (a drain learns a contact id and a value for each of 10,000 customers).
+    attributes = dict(s.execute(select(m.Customer.id, m.Customer.attributes).where(
+        m.Customer.id.in_({c for _, _, c in learned}))).all())
     by_kind: dict[str, set[str]] = {}
     for _, res, _ in learned:
         for kind, value in res.identities:
@@ -390,23 +393,34 @@ def _learn_customers(s, answered: list[tuple[m.Followup, PushResult | None]], ca
                 m.Identity.kind == kind, m.Identity.value.in_(ordered[start : start + 500]))
             owner.update({(kind, value): cid for value, cid in s.execute(q)})
     new: list[dict[str, Any]] = []  # inserted in one statement below the ORM, not a unit-of-work row each
+    changes: dict[int, dict[str, Any]] = {}
     for row, res, customer_id in learned:
-        customer = customers.get(customer_id)
-        if customer is None:
+        if customer_id not in attributes:
             continue
         for kind, value in res.identities:
             taken = owner.get((kind, value))
             if taken is None:
-                new.append({"customer_id": customer.id, "kind": kind, "value": value, "confidence": 1.0,
+                new.append({"customer_id": customer_id, "kind": kind, "value": value, "confidence": 1.0,
                             "evidence": f"sink {row.sink}"[:EVIDENCE_MAX], "created_at": now,
                             "match_key": match_key(kind, value)})  # as every other identity: handles meet it
-                owner[(kind, value)] = customer.id
-            elif taken != customer.id:
+                owner[(kind, value)] = customer_id
+            elif taken != customer_id:
                 log.warning("sink %s says %s=%s is customer %s, but the hub links it to %s; kept the hub's link",
-                            row.sink, kind, value, customer.id, taken)
+                            row.sink, kind, value, customer_id, taken)
         if res.customer_value is not None:
-            customer.value = res.customer_value
-        if res.customer_attributes:
-            customer.attributes = {**(customer.attributes or {}), **res.customer_attributes}
+            changes.setdefault(customer_id, {})["value"] = res.customer_value
+        if res.customer_attributes:  # merged over what earlier answers of this batch merged
+            attributes[customer_id] = {**(attributes[customer_id] or {}), **res.customer_attributes}
+            changes.setdefault(customer_id, {})["attributes"] = attributes[customer_id]
     if new:
         bulk_insert(s, m.Identity.__table__, new)
+    _update_by_id(s, m.Customer, changes)
+
+
+def _update_by_id(s, model, changes: dict[int, dict[str, Any]]) -> None:
+    """Each row's new column values by primary key: one executemany per set of columns."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, change in changes.items():
+        by_columns.setdefault(tuple(sorted(change)), []).append({"id": row_id, **change})
+    for rows in by_columns.values():
+        s.execute(update(model), rows)
