@@ -360,7 +360,7 @@ def warm_up(hub: Hub) -> float:
 
     Why: plugins load language models and lexicons on first use.  In a worker,
     that first use came inside its first batch, which on SQLite holds the one
-    write lock (77-190 ms) while webhook deliveries wait for it.  Nothing is
+    write lock (77 ms to 1.8 s measured) while webhook deliveries wait for it.  Nothing is
     stored; a plugin that fails here is logged and fails again, for real, in a batch.
     """
     started = time.perf_counter()

@@ -30,7 +30,7 @@ from hub.engine.state_store import joined
 from hub.engine.waiting import wait_until
 from hub.sdk.connectors import ERASE_REQUEST, SourceConnector
 from hub.sdk.schema import FeedbackIn, RawIn
-from hub.sdk.webhooks import parsed_clean, parsed_text
+from hub.sdk.webhooks import parsed_text
 from hub.storage import models as m
 from hub.storage.database import bulk_insert
 
@@ -314,9 +314,10 @@ def store_pending(db: Any, source: str, raws: Sequence[RawIn], now: dt.datetime)
     rows = []
     seen: set[str] = set()
     for raw in raws:
-        if parsed_clean(raw.payload):  # the body's own parse, known clean: only the small fields
+        text = parsed_text(raw.payload)
+        if text is not None:  # the body's own parse, known clean: only the small fields are cleaned
             row = _pending_row(source, _storable_but_payload(raw), now)
-            row["payload"] = JsonText(parsed_text(raw.payload))  # stored as the body's text, not encoded again
+            row["payload"] = JsonText(text)  # stored as the body's text, not encoded again
         else:
             row = _pending_row(source, storable_raw(raw), now)
         key = row["dedupe_key"]
