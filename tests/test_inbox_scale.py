@@ -1,6 +1,6 @@
-"""The inbox's large-table paths on every backend: a case view with item filters
-walks the view's cases in order a chunk at a time (the same cases, in the same
-order, as one query would find), its count stays capped and honest, a page's
+"""The inbox's large-table paths on every backend: a case view searching a common
+term on SQLite takes its page and capped count from one query (the same cases,
+in the same order, as the page and count queries find), its count stays capped and honest, a page's
 control badges cost one query, and a common term's PostgreSQL estimate changes
 only the plan, never the rows."""
 
@@ -61,8 +61,7 @@ def _expected(hub, term: str) -> list[int]:
 def test_a_case_view_with_a_search_walks_its_cases_in_order(many_cases, monkeypatch):
     hub = many_cases.extensions["hub"]
     expected = _expected(hub, "storing")
-    assert len(expected) >= 5  # the walk below crosses several chunks
-    monkeypatch.setattr(inbox, "WALK_CHUNK", 2)
+    assert len(expected) >= 5
     walks = _common(monkeypatch)
     client = signed_in(many_cases, "walker")
     page = client.get("/?q=storing").get_data(as_text=True)
@@ -79,7 +78,6 @@ def test_a_case_view_with_a_search_walks_its_cases_in_order(many_cases, monkeypa
 def test_the_walk_stops_at_the_cap_and_says_more_than(many_cases, monkeypatch):
     hub = many_cases.extensions["hub"]
     expected = _expected(hub, "storing")
-    monkeypatch.setattr(inbox, "WALK_CHUNK", 2)
     monkeypatch.setattr(inbox, "COUNT_CAP", 3)
     monkeypatch.setattr(inbox, "PAGE_SIZE", 2)
     walks = _common(monkeypatch)
