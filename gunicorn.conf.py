@@ -64,3 +64,11 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    # The worker's app is built: freeze it out of the garbage collector's full
+    # passes (hub.app.settle_for_serving says why).
+    from hub.app import settle_for_serving
+
+    settle_for_serving(worker.wsgi)

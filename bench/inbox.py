@@ -286,7 +286,7 @@ def main() -> int:
     os.environ["HUB_INSTANCE_PATH"] = str(workdir / "instance")
     from sqlalchemy import func, select
 
-    from hub.app import create_app
+    from hub.app import create_app, settle_for_serving
     from hub.engine.accounts import create_token, create_user
     from hub.storage import models as m
     from hub.storage.migrate import upgrade
@@ -321,6 +321,7 @@ def main() -> int:
         recent = (s.scalar(select(func.max(F.id))) or 0) - 100
     if args.build_only:
         return 0
+    settle_for_serving(app)  # as a web node does once its app is built (gunicorn.conf.py)
     params = {"customer": str(customer), "recent": str(recent)}
     print(f"database: {hub.db.dialect}, {items:,} feedback items, {cases:,} cases")
 

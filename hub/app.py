@@ -229,3 +229,19 @@ SECURITY_HEADERS = (
     ("Content-Security-Policy",
      "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
 )
+
+
+def settle_for_serving(app: flask.Flask) -> flask.Flask:
+    """What a process that serves ``app`` does once the app is built (gunicorn's
+    ``post_worker_init`` in gunicorn.conf.py, ``feedback-hub serve``, ``make run``):
+    hand what is loaded by now (modules, plugins, configuration, lexicons) to
+    ``gc.freeze``, so the garbage collector's full passes no longer walk it.
+
+    Why: a full pass over a web node's ~100,000 start-up objects took 86 ms,
+    inside whichever request happened to trigger it (the inbox at a million
+    items: one page in twenty). Frozen objects are never freed, which is what
+    the start-up's objects do anyway: they live as long as the process."""
+    import gc
+
+    gc.freeze()
+    return app

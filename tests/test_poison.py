@@ -276,13 +276,13 @@ def test_import_lines_marked_clean_are_the_plain_ascii_ones_and_dirty_lines_neve
     from hub.engine.importer import import_file, read_records
 
     head = '"channel": "survey", "occurred_at": "2026-11-19T10:00:00Z"'
-    lines = [
-        '{"external_id": "plain", %s, "text": "fine", "customer": {"name": "Jo Ann"}}' % head,
-        '{"external_id": "surrogate", %s, "text": "ok", "customer": {"name": "Jo\\udfffe"}}' % head,
-        '{"external_id": "nul", %s, "text": "x\\u0000y"}' % head,
-        '{"external_id": "escaped", %s, "text": "caf\\u00e9"}' % head,
-        '{"external_id": "accent", %s, "text": "caf\u00e9", "customer": {"name": "No\u00ebl"}}' % head,
-    ]
+    lines = [line.replace("HEAD", head) for line in (
+        '{"external_id": "plain", HEAD, "text": "fine", "customer": {"name": "Jo Ann"}}',
+        '{"external_id": "surrogate", HEAD, "text": "ok", "customer": {"name": "Jo\\udfffe"}}',
+        '{"external_id": "nul", HEAD, "text": "x\\u0000y"}',
+        '{"external_id": "escaped", HEAD, "text": "caf\\u00e9"}',
+        '{"external_id": "accent", HEAD, "text": "caf\u00e9", "customer": {"name": "No\u00ebl"}}',
+    )]
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert [clean for _n, _obj, clean in read_records(path)] == [True, False, False, False, False]

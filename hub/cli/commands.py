@@ -460,6 +460,9 @@ def import_cmd(c: Ctx, file: str, source: str) -> None:
 def _serve(app, host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
+    from hub.app import settle_for_serving
+
+    settle_for_serving(app)
     run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
@@ -627,6 +630,9 @@ def run(c: Ctx, host: str, port: int, demo: bool) -> None:
                                                                           hub_url), 10))
     from werkzeug.serving import make_server
 
+    from hub.app import settle_for_serving
+
+    settle_for_serving(app)
     # Bind first: the scheduler's first pulls and demo ticks call this very
     # server (the mounted emulators), so it must be listening before they run.
     server = make_server(host, port, app, threaded=True)
