@@ -27,6 +27,7 @@ from flask_wtf.csrf import CSRFError
 from hub.web import admin, auth, cases, dashboard, inbox, login_limits, loop_views, unsubscribe, workspace
 from hub.web import audit as audit_pages
 from hub.web import customers as customer_pages
+from hub.web.badges import TEMPLATE_GLOBALS
 from hub.web.common import SessionCookies, close_session, csrf, render_error
 from hub.web.filters import register_filters
 from hub.web.i18n import current_locale, gettext, ngettext
@@ -63,7 +64,7 @@ def init_app(app: flask.Flask) -> None:
     login_limits.init_app(app)
 
     app.teardown_appcontext(close_session)
-    app.jinja_env.globals.update(_=gettext, ngettext=ngettext, current_locale=current_locale)
+    app.jinja_env.globals.update(_=gettext, ngettext=ngettext, current_locale=current_locale, **TEMPLATE_GLOBALS)
     register_filters(app)
 
     @app.errorhandler(CSRFError)

@@ -339,7 +339,7 @@ def _handles(customer_ids: set[int]) -> dict[int, str]:
     found: dict[int, dict[str, str]] = {}
     # Oldest identity first, sorted here: an ORDER BY id tempts SQLite to walk the
     # whole table in id order instead of using ix_identity_customer_kind.
-    for _id, cid, kind, value in sorted(db_session().execute(
+    for _id, cid, kind, value in sorted(db_session().connection().execute(
         select(m.Identity.id, m.Identity.customer_id, m.Identity.kind, m.Identity.value)
         .where(m.Identity.customer_id.in_(customer_ids), m.Identity.kind.notin_(skip))
     )):
@@ -358,11 +358,15 @@ def _control_cases_of(case_ids: list[int]) -> None:
     page's cases are in the control group, in one query: it asked per case that
     was not an open control case, 50 queries a page."""
     if case_ids:
-        control = set(db_session().scalars(select(C.id).where(C.id.in_(set(case_ids)), C.control.is_(True))))
+        control = set(db_session().connection().execute(
+            select(C.id).where(C.id.in_(set(case_ids)), C.control.is_(True))).scalars())
         control_cases().learn({i: i in control for i in case_ids})
 
 
-def _rows(result) -> list[Row]:
+def _rows(result, with_people: bool = True) -> list[Row]:
+    """Item rows from ``result`` (``_base()``'s columns); ``with_people=False``
+    leaves the handles and control badges to the caller (:func:`_case_rows`
+    asks once for a page's cases and their latest items together)."""
     rows = []
     for r in result:
         reasons = sorted(r.risk_reasons or [], key=lambda s: -float(s.get("weight", 0)))
@@ -370,32 +374,42 @@ def _rows(result) -> list[Row]:
                         r.risk, reasons, r.url, r.customer_id, r.case_id, r.status, r.owner, r.sla_due_at, r.name,
                         themes=themes_of_extra(r.extra), dismissed=r.dismissed_at is not None,
                         no_case_why=why_no_case(r) if r.case_id is None else None))
-    handles = _handles({r.customer_id for r in rows if r.customer_id})
-    _control_cases_of([r.case_id for r in rows if r.case_id])
-    for row in rows:
-        row.handle = handles.get(row.customer_id or 0)
+    if with_people:
+        handles = _handles({r.customer_id for r in rows if r.customer_id})
+        _control_cases_of([r.case_id for r in rows if r.case_id])
+        for row in rows:
+            row.handle = handles.get(row.customer_id or 0)
     return rows
 
 
 def _case_rows(result) -> list[CaseRow]:
+    """Case rows with their item counts, channels and latest item: three queries
+    for a page (the counts and channels come grouped by case and channel together;
+    the handles are asked once for the cases and their latest items)."""
     cases = [CaseRow(r.id, r.status, r.owner, r.risk, r.priority, r.sla_due_at, r.callback_due, r.customer_id,
                      r.name, r.version, r.answered_publicly_at) for r in result]
     if not cases:
         return cases
-    session = db_session()
-    ids = [c.id for c in cases]
-    stats = {cid: (n, latest) for cid, n, latest in session.execute(
-        select(F.case_id, func.count(), func.max(F.id)).where(F.case_id.in_(ids)).group_by(F.case_id))}
+    conn = db_session().connection()
+    counts: dict[int, int] = {}
+    newest: dict[int, int] = {}
     channels: dict[int, set[str]] = {}
-    for cid, channel in session.execute(select(F.case_id, F.channel).where(F.case_id.in_(ids)).distinct()):
+    for cid, channel, n, latest_id in conn.execute(
+            select(F.case_id, F.channel, func.count(), func.max(F.id))
+            .where(F.case_id.in_([c.id for c in cases])).group_by(F.case_id, F.channel)):
+        counts[cid] = counts.get(cid, 0) + n
+        newest[cid] = max(newest.get(cid, 0), latest_id)
         channels.setdefault(cid, set()).add(channel)
-    latest_ids = [latest for _n, latest in stats.values()]
-    latest = {r.id: r for r in _rows(session.execute(_base().where(F.id.in_(latest_ids))))} if latest_ids else {}
-    handles = _handles({c.customer_id for c in cases if c.customer_id})
+    latest = ({r.id: r for r in _rows(conn.execute(_base().where(F.id.in_(list(newest.values())))),
+                                      with_people=False)} if newest else {})
+    handles = _handles({c.customer_id for c in cases if c.customer_id}
+                       | {r.customer_id for r in latest.values() if r.customer_id})
     for c in cases:
-        n, latest_id = stats.get(c.id, (0, None))
-        c.item_count, c.channels, c.latest = n, sorted(channels.get(c.id, ())), latest.get(latest_id)
+        c.item_count, c.channels, c.latest = counts.get(c.id, 0), sorted(channels.get(c.id, ())), latest.get(
+            newest.get(c.id))
         c.handle = handles.get(c.customer_id or 0)
+    for row in latest.values():
+        row.handle = handles.get(row.customer_id or 0)
     return cases
 
 
@@ -436,7 +450,7 @@ def _view_counts(username: str, today: tuple[dt.datetime, dt.datetime]) -> dict[
         if view == "done":
             continue  # grows for ever: no count worth a query
         q = InboxFilters(view=view).apply_cases(select(C.id), username, today).limit(COUNT_CAP + 1)
-        out[view] = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+        out[view] = session.connection().scalar(select(func.count()).select_from(q.subquery())) or 0
     return out
 
 
@@ -465,12 +479,11 @@ def _case_page(filters: InboxFilters, username: str, today: tuple[dt.datetime, d
     their customer and next callback.  In one query every case of the view was
     joined to its customer and had its callback looked up before the sort
     (20,000 open cases: 0.1 s)."""
-    session = db_session()
     ids_q = filters.apply_cases(select(C.id), username, today)
     if (filters.sort or DEFAULT_SORT[filters.view][0]) == "customer":
         ids_q = ids_q.outerjoin(CU, CU.id == C.customer_id)
-    ids = list(session.scalars(ids_q.order_by(*filters.case_order())
-                               .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
+    ids = list(db_session().connection().execute(ids_q.order_by(*filters.case_order())
+                                                 .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)).scalars())
     return _cases_of(ids)
 
 
@@ -478,9 +491,8 @@ def _cases_of(ids: list[int]) -> list[CaseRow]:
     """The rows of the cases ``ids``, in that order, with their customer and next callback."""
     if not ids:
         return []
-    session = db_session()
     _control_cases_of(ids)
-    found = {r.id: r for r in session.execute(
+    found = {r.id: r for r in db_session().connection().execute(
         select(C.id, C.status, C.owner, C.risk, C.priority, C.sla_due_at, C.customer_id, C.version,
                C.answered_publicly_at, CU.name, _callback_due().label("callback_due"))
         .outerjoin(CU, CU.id == C.customer_id).where(C.id.in_(ids)))}
@@ -507,12 +519,12 @@ def index():
         capped = filters.apply_cases(select(C.id), user.username, today).limit(COUNT_CAP + 1)
     else:
         q = filters.apply(_base(), user.username)
-        rows = _rows(session.execute(q.order_by(*filters.item_order())
+        rows = _rows(session.connection().execute(q.order_by(*filters.item_order())
                                      .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
         capped = filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), user.username).limit(COUNT_CAP + 1)
     if capped is not None:
-        total = session.scalar(select(func.count()).select_from(capped.subquery()))
-    latest = session.scalar(select(func.max(F.id))) or 0
+        total = session.connection().scalar(select(func.count()).select_from(capped.subquery()))
+    latest = session.connection().scalar(select(func.max(F.id))) or 0
     hub = current_hub()
     saved = session.scalars(select(m.SavedView).order_by(m.SavedView.name)).all()
     return flask.render_template(
@@ -542,7 +554,7 @@ def updates():
         ids = list(db_session().scalars(newer))
         return flask.jsonify(latest=max([int(after), *ids]), rows=[], new=len(ids))
     q = filters.apply(_base(), current_user().username).where(F.id > int(after))
-    rows = _rows(db_session().execute(q.order_by(F.id).limit(PAGE_SIZE)))
+    rows = _rows(db_session().connection().execute(q.order_by(F.id).limit(PAGE_SIZE)))
     macro = flask.get_template_attribute("_rows.html", "row")
     return flask.jsonify(
         latest=max([int(after)] + [r.id for r in rows]),
