@@ -137,7 +137,8 @@ def create_app(
     pm.hook.hub_configure.call_historic(kwargs={"config": cfg})
     clock = clock or Clock()
     registry = Registry(pm, cfg, clock=clock)
-    db = Database(cfg.get("database_url") or default_database_url(instance_path))
+    db = Database(cfg.get("database_url") or default_database_url(instance_path),
+                  sqlite_mmap_bytes=int(cfg.get("sqlite_mmap_mb", 1024)) * 2**20)
     # Plugins' self.state lives in the hub's database (connector_state).
     registry.state_backend = lambda instance: DatabaseStateBackend(db, instance)
     # Vendor rate budgets shared by every process (Redis, else PostgreSQL); in process on SQLite.

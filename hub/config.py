@@ -541,6 +541,9 @@ class CoreConfig(BaseModel):
     celery: CeleryConfig | None = None
     rate_limits: RateLimitsConfig | None = None
     database_url: Name | None = None
+    sqlite_mmap_mb: Annotated[int, Field(strict=True, ge=0, le=65536)] = Field(
+        1024, description="SQLite: MB of the database file that a connection serving pages and API reads maps into "
+        "memory (0: none); imports and workers never map it")
     instance_path: Name | None = None
     secret_key: Name | None = None
     secret_key_file: Name | None = Field(None, description="a file holding the session signing key "

@@ -47,7 +47,7 @@ def db_session() -> Session:
     if "hub_session" not in flask.g:
         db = current_hub().db
         # GETs only read: a deferred (non-locking) session on SQLite.
-        flask.g.hub_session = db.ReadSession() if flask.request.method == "GET" else db.Session()
+        flask.g.hub_session = db.PageSession() if flask.request.method == "GET" else db.Session()
     return flask.g.hub_session
 
 

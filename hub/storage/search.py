@@ -43,9 +43,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, or_, select, text
+from sqlalchemy import Boolean, ColumnElement, false, func, literal, or_, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from hub.storage import models as m
 
@@ -81,6 +83,38 @@ def like_pattern(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+class Contains(ColumnElement[bool]):
+    """``column`` contains ``term``, ignoring case: ``ILIKE '%term%'``.
+
+    On SQLite that is a plain ``LIKE``: SQLite's LIKE already ignores the case of
+    ASCII letters, and its ``lower()`` folds only ASCII too, so SQLAlchemy's
+    ``lower(x) LIKE lower(y)`` finds the same rows at a function call and a copy
+    of every text more (a common term's page reads ~12,000 texts at a million
+    items).  ``lowered``: PostgreSQL compares ``lower(column)``, the expression its
+    trigram index is on (models.trigram_index)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no "= 1" after it in a WHERE on SQLite
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("pattern", InternalTraversal.dp_clauseelement),
+                           ("lowered", InternalTraversal.dp_boolean)]
+
+    def __init__(self, column: Any, term: str, lowered: bool = False):
+        self.column, self.pattern, self.lowered = column, literal(like_pattern(term)), lowered
+
+
+@compiles(Contains)
+def _contains_ilike(element: Contains, compiler, **kw) -> str:
+    column = func.lower(element.column) if element.lowered else element.column
+    return compiler.process(column.ilike(element.pattern, escape="\\"), **kw)
+
+
+@compiles(Contains, "sqlite")
+def _contains_sqlite(element: Contains, compiler, **kw) -> str:
+    return compiler.process(element.column.like(element.pattern, escape="\\"), **kw)
+
+
 def _fts_ready(session: Session, table: str) -> bool:
     """SQLite with migration 0011's FTS table for ``table`` (cached per engine)."""
     bind = session.get_bind()
@@ -108,7 +142,7 @@ def _fts_ids(table: str, term: str):
         **{f"fts_{table}": _phrase(term)})
     model = _MODELS[table]
     column = getattr(model, TEXT_INDEXES[table])
-    newer = select(model.id).where(model.id > _indexed_upto(table), column.ilike(like_pattern(term), escape="\\"))
+    newer = select(model.id).where(model.id > _indexed_upto(table), Contains(column, term))
     return matched.union_all(newer)
 
 
@@ -175,7 +209,7 @@ def column_match(session: Session, table: str, column: Any, key: Any, term: str,
     """``column ILIKE '%term%'`` on the rows of ``table`` whose primary key is ``key``,
     from the full-text index when that is cheaper (see the module docstring)."""
     # lower(column): the expression PostgreSQL's trigram index is on (models.trigram_index).
-    like = func.lower(column).ilike(like_pattern(term), escape="\\")
+    like = Contains(column, term, lowered=True)
     if not _usable(session, table, term):
         return like
     ids = _fts_ids(table, term)
@@ -204,7 +238,7 @@ def _text_ids(session: Session, term: str, few: int) -> list[int] | None:
         # (pg_trgm's statistics) says so in a millisecond.  Only the plan depends on it:
         # both forms find the same rows.
         return None
-    return _few_ids(session, select(F.id).where(F.text.ilike(like_pattern(term), escape="\\")), few)
+    return _few_ids(session, select(F.id).where(Contains(F.text, term)), few)
 
 
 def _estimated_matches(session: Session, term: str) -> float:
@@ -232,7 +266,7 @@ def item_text_match(session: Session, term: str, few: int = FEW) -> ColumnElemen
     """Items whose text contains ``term`` (any case)."""
     F = m.FeedbackItem
     ids = _text_ids(session, term, few)
-    return _as_condition(ids) if ids is not None else F.text.ilike(like_pattern(term), escape="\\")
+    return _as_condition(ids) if ids is not None else Contains(F.text, term)
 
 
 def matching_customer_ids(session: Session, term: str, few: int = FEW):
@@ -267,7 +301,7 @@ def item_or_author_condition(session: Session, term: str, few: int = FEW) -> tup
         if people is not None and by_author is not None and len(ids) + len(by_author) <= few:
             return _as_condition(ids + by_author), False
     # Many matches: the walk in risk order meets a page of them soon.
-    return or_(F.text.ilike(like_pattern(term), escape="\\"), F.customer_id.in_(authors)), True
+    return or_(Contains(F.text, term), F.customer_id.in_(authors)), True
 
 
 # -- keeping the index clean and the statistics current -----------------------------------

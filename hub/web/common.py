@@ -31,7 +31,7 @@ def db_session() -> Session:
     if "web_session" not in flask.g:
         db = current_hub().db
         # Pages (GET) only read: a deferred session never waits on an import.
-        flask.g.web_session = db.ReadSession() if flask.request.method in ("GET", "HEAD") else db.Session()
+        flask.g.web_session = db.PageSession() if flask.request.method in ("GET", "HEAD") else db.Session()
     return flask.g.web_session
 
 
