@@ -126,6 +126,9 @@ def test_a_page_of_cases_asks_for_its_control_badges_once(many_cases):
         event.remove(hub.db.engine, "before_cursor_execute", seen)
     per_case = [s for s in statements if re.search(r'SELECT "case".control\s+FROM "case"\s+WHERE "case".id =', s)]
     assert per_case == []
+    # Nor a look-up of every open control case: the page's rows were learned.
+    every_open = [s for s in statements if re.search(r'WHERE "case".control IS (1|true) AND "case".status IN', s)]
+    assert every_open == []
 
 
 def test_a_common_term_found_without_its_first_matches_finds_the_same_rows(many_cases, monkeypatch):

@@ -50,6 +50,9 @@ class ControlCases:
     def __contains__(self, case_id: object) -> bool:
         if not isinstance(case_id, int):
             return False
+        known = self._asked.get(case_id)
+        if known is not None:
+            return known  # a page's rows, learned in one query: no look-up over every open case
         if self._open is None:
             self._open = set(self._session().scalars(select(m.Case.id).where(
                 m.Case.control.is_(True), m.Case.status.in_(OPEN_CASE_STATUSES))))
