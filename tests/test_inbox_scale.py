@@ -140,3 +140,31 @@ def test_a_common_term_found_without_its_first_matches_finds_the_same_rows(many_
         got = set(s.scalars(select(F.external_id).where(search.item_text_match(s, "storing"))))
         both = set(s.scalars(select(F.external_id).where(search.item_or_author_match(s, "storing"))))
     assert got == want == both and len(want) == 6
+
+
+def test_the_to_do_page_reads_its_cases_in_order_from_the_index(many_cases):
+    """SQLite, with the statistics the hub keeps (the scheduler's statistics job): the
+    to-do view's page (with an item filter too) walks ix_case_todo_order and stops
+    at a page, with no sort of every open case (migration 0016)."""
+    hub = many_cases.extensions["hub"]
+    if hub.db.dialect != "sqlite":
+        pytest.skip("the plan of SQLite's planner; PostgreSQL's depends on the table's size")
+    search.refresh_statistics(hub.db.engine)
+    statements: list[tuple[str, tuple]] = []
+
+    def seen(conn, cursor, statement, parameters, *args):
+        if statement.startswith('SELECT "case".id \nFROM "case"') and "ORDER BY" in statement:
+            statements.append((statement, parameters))
+
+    client = signed_in(many_cases, "planner")
+    event.listen(hub.db.engine, "before_cursor_execute", seen)
+    try:
+        for url in ("/", "/?channel=survey"):
+            assert case_rows(client.get(url).get_data(as_text=True))
+    finally:
+        event.remove(hub.db.engine, "before_cursor_execute", seen)
+    assert len(statements) == 2
+    with hub.db.engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = " | ".join(row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
+            assert "ix_case_todo_order" in plan and "TEMP B-TREE" not in plan, (plan, statement)

@@ -85,6 +85,10 @@ def status_check(statuses: tuple[str, ...], column: str = "status") -> CheckCons
 #: index by proving this predicate, which it cannot do through bound parameters).
 OPEN_CASE_PREDICATE = f"status IN ({', '.join(repr(s) for s in OPEN_CASE_STATUSES)})"
 ONE_OPEN_CASE_INDEX = "uq_case_open_customer"
+#: The statuses of the inbox's to-do view, in SQL as ``ix_case_todo_order`` holds them: a query
+#: must repeat them literally for either database to prove that it may read that partial index.
+TODO_STATUSES = ("new", "assigned", "scheduled")
+TODO_PREDICATE = f"status IN ({', '.join(repr(s) for s in TODO_STATUSES)})"
 
 
 def trigram_index(table: str, column: str, folded: bool = False) -> Index:
@@ -189,7 +193,14 @@ class Case(Base):
                       # A case view's ids and sort keys from the index alone; the open control cases (0011).
                       Index("ix_case_status_due", "status", "sla_due_at", "risk", "id"),
                       Index("ix_case_control_status", "control", "status"),
-                      Index("ix_case_owner_status", "owner", "status"))
+                      Index("ix_case_owner_status", "owner", "status"),
+                      # Migration 0016: the to-do view in its order (the soonest SLA, none last;
+                      # then the risk), so a page stops after its rows instead of sorting
+                      # every open case.  SQLite's B-tree puts NULL first: "IS NULL" leads.
+                      Index("ix_case_todo_order", text("sla_due_at ASC NULLS LAST"), text("risk DESC"), "id", "status",
+                            postgresql_where=text(TODO_PREDICATE)).ddl_if(dialect="postgresql"),
+                      Index("ix_case_todo_order", text("(sla_due_at IS NULL)"), "sla_due_at", text("risk DESC"),
+                            "id", "status", sqlite_where=text(TODO_PREDICATE)).ddl_if(dialect="sqlite"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
