@@ -29,7 +29,20 @@ def _drift(engine) -> list:
         # an index a model declares for another dialect only (ddl_if) is not built here.
         return [d for d in compare_metadata(context, Base.metadata)
                 if not (d[0] == "remove_table" and is_search_table(d[1].name))
-                and not (d[0] == "add_index" and _other_dialect(d[1], engine.dialect.name))]
+                and not (d[0] == "add_index" and _other_dialect(d[1], engine.dialect.name))
+                and not (d[0] == "remove_index" and _declared_by_expressions(d[1], engine.dialect.name))]
+
+
+def _declared_by_expressions(index, dialect: str) -> bool:
+    """An index the models declare for this dialect with SQL expressions (``text``:
+    a sort order, ``IS NULL``), which Alembic cannot compare and leaves out of the
+    models' side; the database's index of that name is the one declared."""
+    for table in Base.metadata.tables.values():
+        for declared in table.indexes:
+            only = getattr(declared, "_ddl_if", None)
+            if declared.name == index.name and (only is None or only.dialect in (None, dialect)):
+                return any(not hasattr(e, "name") for e in declared.expressions)
+    return False
 
 
 def _other_dialect(index, dialect: str) -> bool:
