@@ -391,10 +391,13 @@ def _case_rows(result) -> list[CaseRow]:
     """Case rows with their item counts, channels and latest item: three queries
     for a page (the counts and channels come grouped by case and channel together;
     the handles are asked once for the cases and their latest items)."""
+    result = list(result)
     cases = [CaseRow(r.id, r.status, r.owner, r.risk, r.priority, r.sla_due_at, r.callback_due, r.customer_id,
                      r.name, r.version, r.answered_publicly_at) for r in result]
     if not cases:
         return cases
+    # The control badges of the page, from the case rows themselves (no query of their own).
+    control_cases().learn({r.id: bool(r.control) for r in result})
     conn = db_session().connection()
     counts: dict[int, int] = {}
     newest: dict[int, int] = {}
@@ -447,16 +450,19 @@ def _page_no() -> int:
     return min(MAX_PAGE, int(page)) if page.isdigit() and int(page) > 0 else 1
 
 
-def _view_counts(username: str, today: tuple[dt.datetime, dt.datetime]) -> dict[str, int]:
-    """How many cases each case view holds (capped), for the view tabs."""
-    session = db_session()
-    out = {}
+def _tab_counts(username: str, today: tuple[dt.datetime, dt.datetime]) -> tuple[dict[str, int], int]:
+    """How many cases each case view holds (capped), for the view tabs, and the
+    newest item's id (where the live updates start), in one query: a round trip
+    each cost a PostgreSQL page ~1 ms apiece."""
+    counts = {}
     for view in VIEW_STATUSES:
         if view == "done":
             continue  # grows for ever: no count worth a query
         q = InboxFilters(view=view).apply_cases(select(C.id), username, today).limit(COUNT_CAP + 1)
-        out[view] = session.connection().scalar(select(func.count()).select_from(q.subquery())) or 0
-    return out
+        counts[view] = select(func.count()).select_from(q.subquery()).scalar_subquery().label(view)
+    row = db_session().connection().execute(
+        select(*counts.values(), select(func.max(F.id)).scalar_subquery().label("latest"))).one()
+    return {view: row._mapping[view] or 0 for view in counts}, row.latest or 0
 
 
 def _first_cases(filters: InboxFilters, username: str, today: tuple[dt.datetime, dt.datetime],
@@ -499,10 +505,9 @@ def _cases_of(ids: list[int]) -> list[CaseRow]:
     """The rows of the cases ``ids``, in that order, with their customer and next callback."""
     if not ids:
         return []
-    _control_cases_of(ids)
     found = {r.id: r for r in db_session().connection().execute(
         select(C.id, C.status, C.owner, C.risk, C.priority, C.sla_due_at, C.customer_id, C.version,
-               C.answered_publicly_at, CU.name, _callback_due().label("callback_due"))
+               C.answered_publicly_at, C.control, CU.name, _callback_due().label("callback_due"))
         .outerjoin(CU, CU.id == C.customer_id).where(C.id.in_(ids)))}
     return _case_rows([found[i] for i in ids if i in found])
 
@@ -532,14 +537,14 @@ def index():
         capped = filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), user.username).limit(COUNT_CAP + 1)
     if capped is not None:
         total = session.connection().scalar(select(func.count()).select_from(capped.subquery()))
-    latest = session.connection().scalar(select(func.max(F.id))) or 0
+    view_counts, latest = _tab_counts(user.username, today)
     hub = current_hub()
     saved = session.scalars(select(m.SavedView).order_by(m.SavedView.name)).all()
     return flask.render_template(
         "inbox.html", rows=rows, filters=filters, total=total, count_cap=COUNT_CAP, page=page_no,
         has_next=len(rows) == PAGE_SIZE and page_no < MAX_PAGE, latest=latest, choices=_choices(),
         owners=_owners(), channels=CHANNELS, categories=CATEGORIES, statuses=CASE_STATUSES, views=VIEWS,
-        view_counts=_view_counts(user.username, today), saved_views=saved, current_query=_query_of(filters),
+        view_counts=view_counts, saved_views=saved, current_query=_query_of(filters),
         poll_ms=int(float(hub.config.get("web", {}).get("poll_seconds", 5)) * 1000),
     )
 
