@@ -34,3 +34,29 @@ def test_badges_speak_the_readers_language(app):
         survey = str(badges.channel_badge("survey"))
         assert survey.startswith('<span class="channel channel-survey" title="enquête"><svg class="icon "')
         assert survey.endswith("</svg><span>enquête</span></span>")
+
+
+def test_why_shows_two_reasons_and_the_rest_in_a_title_escaped(app):
+    reasons = [{"signal": "nps", "weight": 29.13, "detail": "NPS <1>"},
+               {"signal": "legal_threat", "weight": -5, "detail": "a & b"},
+               {"signal": "repeat_contact", "weight": 2.5, "detail": '"three"'},
+               {"signal": "my_own_signal", "weight": 0, "detail": "x"}]
+    with app.test_request_context("/"):
+        html = str(badges.why(reasons))
+        assert html.startswith('<span class="why" title="NPS &lt;1&gt;">low NPS <b>+29.1</b></span>'
+                               '<span class="why" title="a &amp; b">legal threat <b>-5</b></span>')
+        assert html.endswith('<span class="why more" title="repeat contact +2.5: &#34;three&#34;; '
+                             'my own signal +0: x">+2</span>')
+        assert badges.why([]) == ""
+
+
+def test_due_counts_down_only_while_the_sla_runs(app):
+    import datetime as dt
+
+    hub = app.extensions["hub"]
+    with app.test_request_context("/"):
+        soon = hub.clock.utcnow() + dt.timedelta(hours=3, minutes=1)
+        running = str(badges.due(soon, "assigned"))
+        assert running.startswith('<span title="') and "<svg" in running and running.endswith("in 3 h</span>")
+        assert badges.due(soon, "contacted") == '<span class="muted">-</span>'
+        assert badges.due(None, "new") == '<span class="muted">-</span>'
