@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-from hub.web.filters import localtime, risk_level, reltime, weight
+from hub.web.filters import localtime, reltime, risk_level, weight
 from hub.web.i18n import gettext, signal_label
 
 #: Inline SVG shapes by icon name (no icon font, no CDN); paths are our own simple shapes.
