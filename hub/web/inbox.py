@@ -243,10 +243,10 @@ class InboxFilters:
     def item_order(self) -> list[Any]:
         if not self.sort:
             # Worst first, newest first among equals: the order of ix_feedback_item_risk_id
-            # (SQLite: ix_feedback_item_risk_text, and channel_risk for a channel), so a
-            # page is read from the index.  A
-            # tie-break on the case's SLA sorted each whole risk group (25,000 items at
-            # risk 100 in a million: 0.4 s); the to-do view is where the SLA orders.
+            # (SQLite: ix_feedback_item_risk_text; channel_risk for a channel), so a page
+            # is read from the index.  A tie-break on the case's SLA sorted each whole
+            # risk group (25,000 items at risk 100 in a million: 0.4 s); the to-do view
+            # is where the SLA orders.
             return [F.risk.desc(), F.id.desc()]
         column = ITEM_SORTS[self.sort]()
         ordered = column.desc().nulls_last() if (self.dir or "desc") == "desc" else column.asc().nulls_last()
