@@ -334,6 +334,13 @@ def main() -> int:
         upgrade(hub.db.engine)
         log(f"  migration to head (indexes, full-text index, ANALYZE): {time.perf_counter() - t0:.1f} s")
         hub.db.engine.dispose()
+        refresh_statistics(hub.db.engine)  # as the scheduler's statistics job keeps them
+        # A web node starts after `db upgrade`: this one looked for the text indexes
+        # before the migration made them, and would go on without them.
+        app = create_app({"database_url": url, "executor": "inline"}, load_entry_points=False)
+        hub = app.extensions["hub"]
+        cap_queries(hub)
+        settle_for_serving(app)
     else:
         # The copies went in by INSERT ... SELECT, outside an ingest batch: take them
         # into SQLite's text index as the scheduler's statistics job would (else a

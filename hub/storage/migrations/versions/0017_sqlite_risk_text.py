@@ -34,6 +34,9 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.create_index("ix_feedback_item_risk_text", "feedback_item", ["risk", "id", "case_id", "customer_id", "text"])
         op.drop_index("ix_feedback_item_risk_id", table_name="feedback_item")
+        # Statistics for the new index now (sampled: quick at any size), not at the next statistics job.
+        op.execute("PRAGMA analysis_limit=1000")
+        op.execute("ANALYZE feedback_item")
 
 
 def downgrade() -> None:
