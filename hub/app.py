@@ -19,7 +19,7 @@ from hub.engine.registry import Registry
 from hub.engine.state_store import DatabaseStateBackend
 from hub.plugin_manager import make_plugin_manager
 from hub.sdk.http import Clock
-from hub.storage.database import Database, default_database_url
+from hub.storage.database import DEFAULT_MMAP_BYTES, Database, default_database_url
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def create_app(
     clock = clock or Clock()
     registry = Registry(pm, cfg, clock=clock)
     db = Database(cfg.get("database_url") or default_database_url(instance_path),
-                  sqlite_mmap_bytes=int(cfg.get("sqlite_mmap_mb", 1024)) * 2**20)
+                  sqlite_mmap_bytes=int(cfg.get("sqlite_mmap_mb", DEFAULT_MMAP_BYTES >> 20)) << 20)
     # Plugins' self.state lives in the hub's database (connector_state).
     registry.state_backend = lambda instance: DatabaseStateBackend(db, instance)
     # Vendor rate budgets shared by every process (Redis, else PostgreSQL); in process on SQLite.

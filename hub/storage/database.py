@@ -2,7 +2,8 @@
 
 ``with db.session() as s:`` is a unit of work (commit on success, rollback on
 error); ``db.Session()`` a plain session, ``db.ReadSession()`` one for reads
-that never takes SQLite's write lock.  The web UI and the API
+that never takes SQLite's write lock, ``db.PageSession()`` such a one for web
+pages and API reads (on SQLite it maps the file).  The web UI and the API
 keep one session per request and close it at teardown (``db_session()`` in
 :mod:`hub.web.common` and :mod:`hub.api.routes`).  Hooks that must only fire
 once data is durable are queued with :func:`after_commit` and run by a

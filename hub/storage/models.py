@@ -196,11 +196,10 @@ class Case(Base):
                       Index("ix_case_owner_status", "owner", "status"),
                       # Migration 0016: the to-do view in its order (the soonest SLA, none last;
                       # then the risk), so a page stops after its rows instead of sorting
-                      # every open case.  SQLite's B-tree puts NULL first: "IS NULL" leads.
-                      Index("ix_case_todo_order", text("sla_due_at ASC NULLS LAST"), text("risk DESC"), "id", "status",
-                            postgresql_where=text(TODO_PREDICATE)).ddl_if(dialect="postgresql"),
+                      # every open case.  "IS NULL" leads, not NULLS LAST: SQLite's B-tree
+                      # sorts NULL first, and one definition serves both databases.
                       Index("ix_case_todo_order", text("(sla_due_at IS NULL)"), "sla_due_at", text("risk DESC"),
-                            "id", "status", sqlite_where=text(TODO_PREDICATE)).ddl_if(dialect="sqlite"))
+                            "id", "status", sqlite_where=text(TODO_PREDICATE), postgresql_where=text(TODO_PREDICATE)))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)

@@ -229,11 +229,9 @@ class InboxFilters:
         key, direction = (self.sort, self.dir or "asc") if self.sort else DEFAULT_SORT[self.view]
         if key == "action":
             # What needs action first: the soonest SLA (overdue first, none last), then the
-            # risk: the order of ix_case_todo_order, which on SQLite leads with "IS NULL"
-            # (its B-tree sorts NULL first), so a page is read from the index, unsorted.
-            if db_session().get_bind().dialect.name == "sqlite":
-                return [C.sla_due_at.is_(None), C.sla_due_at, C.risk.desc(), C.id]
-            return [C.sla_due_at.asc().nulls_last(), C.risk.desc(), C.id]
+            # risk: the order of ix_case_todo_order, which leads with "IS NULL" (SQLite's
+            # B-tree sorts NULL first), so a page is read from the index, unsorted.
+            return [C.sla_due_at.is_(None), C.sla_due_at, C.risk.desc(), C.id]
         if key == "closed":
             return [C.closed_at.desc().nulls_last(), C.id.desc()]
         column = CASE_SORTS[key]()

@@ -8,9 +8,9 @@ alone on SQLite, and with an item filter (``EXISTS`` per case: a channel, a
 language, a search term) every case was checked first (a channel: 7 ms on
 SQLite, 15 ms on PostgreSQL).  ``ix_case_todo_order`` holds the to-do cases in
 the view's order, so a page reads cases until it has its rows (a channel:
-0.4 ms).  SQLite's B-tree sorts NULL first, so its index leads with
-``sla_due_at IS NULL`` (the query sorts on the same expression); PostgreSQL's
-says NULLS LAST.  A partial index: queries name the statuses literally
+0.4 ms).  SQLite's B-tree sorts NULL first, so the index leads with
+``sla_due_at IS NULL`` (the query sorts on the same expression), on both
+databases: one definition.  A partial index: queries name the statuses literally
 (``models.TODO_PREDICATE``), as the planners must prove the predicate; the
 status is in it too, so the index covers the page's ids (else SQLite's planner
 took the covering ix_case_status_due and the sort on a small table).
@@ -32,14 +32,9 @@ TODO_PREDICATE = "status IN ('new', 'assigned', 'scheduled')"
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        op.create_index("ix_case_todo_order", "case", [sa.text("(sla_due_at IS NULL)"), "sla_due_at",
-                                                       sa.text("risk DESC"), "id", "status"],
-                        sqlite_where=sa.text(TODO_PREDICATE))
-    else:
-        op.create_index("ix_case_todo_order", "case", [sa.text("sla_due_at ASC NULLS LAST"), sa.text("risk DESC"),
-                                                       "id", "status"],
-                        postgresql_where=sa.text(TODO_PREDICATE))
+    op.create_index("ix_case_todo_order", "case", [sa.text("(sla_due_at IS NULL)"), "sla_due_at",
+                                                   sa.text("risk DESC"), "id", "status"],
+                    sqlite_where=sa.text(TODO_PREDICATE), postgresql_where=sa.text(TODO_PREDICATE))
     _analyze("case")
 
 
