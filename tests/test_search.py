@@ -330,3 +330,46 @@ def test_small_batches_keep_the_text_index_merged_in_bounded_steps(make_app, mon
         s.execute(text("INSERT INTO feedback_item_fts(feedback_item_fts, rank) VALUES ('integrity-check', 1)"))
     assert len(_found(hub, "storing nummer", few=1000)) == 120
     assert _found(hub, "nummer 7 in", few=1000) == {"m7"}
+
+
+ACCENTED = ["ÉÉN STORING IN ZÜRICH", "één storing in zürich", "Ĳsselmeer: geen ĳs", "Straße gesperrt", "plain text"]
+
+
+def test_postgresql_finds_what_ilike_finds_for_any_letter(make_app):
+    """PostgreSQL tests a term as ``lower(text) LIKE lower(term)`` (search.Contains),
+    the expression its trigram index is on: the very rows ``ILIKE`` finds, also
+    where the case of a letter outside ASCII differs."""
+    app = make_app()
+    hub = app.extensions["hub"]
+    if hub.db.dialect != "postgresql":
+        pytest.skip("SQLite's LIKE folds ASCII only, and so does its lower()")
+    _post_all(app.test_client(), bearer(hub), ACCENTED)
+    F = m.FeedbackItem
+    with hub.db.Session() as s:
+        for term in ("één storing", "ZÜRICH", "ĳs", "ĲSSELMEER", "STRASSE", "straße", "%", "_"):
+            ilike = set(s.scalars(select(F.external_id).where(F.text.ilike(f"%{term}%"))))
+            if term in ("%", "_"):
+                ilike = {e for e, body in zip([f"s-{i}" for i in range(len(ACCENTED))], ACCENTED) if term in body}
+            for few in (1000, 0):  # the ids from the index, and the walk's LIKE
+                assert _found(hub, term, few=few) == ilike, (term, few)
+
+
+def test_postgresql_trigram_indexes_serve_the_folded_test(make_app):
+    """Each trigram index is on ``lower(column)`` (migrations 0011 and 0018), the
+    expression the search names: otherwise the planner estimates a term by
+    default (on ``text``: a hundred rows for a word in one item of twenty) and
+    no index can serve it."""
+    from hub.storage.search import Contains
+
+    app = make_app()
+    hub = app.extensions["hub"]
+    if hub.db.dialect != "postgresql":
+        pytest.skip("PostgreSQL's pg_trgm indexes only")
+    C, I, F = m.Customer, m.Identity, m.FeedbackItem  # noqa: E741
+    with hub.db.engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: show what could serve it
+        for table, column, index in ((F, F.text, "ix_feedback_item_text_trgm"), (C, C.name, "ix_customer_name_trgm"),
+                                     (I, I.value, "ix_identity_value_trgm")):
+            query = select(table.id).where(Contains(column, "qzxwvk")).compile(conn, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {query}"))
+            assert f"Bitmap Index Scan on {index}" in plan, plan

@@ -91,21 +91,20 @@ TODO_STATUSES = ("new", "assigned", "scheduled")
 TODO_PREDICATE = f"status IN ({', '.join(repr(s) for s in TODO_STATUSES)})"
 
 
-def trigram_index(table: str, column: str, folded: bool = False) -> Index:
-    """PostgreSQL's pg_trgm GIN index on ``column``, which serves ``ILIKE '%q%'``
-    (migration 0011; SQLite has an FTS5 table instead, see hub.storage.search).
+def trigram_index(table: str, column: str) -> Index:
+    """PostgreSQL's pg_trgm GIN index on ``lower(column)``, which serves
+    ``lower(column) LIKE lower('%q%')`` (hub.storage.search.Contains; migration
+    0011, 0018 for the items' text; SQLite has an FTS5 table instead).
 
-    ``folded``: on ``lower(column)`` instead.  Why: pg_trgm also serves ``=``,
-    and for a column looked up by equality (identity values, names) the planner
-    then takes the GIN index over the unique B-tree, which made every ingest
-    batch's identity look-up slower with each page (20k items: 88 s against
-    6 s).  An index on the expression serves only queries that name it
-    (``lower(column) ILIKE``, hub.storage.search.column_match)."""
-    name = f"ix_{table}_{column}_trgm"
-    if folded:
-        return Index(name, text(f"lower({column}) gin_trgm_ops"), postgresql_using="gin").ddl_if(dialect="postgresql")
-    return Index(name, column, postgresql_using="gin",
-                 postgresql_ops={column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+    Why on ``lower(column)``: pg_trgm also serves ``=``, and for a column looked
+    up by equality (identity values, names) the planner then took the GIN index
+    over the unique B-tree, which made every ingest batch's identity look-up
+    slower with each page (20k items: 88 s against 6 s); an index on the
+    expression serves only queries that name it.  And the planner estimates a
+    term from the statistics of the indexed expression, which the walk of a
+    common term needs (migration 0018)."""
+    return Index(f"ix_{table}_{column}_trgm", text(f"lower({column}) gin_trgm_ops"),
+                 postgresql_using="gin").ddl_if(dialect="postgresql")
 
 
 # BigInteger ids on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
@@ -119,7 +118,7 @@ class Base(DeclarativeBase):
 
 class Customer(Base):
     __tablename__ = "customer"
-    __table_args__ = (trigram_index("customer", "name", folded=True),)
+    __table_args__ = (trigram_index("customer", "name"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     #: Opaque public reference (links, exports) that does not leak row counts;
@@ -145,7 +144,7 @@ class Identity(Base):
     __table_args__ = (UniqueConstraint("kind", "value"),
                       # A page's customers' identities of some kinds (migration 0011).
                       Index("ix_identity_customer_kind", "customer_id", "kind"),
-                      trigram_index("identity", "value", folded=True))
+                      trigram_index("identity", "value"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id", ondelete="CASCADE"))
