@@ -347,9 +347,10 @@ def test_postgresql_finds_what_ilike_finds_for_any_letter(make_app):
     F = m.FeedbackItem
     with hub.db.Session() as s:
         for term in ("één storing", "ZÜRICH", "ĳs", "ĲSSELMEER", "STRASSE", "straße", "%", "_"):
-            ilike = set(s.scalars(select(F.external_id).where(F.text.ilike(f"%{term}%"))))
-            if term in ("%", "_"):
-                ilike = {e for e, body in zip([f"s-{i}" for i in range(len(ACCENTED))], ACCENTED) if term in body}
+            if term in ("%", "_"):  # ILIKE would take them as wildcards: the texts that hold them
+                ilike = {f"s-{i}" for i, body in enumerate(ACCENTED) if term in body}
+            else:
+                ilike = set(s.scalars(select(F.external_id).where(F.text.ilike(f"%{term}%"))))
             for few in (1000, 0):  # the ids from the index, and the walk's LIKE
                 assert _found(hub, term, few=few) == ilike, (term, few)
 

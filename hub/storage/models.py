@@ -168,7 +168,8 @@ class RawEvent(Base):
     __table_args__ = (UniqueConstraint("source", "dedupe_key"), status_check(RAW_EVENT_STATUSES))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    source: Mapped[str] = mapped_column(String(100), index=True)
+    #: No index of its own: the unique (source, dedupe_key) serves look-ups by source (migration 0019).
+    source: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(50), default="record")
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[Any] = mapped_column(JSON)
