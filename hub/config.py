@@ -536,6 +536,10 @@ class CoreConfig(BaseModel):
     webhook_processing: Literal["executor", "worker"] = Field(
         "executor", description="where webhook deliveries are processed: the executor (in the web process for "
         "\"threads\"), or only `feedback-hub worker` processes (the web node just stores and answers)")
+    worker_yield: Annotated[float, Field(ge=0, le=20)] = Field(
+        3.0, description="while webhook deliveries keep arriving, `feedback-hub worker` pauses this many times as "
+        "long as each batch took, so acknowledgements come first on a machine both share (3: about three quarters "
+        "to the deliveries); 0: no pauses, for a worker on a machine of its own")
     broker_url: Name | None = Field(None, description="Celery broker for executor = \"celery\": redis://... or amqp://... "
                                     "(a secret: env:NAME or file:PATH)")
     celery: CeleryConfig | None = None

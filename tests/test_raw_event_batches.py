@@ -232,16 +232,16 @@ class Ticks:
         self.now += seconds
 
 
-def _paced_worker(make_app, monkeypatch, pending: int, arrivals: int):
+def _paced_worker(make_app, monkeypatch, pending: int, arrivals: int, dialect: str | None = "sqlite", **config):
     """A worker-mode hub with ``pending`` deliveries stored; each of its first ``arrivals``
-    batches sees a new delivery come in meanwhile; each event holds the lock 2 ms."""
+    batches sees a new delivery come in meanwhile; each event takes 2 ms (of the lock on SQLite)."""
     app = make_app(executor="threads", webhook_processing="worker",
                    clock=FakeClock(dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC).timestamp()),
                    sources={"nps": {"plugin": "survey_typeform", "form_id": "lT4Z3j", "token": "tok",
-                                    "webhook_secret": SECRET, "base_url": "http://127.0.0.1:9"}})
+                                    "webhook_secret": SECRET, "base_url": "http://127.0.0.1:9"}}, **config)
     hub, client = app.extensions["hub"], app.test_client()
-    if hub.db.dialect != "sqlite":
-        pytest.skip("the pacing is for SQLite's one write lock")
+    if dialect and hub.db.dialect != dialect:
+        pytest.skip(f"the batch sizes of {dialect}")
     for i in range(pending):
         send(client, f"p{i}")
     ticks, sizes = Ticks(), []
@@ -273,6 +273,24 @@ def test_the_sqlite_worker_yields_the_lock_while_deliveries_keep_arriving(make_a
     assert sizes == [5, 5, 4, 1]  # small batches while the newest raw event keeps changing
     assert ticks.slept == [0.03, 0.03, 0.024, 0.006]  # after each: the lock free 3 x as long as it held it
     assert statuses(hub) == {"processed": 15} and items(hub) == 15
+
+
+def test_the_postgresql_worker_leaves_the_cpu_to_deliveries_while_they_keep_arriving(make_app, monkeypatch):
+    """On PostgreSQL the worker's database work runs in a server process its ``nice`` does not
+    reach: while deliveries arrive it pauses 3 x each batch's time (at most WORKER_GAP_MAX)."""
+    hub, ticks, sizes = _paced_worker(make_app, monkeypatch, pending=150, arrivals=1, dialect="postgresql")
+    assert raw_events.drain_pending(hub) == 151
+    assert sizes == [100, 51]  # BATCH: small batches are dear on PostgreSQL, and there is no lock to wait for
+    assert ticks.slept == [0.6, 0.306]  # the second batch still began after a new delivery
+    assert statuses(hub) == {"processed": 151} and items(hub) == 151
+
+
+def test_worker_yield_zero_never_pauses(make_app, monkeypatch):
+    """A worker on a machine of its own (``worker_yield = 0``) works back to back on either database."""
+    hub, ticks, sizes = _paced_worker(make_app, monkeypatch, pending=40, arrivals=2, dialect=None, worker_yield=0)
+    assert raw_events.drain_pending(hub) == 42
+    assert ticks.slept == []
+    assert sum(sizes) == 42 and statuses(hub) == {"processed": 42} and items(hub) == 42
 
 
 def test_the_in_process_drainer_warms_up_once_before_its_first_batch(make_app, monkeypatch):

@@ -618,22 +618,31 @@ def drain(hub: Hub, timeout: float = 30.0) -> bool:
     return entry is None or entry[0]() is not hub or entry[1].drain(timeout)
 
 
-#: A worker's batch on SQLite and its pause after each.  SQLite has one write lock, and a
-#: delivery waits for whatever batch holds it.  While deliveries keep arriving (the newest raw
-#: event id grew since the last batch) the worker takes WORKER_SQLITE_BATCH events and then
-#: leaves the lock free WORKER_SQLITE_YIELD times as long as the batch held it (within the
-#: GAP bounds): the deliveries get about three quarters of the lock, and one waits at most one
-#: short batch (a batch of 5 holds it ~9 ms on a 2-core machine; bench/webhooks.py at half the
-#: hub's top rate: p99 160-190 ms with a share of one half, 33-88 ms with one quarter).  A backlog that no new
-#: delivery contends for is worked in batches that double up to WORKER_SQLITE_BATCH_MAX, back
-#: to back: one of 25 costs ~0.8 ms of CPU per event against ~1.8 ms in batches of 5.
+#: A worker's batches and its pauses (``webhook_processing = "worker"``), while deliveries keep
+#: arriving (the newest raw event id grew since the last batch): after each batch the worker
+#: pauses ``worker_yield`` (default WORKER_YIELD) times as long as the batch took, so the
+#: deliveries get about three quarters of what they share with it, and acknowledgements come
+#: first on a machine where both run.
+#: * SQLite: what they share is the one write lock, and a delivery waits for whatever batch
+#:   holds it, so batches are WORKER_SQLITE_BATCH events then (a batch of 5 holds it ~9 ms on a
+#:   2-core machine) and the pause is within the GAP bounds (bench/webhooks.py at half the hub's
+#:   top rate: p99 160-190 ms with a share of one half, 33-88 ms with one quarter).  A backlog
+#:   that no new delivery contends for is worked in batches that double up to
+#:   WORKER_SQLITE_BATCH_MAX, back to back: one of 25 costs ~0.8 ms of CPU per event against
+#:   ~1.8 ms in batches of 5.
+#: * PostgreSQL: what they share is the CPU, and the worker's database work runs in a server
+#:   process that ``nice`` does not reach, so the pause gives it back (bench/webhooks.py on 2
+#:   cores: 739 acknowledgements/s with the worker working back to back, 1,456 with it stopped).
+#:   Batches stay BATCH; a pause is at most WORKER_GAP_MAX.
 #: Under a sustained flood the backlog grows and is caught up when the flood eases; the
-#: deployment that must keep up with one is PostgreSQL with Celery workers (docs/deploying.md).
+#: deployment that must keep up with one is PostgreSQL with Celery workers (docs/deploying.md),
+#: and a worker on a machine of its own sets ``worker_yield = 0``.
+WORKER_YIELD = 3.0
 WORKER_SQLITE_BATCH = 5
 WORKER_SQLITE_BATCH_MAX = 25
-WORKER_SQLITE_YIELD = 3
 WORKER_SQLITE_GAP = 0.003
 WORKER_SQLITE_GAP_MAX = 0.1
+WORKER_GAP_MAX = 1.0
 
 
 def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> int:
@@ -641,17 +650,18 @@ def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> in
     (or ``limit`` were taken); returns how many were taken.  A worker's round
     (``webhook_processing = "worker"``): several workers may run it at once, the claim in
     :func:`process_raw_events` gives each event to one of them.  ``batch`` fixes the batch
-    size; else, on SQLite, it follows the deliveries (see :data:`WORKER_SQLITE_BATCH`)."""
+    size; else, on SQLite, it follows the deliveries; while they arrive the worker pauses
+    after each batch (see :data:`WORKER_YIELD`)."""
     sqlite = hub.db.dialect == "sqlite"
+    pace = float(hub.config.get("worker_yield", WORKER_YIELD))
     smallest = size = batch or (WORKER_SQLITE_BATCH if sqlite else BATCH)
     largest = batch or (WORKER_SQLITE_BATCH_MAX if sqlite else BATCH)
     taken, newest = 0, None
     while taken < limit:
         with hub.db.ReadSession() as s:
-            if sqlite:
-                seen, newest = newest, s.scalar(select(func.max(m.RawEvent.id)))
-                arriving = seen is None or newest != seen  # deliveries came in since the last batch
-                size = smallest if arriving else min(largest, size * 2)
+            seen, newest = newest, s.scalar(select(func.max(m.RawEvent.id)))
+            arriving = seen is None or newest != seen  # deliveries came in since the last batch
+            size = smallest if arriving else min(largest, size * 2)
             rows = s.execute(select(m.RawEvent.source, m.RawEvent.id).where(
                 m.RawEvent.status == "pending", m.RawEvent.source.in_(sorted(hub.registry.sources)))
                 .order_by(m.RawEvent.id).limit(size)).all()
@@ -666,11 +676,12 @@ def drain_pending(hub: Hub, batch: int | None = None, limit: int = 10_000) -> in
             started = time.perf_counter()
             counts = process_raw_events(hub, source, ids)
             done += counts["processed"] + counts["skipped"] + counts["failed"]
-            if sqlite and arriving:
-                # The deliveries waiting for the lock (their 1 ms polls) go in between batches;
-                # back to back, a backlog kept acknowledgements out batch after batch.
+            if arriving and pace:
+                # The deliveries go in between batches (on SQLite: those waiting for the lock,
+                # their 1 ms polls); back to back, a backlog kept acknowledgements out batch after batch.
                 held = time.perf_counter() - started
-                time.sleep(min(WORKER_SQLITE_GAP_MAX, max(WORKER_SQLITE_GAP, WORKER_SQLITE_YIELD * held)))
+                gap_max = WORKER_SQLITE_GAP_MAX if sqlite else WORKER_GAP_MAX
+                time.sleep(min(gap_max, max(WORKER_SQLITE_GAP, pace * held)))
         taken += sum(map(len, by_source.values()))
         if done == 0:
             return taken  # every one was claimed by another worker: leave them to it
