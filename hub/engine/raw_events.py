@@ -632,7 +632,8 @@ def drain(hub: Hub, timeout: float = 30.0) -> bool:
 #:   ~1.8 ms in batches of 5.
 #: * PostgreSQL: what they share is the CPU, and the worker's database work runs in a server
 #:   process that ``nice`` does not reach, so the pause gives it back (bench/webhooks.py on 2
-#:   cores: 739 acknowledgements/s with the worker working back to back, 1,456 with it stopped).
+#:   cores: 739 acknowledgements/s with the worker working back to back, 1,456 with it stopped;
+#:   paced 1,108 against 1,231 stopped, in runs side by side).
 #:   Batches stay BATCH; a pause is at most WORKER_GAP_MAX.
 #: Under a sustained flood the backlog grows and is caught up when the flood eases; the
 #: deployment that must keep up with one is PostgreSQL with Celery workers (docs/deploying.md),
