@@ -85,6 +85,37 @@ def test_a_rare_term_becomes_a_list_of_ids_and_a_common_one_the_like(searchable)
     assert "LIKE" not in miss.upper() and "feedback_item" not in miss  # no query at all
 
 
+def test_a_common_term_is_remembered_a_while_and_then_asked_again(searchable, monkeypatch):
+    """Learning that a term is common reads its first ``few`` + 1 matches; the verdict is kept
+    search.COMMON_SECONDS per engine, so the pages and API requests searching it meanwhile ask nothing."""
+    from sqlalchemy import event
+
+    from hub.storage import search
+
+    _, hub, _ = searchable
+    now = [1000.0]
+    monkeypatch.setattr(search, "_monotonic", lambda: now[0])
+    statements: list[str] = []
+    event.listen(hub.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    def asked(term: str, few: int) -> int:
+        statements.clear()
+        with hub.db.Session() as s:
+            condition = str(item_text_match(s, term, few=few).compile(s.get_bind()))
+        assert "LIKE" in condition.upper() and "feedback_item.id IN" not in condition  # the common form
+        return len(statements)
+
+    assert asked("storing", 1) >= 1  # three matches are more than one
+    assert asked("storing", 1) == 0
+    now[0] += search.COMMON_SECONDS - 1
+    assert asked("storing", 1) == 0
+    now[0] += 2
+    assert asked("storing", 1) >= 1
+    assert _found(hub, "storing", few=1) == _expected(TEXTS, "storing")
+    with hub.db.Session() as s:  # a rare term is never remembered: its ids are the query
+        assert "feedback_item.id IN" in str(item_text_match(s, "storing", few=1000).compile(s.get_bind()))
+
+
 def test_api_and_inbox_search_give_the_same_items_and_escape_text(app, hub):
     headers = bearer(hub)
     client = app.test_client()

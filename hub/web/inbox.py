@@ -481,7 +481,7 @@ def _first_cases(filters: InboxFilters, username: str, today: tuple[dt.datetime,
     if (filters.sort or DEFAULT_SORT[filters.view][0]) == "customer":
         q = q.outerjoin(CU, CU.id == C.customer_id)
     # Core results, not ORM ones: up to the cap of ids.
-    return list(db_session().connection().execute(q.order_by(*filters.case_order()).limit(need)).scalars())
+    return db_session().connection().execute(q.order_by(*filters.case_order()).limit(need)).scalars().all()
 
 
 def _case_page(filters: InboxFilters, username: str, today: tuple[dt.datetime, dt.datetime],
