@@ -129,13 +129,17 @@ def _contains_sqlite(element: Contains, compiler, **kw) -> str:
     return compiler.process(element.column.like(element.pattern, escape="\\"), **kw)
 
 
+def _engine_cache(session: Session, name: str) -> dict:
+    """A dict kept on the session's engine (what it learns holds for that database)."""
+    bind = session.get_bind()
+    return getattr(bind, "engine", bind).__dict__.setdefault(name, {})
+
+
 def _fts_ready(session: Session, table: str) -> bool:
     """SQLite with migration 0011's FTS table for ``table`` (cached per engine)."""
-    bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
+    if session.get_bind().dialect.name != "sqlite":
         return False
-    engine = getattr(bind, "engine", bind)
-    cache = engine.__dict__.setdefault("_hub_fts_tables", {})
+    cache = _engine_cache(session, "_hub_fts_tables")
     if table not in cache:
         cache[table] = session.execute(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"),
                                        {"n": f"{table}_fts"}).first() is not None
@@ -237,15 +241,10 @@ def _few_ids(session: Session, q, few: int) -> list[int] | None:
     return ids if len(ids) <= few else None
 
 
-def _common_terms(session: Session) -> dict[tuple[str, int], float]:
-    bind = session.get_bind()
-    return getattr(bind, "engine", bind).__dict__.setdefault("_hub_common_terms", {})
-
-
 def _text_ids(session: Session, term: str, few: int) -> list[int] | None:
     """Ids of the items whose text contains ``term`` when at most ``few``, else None
     (remembered a while: :data:`COMMON_SECONDS`)."""
-    common = _common_terms(session)
+    common: dict[tuple[str, int], float] = _engine_cache(session, "_hub_common_terms")
     if common.get((term, few), 0.0) > _monotonic():
         return None
     ids = _read_text_ids(session, term, few)
@@ -322,7 +321,7 @@ def item_or_author_match(session: Session, term: str, few: int = FEW) -> ColumnE
 def item_or_author_condition(session: Session, term: str, few: int = FEW) -> tuple[ColumnElement[bool], bool]:
     """:func:`item_or_author_match` and whether it is the form for many matches (the
     LIKE, which a query must meet while walking rows in order: the inbox's case
-    views then walk their cases a chunk at a time)."""
+    views then take the page and its capped count from one query)."""
     if not term.strip():
         return false(), False
     F = m.FeedbackItem
@@ -330,9 +329,9 @@ def item_or_author_condition(session: Session, term: str, few: int = FEW) -> tup
     ids = _text_ids(session, term, few)
     people = _few_ids(session, authors, few)
     if ids is not None:
-        by_author = _few_ids(session, select(F.id).where(F.customer_id.in_(people)), few) if people else []
-        if people is not None and by_author is not None and len(ids) + len(by_author) <= few:
-            return _as_condition(ids + by_author), False
+        their_items = _few_ids(session, select(F.id).where(F.customer_id.in_(people)), few) if people else []
+        if people is not None and their_items is not None and len(ids) + len(their_items) <= few:
+            return _as_condition(ids + their_items), False
     # Many matches: the walk in risk order meets a page of them soon.  The authors
     # go in as a list when few: as a subquery, PostgreSQL ran its two trigram
     # look-ups again in every query of a page (~9 ms each at a million items).
