@@ -168,3 +168,51 @@ def test_the_to_do_page_reads_its_cases_in_order_from_the_index(many_cases):
         for statement, parameters in statements:
             plan = " | ".join(row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
             assert "ix_case_todo_order" in plan and "TEMP B-TREE" not in plan, (plan, statement)
+
+
+def _to_do_cases(client, url: str) -> list[int]:
+    return [r["case"] for r in case_rows(client.get(url).get_data(as_text=True))]
+
+
+@pytest.mark.parametrize("term", ["storing", "Klant 1", "scale1@", "qzxwvk"])
+def test_a_common_term_alone_finds_the_cases_exists_finds(many_cases, monkeypatch, term):
+    """A common term with no other item filter: PostgreSQL takes the matching cases'
+    ids first (search.cases_matching, from the case items' trigram index, migration
+    0020). It lists the very cases, in the same order, that ``EXISTS`` per case
+    finds: by the text, or by the author's name or address ("Klant 1" is also in
+    "Klant 10" and "Klant 11")."""
+    hub = many_cases.extensions["hub"]
+    _common(monkeypatch)
+    client = signed_in(many_cases, "arrayer")
+    taken: list[bool] = []
+    real = search.cases_matching
+
+    def seen(*args):
+        found = real(*args)
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(inbox, "cases_matching", seen)
+    by_array = _to_do_cases(client, f"/?q={term}")
+    assert taken and all(taken) == (hub.db.dialect == "postgresql")
+    monkeypatch.setattr(inbox, "cases_matching", lambda *args: None)
+    assert by_array == _to_do_cases(client, f"/?q={term}")
+    if term == "storing":
+        assert by_array == _expected(hub, term)
+    elif term == "qzxwvk":
+        assert by_array == []
+    else:
+        assert len(by_array) >= 1
+
+
+def test_a_common_term_with_another_item_filter_keeps_exists(many_cases, monkeypatch):
+    """With a channel as well, ``EXISTS`` reads only the case items of that channel
+    (ix_feedback_item_case_filters); the array would AND the term with every item of it."""
+    _common(monkeypatch)
+    client = signed_in(many_cases, "channeler")
+    taken: list[object] = []
+    real = search.cases_matching
+    monkeypatch.setattr(inbox, "cases_matching", lambda *args: taken.append(real(*args)) or taken[-1])
+    assert _to_do_cases(client, "/?q=storing&channel=survey") == _expected(many_cases.extensions["hub"], "storing")
+    assert _to_do_cases(client, "/?q=storing&channel=social") == []
+    assert taken and all(found is None for found in taken)

@@ -390,8 +390,9 @@ def test_postgresql_trigram_indexes_serve_the_folded_test(make_app):
     """Each trigram index is on ``lower(column)`` (migrations 0011 and 0018), the
     expression the search names: otherwise the planner estimates a term by
     default (on ``text``: a hundred rows for a word in one item of twenty) and
-    no index can serve it."""
-    from hub.storage.search import Contains
+    no index can serve it.  The case items' index (migration 0020) likewise serves
+    the expression search.cases_matching names."""
+    from hub.storage.search import Contains, case_item_text
 
     app = make_app()
     hub = app.extensions["hub"]
@@ -401,7 +402,8 @@ def test_postgresql_trigram_indexes_serve_the_folded_test(make_app):
     with hub.db.engine.connect() as conn:
         conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table: show what could serve it
         for table, column, index in ((F, F.text, "ix_feedback_item_text_trgm"), (C, C.name, "ix_customer_name_trgm"),
-                                     (I, I.value, "ix_identity_value_trgm")):
+                                     (I, I.value, "ix_identity_value_trgm"),
+                                     (F, case_item_text(), "ix_feedback_item_case_text_trgm")):
             query = select(table.id).where(Contains(column, "qzxwvk")).compile(conn, compile_kwargs={"literal_binds": True})
             plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {query}"))
             assert f"Bitmap Index Scan on {index}" in plan, plan

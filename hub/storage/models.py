@@ -91,6 +91,10 @@ TODO_STATUSES = ("new", "assigned", "scheduled")
 TODO_PREDICATE = f"status IN ({', '.join(repr(s) for s in TODO_STATUSES)})"
 
 
+#: An item's text if it belongs to a case (hub.storage.search.case_item_text builds the same).
+CASE_ITEM_TEXT = "CASE WHEN case_id IS NOT NULL THEN text END"
+
+
 def trigram_index(table: str, column: str) -> Index:
     """PostgreSQL's pg_trgm GIN index on ``lower(column)``, which serves
     ``lower(column) LIKE lower('%q%')`` (hub.storage.search.Contains; migration
@@ -252,6 +256,10 @@ class FeedbackItem(Base):
         Index("ix_feedback_item_case_filters", "case_id", "channel", "category", "language", "risk", "customer_id",
               sqlite_where=text("case_id IS NOT NULL"), postgresql_where=text("case_id IS NOT NULL")),
         trigram_index("feedback_item", "text"),
+        # Migration 0020: the text of the items that belong to a case (NULL for the rest),
+        # which a common term's case views search (PostgreSQL: hub.storage.search.cases_matching).
+        Index("ix_feedback_item_case_text_trgm", text(f"lower({CASE_ITEM_TEXT}) gin_trgm_ops"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
         # Migration 0014: the case views' search walk reads the items of a case from
         # the index alone (SQLite only: PostgreSQL's B-tree entries cannot hold a long text).
         Index("ix_feedback_item_case_text", "case_id", "customer_id", "text",

@@ -44,7 +44,7 @@ from hub.engine.context import current_hub
 from hub.engine.planner import planner_for
 from hub.sdk.schema import CASE_STATUSES, CATEGORIES, CHANNELS, OPEN_CASE_STATUSES
 from hub.storage import models as m
-from hub.storage.search import item_or_author_condition
+from hub.storage.search import TextCondition, cases_matching, item_or_author_condition
 from hub.storage.themes import has_theme, themes_of_extra
 from hub.web.common import background, current_user, db_session, now, requires, safe_next, ui_blueprint
 from hub.web.filters import team_tz
@@ -144,8 +144,8 @@ class InboxFilters:
         return {k: v for k, v in vars(self).items()
                 if v and not (k == "status" and v == "open") and not (k == "view" and v == "todo")}
 
-    def item_conditions(self) -> list[Any]:
-        """Conditions on a feedback item (``F``) from the item filters."""
+    def item_conditions(self, with_text: bool = True) -> list[Any]:
+        """Conditions on a feedback item (``F``) from the item filters (``q`` too unless not ``with_text``)."""
         conds: list[Any] = []
         if self.channel:
             conds.append(F.channel == self.channel)
@@ -157,13 +157,13 @@ class InboxFilters:
             conds.append(F.language == self.language)
         if self.theme:
             conds.append(has_theme(self.theme))
-        if self.q:
+        if self.q and with_text:
             # The text, or who wrote it: a name, an e-mail address or a handle (index-backed).
             # Once per request: the page, its count and the tabs would each ask the index again.
-            conds.append(self._text_match()[0])
+            conds.append(self._text_match().condition)
         return conds
 
-    def _text_match(self) -> tuple[Any, bool]:
+    def _text_match(self) -> TextCondition:
         cache = flask.g.setdefault("inbox_text_match", {})
         if self.q not in cache:
             cache[self.q] = item_or_author_condition(db_session(), self.q)
@@ -174,7 +174,7 @@ class InboxFilters:
         """A case view searching a common term: its page and capped count come
         from one query (:func:`_first_cases`).  Other item filters match most
         cases, so their capped count stops early and stays a query of its own."""
-        return self.is_case_view and bool(self.q) and self._text_match()[1]
+        return self.is_case_view and bool(self.q) and self._text_match().many
 
     def _risk(self, q: Select, column) -> Select:
         if self.risk:
@@ -218,8 +218,13 @@ class InboxFilters:
             start, end = today
             q = q.where(C.owner == username, exists().where(
                 FU.case_id == C.id, FU.status.in_(OPEN_FOLLOWUP), FU.due_at >= start, FU.due_at < end))
-        conds = self.item_conditions()
-        if conds:
+        conds = self.item_conditions(with_text=False)
+        # A common term alone (PostgreSQL): the matching cases' ids first (search.cases_matching).
+        by_array = cases_matching(db_session(), self._text_match(), conds) if self.q else None
+        if by_array is not None:
+            q = q.where(by_array)
+        elif conds or self.q:
+            conds += [self._text_match().condition] if self.q else []
             # SELECT id, not *: the filters and the id are all in ix_feedback_item_case_filters.
             q = q.where(select(F.id).where(F.case_id == C.id, *conds).exists())
         q = self._risk(q, C.risk)
