@@ -3,6 +3,8 @@ escaped, and in the reader's language."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import flask
 
 from hub.web import badges
@@ -27,7 +29,7 @@ def test_badges_escape_what_they_are_given(app):
 
 def test_badges_speak_the_readers_language(app):
     with app.test_request_context("/"):
-        flask.g.user, flask.g.locale = object(), "nl"
+        flask.g.user = SimpleNamespace(locale="nl")  # a Dutch reader
         assert 'title="Risico 85/100"' in badges.risk_badge(85)
         assert badges.status_badge(None) == '<span class="status status-none">geen case</span>'
         assert badges.status_badge("new") == '<span class="status status-new">nieuw</span>'

@@ -517,3 +517,23 @@ def test_language_from_browser_then_from_the_user(hub, client):
     post(client, "/me/locale", {"locale": "en", "next": "/dashboard"})
     page = client.get("/", headers={"Accept-Language": "nl"}).get_data(as_text=True)
     assert "Sign out" in page and "Afmelden" not in page
+
+
+def test_a_request_never_speaks_the_language_of_the_one_before_it(hub, client):
+    """The locale is kept per request (hub.web.i18n, a context variable), and the
+    test client runs every request in this one thread, as a gunicorn thread does:
+    the Dutch user's pages, then anyone else's, then an English user's."""
+    from hub.web.i18n import current_locale
+
+    add_user(hub, "els", "agent", locale="nl")
+    add_user(hub, "bob", "agent", locale="en")
+    login(client, "els")
+    assert "Afmelden" in client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert current_locale() == "en"  # outside any request: the default, not Els's
+    other = client.application.test_client()
+    page = other.get("/login", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Sign in" in page and "Inloggen" not in page
+    login(other, "bob")
+    page = other.get("/", headers={"Accept-Language": "nl"}).get_data(as_text=True)
+    assert "Sign out" in page and "Afmelden" not in page
+    assert "Afmelden" in client.get("/").get_data(as_text=True)

@@ -30,7 +30,7 @@ from hub.web import customers as customer_pages
 from hub.web.badges import TEMPLATE_GLOBALS
 from hub.web.common import SessionCookies, close_session, csrf, render_error
 from hub.web.filters import register_filters
-from hub.web.i18n import current_locale, gettext, ngettext
+from hub.web.i18n import current_locale, forget_locale, gettext, ngettext
 
 UI_BLUEPRINTS = (auth.bp, inbox.bp, cases.bp, dashboard.bp, admin.bp, workspace.bp)
 UI_BLUEPRINTS += (customer_pages.bp,)  # the customer page and the identity review queue
@@ -64,6 +64,8 @@ def init_app(app: flask.Flask) -> None:
     login_limits.init_app(app)
 
     app.teardown_appcontext(close_session)
+    flask.request_started.connect(forget_locale, app)
+    app.teardown_request(forget_locale)
     app.jinja_env.globals.update(_=gettext, ngettext=ngettext, current_locale=current_locale, **TEMPLATE_GLOBALS)
     register_filters(app)
 
