@@ -353,8 +353,9 @@ def item_or_author_condition(session: Session, term: str, few: int = FEW) -> Tex
 
 
 def case_item_text() -> ColumnElement[Any]:
-    """An item's text when it belongs to a case, else NULL: what migration 0020's
-    ``ix_feedback_item_case_text_trgm`` indexes (PostgreSQL), lowered."""
+    """An item's text when it belongs to a case, else NULL: the expression migration
+    0020's ``ix_feedback_item_case_text_trgm`` indexes (PostgreSQL) under ``lower()``,
+    which :class:`Contains` puts around it (models.CASE_ITEM_TEXT is the index's text of it)."""
     F = m.FeedbackItem
     return case((F.case_id.is_not(None), F.text))
 
