@@ -12,7 +12,7 @@ Measures, in one run on this machine:
 Prints items/s of each, the ratio hub/COPY (goal >= 0.30, and >= 5,000
 items/s) and the seconds of each 10k (flat: the last within 1.5x the first).
 
-    python bench/pg_import.py [--items 100000] [--url postgresql+psycopg://postgres@127.0.0.1:5432]
+    python bench/pg_import.py [--items 100000] [--workers 2] [--url postgresql+psycopg://postgres@127.0.0.1:5432]
 
 The scratch databases (``hub_ingest_bench_<pid>_*``) are dropped afterwards.
 """
@@ -75,18 +75,21 @@ def drop_db(base: str, name: str) -> None:
     admin.dispose()
 
 
-def run_hub(url: str, input_path: Path, instance: Path) -> tuple[float, int, Laps]:
+def run_hub(url: str, input_path: Path, instance: Path, workers: int = 1) -> tuple[float, int, Laps]:
     os.environ["HUB_INSTANCE_PATH"] = str(instance)
+    from functools import partial
+
     from hub.app import create_app
     from hub.engine.importer import import_file
     from hub.storage.migrate import upgrade
 
-    app = create_app({"database_url": url, "executor": "inline"}, load_entry_points=False)
+    make_app = partial(create_app, {"database_url": url, "executor": "inline"}, load_entry_points=False)
+    app = make_app()
     hub = app.extensions["hub"]
     upgrade(hub.db.engine)
     laps = Laps()
     start = time.perf_counter()
-    report = import_file(hub, input_path, "bench", progress=laps)
+    report = import_file(hub, input_path, "bench", progress=laps, workers=workers, make_app=make_app)
     elapsed = time.perf_counter() - start
     hub.db.dispose()
     assert not report.bad, report.bad[:3]
@@ -121,6 +124,8 @@ def run_copy(hub_url: str, empty_url: str) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="import processes (feedback-hub import --workers); their start-up is timed too")
     parser.add_argument("--url", default=os.environ.get("HUB_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"),
                         help="server URL without a database name")
     args = parser.parse_args()
@@ -140,16 +145,17 @@ def main() -> None:
             write_input(input_path, args.items)
             print("importing through the hub ...", flush=True)
             cpu = time.process_time()
-            hub_s, created, laps = run_hub(hub_url, input_path, tmp_path / "instance")
-            cpu = time.process_time() - cpu
+            hub_s, created, laps = run_hub(hub_url, input_path, tmp_path / "instance", args.workers)
+            cpu = time.process_time() - cpu  # this process only: with --workers, the parent's
         print("baseline: COPY of the same rows ...", flush=True)
         copy_s, rows = run_copy(hub_url, copy_url)
     finally:
         for n in names:
             drop_db(args.url, n)
     hub_rate, copy_rate = created / hub_s, created / copy_s
-    print(f"hub import:  {created:,} items in {hub_s:.1f} s = {hub_rate:,.0f} items/s "
-          f"({created / cpu:,.0f} per CPU second of this process)")
+    per_cpu = f" ({created / cpu:,.0f} per CPU second of this process)" if args.workers == 1 else ""
+    print(f"hub import ({args.workers} process{'es' if args.workers > 1 else ''}): {created:,} items in {hub_s:.1f} s "
+          f"= {hub_rate:,.0f} items/s{per_cpu}")
     print(f"COPY:        {rows:,} rows ({created:,} items) in {copy_s:.1f} s = {copy_rate:,.0f} items/s")
     print(laps.report())
     print(f"ratio hub/COPY: {hub_rate / copy_rate:.3f}  (goal >= 0.30, and >= 5,000 items/s)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import gc
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,12 +87,16 @@ def read_records(path: Path) -> Iterator[tuple[int, Any, bool]]:
                     yield reader.line_num, exc, False
             return
         for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line), line.isascii() and "\\u" not in line
-            except ValueError as exc:
-                yield number, InputError("line", f"malformed JSON: {exc}"), False
+            if line.strip():
+                yield decode_line(number, line)
+
+
+def decode_line(number: int, line: str) -> tuple[int, Any, bool]:
+    """One JSONL line as :func:`read_records` yields it."""
+    try:
+        return number, json.loads(line), line.isascii() and "\\u" not in line
+    except ValueError as exc:
+        return number, InputError("line", f"malformed JSON: {exc}"), False
 
 
 class FrozenHeap:
@@ -131,19 +135,35 @@ class FrozenHeap:
             gc.enable()
 
 
-def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int], None] | None = None
-                ) -> ImportReport:
+def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int], None] | None = None,
+                workers: int = 1, make_app: Callable[[], Any] | None = None) -> ImportReport:
     """Import a JSONL or CSV file of common-schema items as ``source``: good lines
-    stored in batches of :data:`BATCH`, bad ones reported with their number."""
-    with FrozenHeap() as heap:
-        return _import_file(hub, path, source, progress, heap.settle)
+    stored in batches of :data:`BATCH`, bad ones reported with their number.
 
+    ``workers`` > 1 (PostgreSQL): that many processes, by customer, each building
+    its hub with ``make_app`` (picklable: ``functools.partial(create_app, ...)`` as
+    this one's was built; :mod:`hub.engine.parallel_import`)."""
+    if workers > 1:
+        from hub.engine.parallel_import import import_parallel
 
-def _import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int], None] | None,
-                 settle: Callable[[], None]) -> ImportReport:
+        if make_app is None:
+            raise ValueError("an import in several processes needs make_app, which each one builds its hub with")
+        return import_parallel(hub, path, source, workers, make_app, progress)
     path = Path(path)
     if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
         raise ValueError(f"{path}: use .jsonl (one JSON object per line) or .csv")
+    return import_records(hub, read_records(path), source, progress)
+
+
+def import_records(hub: Hub, records: Iterable[tuple[int, Any, bool]], source: str,
+                   progress: Callable[[int], None] | None = None) -> ImportReport:
+    """:func:`import_file` of ``records`` as :func:`read_records` yields them."""
+    with FrozenHeap() as heap:
+        return _import_records(hub, records, source, progress, heap.settle)
+
+
+def _import_records(hub: Hub, records: Iterable[tuple[int, Any, bool]], source: str,
+                    progress: Callable[[int], None] | None, settle: Callable[[], None]) -> ImportReport:
     report = ImportReport()
     pipeline = Pipeline(hub)
     batch: list[tuple[Any, FeedbackIn]] = []
@@ -172,7 +192,7 @@ def _import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[in
         show()
 
     now = hub.clock.utcnow()
-    for number, obj, known_clean in read_records(path):
+    for number, obj, known_clean in records:
         report.lines += 1
         if isinstance(obj, InputError):
             report.bad.append((number, str(obj)))
