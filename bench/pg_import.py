@@ -20,6 +20,7 @@ The scratch databases (``hub_ingest_bench_<pid>_*``) are dropped afterwards.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -159,6 +160,12 @@ def main() -> None:
     print(f"COPY:        {rows:,} rows ({created:,} items) in {copy_s:.1f} s = {copy_rate:,.0f} items/s")
     print(laps.report())
     print(f"ratio hub/COPY: {hub_rate / copy_rate:.3f}  (goal >= 0.30, and >= 5,000 items/s)")
+    ratio = hub_rate / copy_rate
+    print("BENCH " + json.dumps({  # bench/README.md: the summary's line
+        "name": "pg_import" if args.workers == 1 else f"pg_import_{args.workers}_workers", "value": round(hub_rate),
+        "unit": "items/s", "baseline": round(copy_rate), "ratio": round(ratio, 3), "baseline_is": "COPY of the same rows",
+        "goal": "ratio >= 0.30 and >= 5,000 items/s (100,000 items)", "pass": ratio >= 0.30 and hub_rate >= 5000,
+        "items": created, "workers": args.workers}))
 
 
 if __name__ == "__main__":

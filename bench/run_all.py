@@ -109,6 +109,8 @@ REGISTRY: tuple[Bench, ...] = (
     Bench("ingest", "ingest.py", ("--items", "5000")),
     Bench("sqlite_import", "sqlite_import.py", ("--items", "5000")),
     Bench("pg_import", "pg_import.py", ("--items", "5000"), needs=(needs_postgres,), always=("--url", PG_URL)),
+    Bench("pg_import_workers", "pg_import.py", ("--items", "5000", "--workers", "2"), needs=(needs_postgres,),
+          always=("--url", PG_URL)),
     Bench("typeform_backfill", "typeform_backfill.py", ("--quick",)),
     Bench("inbox", "inbox.py", ("--items", "20000", "--sample", "5000", "--runs", "5")),
     Bench("webhooks", "webhooks.py", ("--seconds", "3"), needs=(needs_tool("wrk"), needs_module("gunicorn"))),

@@ -19,6 +19,7 @@ each 10k (flat: the last within 1.5x the first).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -79,6 +80,10 @@ def main() -> None:
     print(f"raw sqlite3:  {rows:,} rows ({created:,} items) in {base_s:.1f} s = {base_rate:,.0f} items/s")
     print(laps.report())
     print(f"ratio hub/raw: {hub_rate / base_rate:.3f}  (goal >= 0.5)")
+    print("BENCH " + json.dumps({  # bench/README.md: the summary's line
+        "name": "sqlite_import", "value": round(hub_rate), "unit": "items/s", "baseline": round(base_rate),
+        "ratio": round(hub_rate / base_rate, 3), "baseline_is": "sqlite3 executemany of the same rows",
+        "goal": "ratio >= 0.5", "pass": hub_rate / base_rate >= 0.5, "items": created}))
 
 
 if __name__ == "__main__":
