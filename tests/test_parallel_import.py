@@ -19,6 +19,7 @@ from hub.engine.parallel_import import partition_key, worker_of
 from hub.sdk import FakeClock
 from hub.storage import models as m
 from tests.conftest import TEST_NOW
+from tests.helpers import bearer
 
 TEXTS = ["Al drie weken storing en niemand belt terug.", "Prima geholpen, dank!",
          "The engineer never came, I will cancel.", "Snel en vriendelijk.", "Weer een storing, belachelijk."]
@@ -107,3 +108,42 @@ def test_sqlite_refuses_workers(make_app, tmp_path, database_url):
     assert result.exit_code != 0 and "needs PostgreSQL" in result.output
     with hub.db.Session() as s:
         assert s.scalars(select(m.FeedbackItem.id)).first() is None  # nothing half-written
+
+
+class _ServerStopped(Exception):
+    """A driver error as psycopg raises it when the server stopped the transaction."""
+
+    def __init__(self, sqlstate: str):
+        super().__init__(f"SQLSTATE {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(("sqlstate", "retried"), [("40P01", True), ("40001", True), ("57014", False)])
+def test_a_batch_the_server_stopped_for_a_deadlock_runs_again(app, monkeypatch, sqlstate, retried):
+    """Two writers bringing the same new identities can deadlock (the server stops
+    one): that batch runs again, as after a unique violation.  Another operational
+    error (here a cancelled statement) is raised."""
+    from sqlalchemy.exc import OperationalError
+
+    from hub.engine import pipeline
+
+    stops = [sqlstate]
+
+    def stopped_once(b):
+        if stops:
+            raise OperationalError("COPY identity ...", {}, _ServerStopped(stops.pop()))
+
+    monkeypatch.setattr(pipeline, "STEPS", (stopped_once, *pipeline.STEPS))
+    client = app.test_client()
+    hub = app.extensions["hub"]
+    body = {"external_id": "d-1", "channel": "survey", "nps": 2, "occurred_at": TEST_NOW.isoformat(),
+            "customer": {"email": "d1@example.nl"}}
+    if retried:
+        assert client.post("/api/v1/feedback", json=body, headers=bearer(hub)).status_code == 201
+        with hub.db.Session() as s:
+            assert s.scalars(select(m.FeedbackItem.external_id)).all() == ["d-1"]
+    else:
+        with pytest.raises(OperationalError):
+            client.post("/api/v1/feedback", json=body, headers=bearer(hub))
+        with hub.db.Session() as s:
+            assert s.scalars(select(m.FeedbackItem.id)).first() is None

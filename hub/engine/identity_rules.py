@@ -249,10 +249,14 @@ def resolve(b: Batch) -> None:
 
     _insert_customers(b, new_customers, CUSTOMER)
     if new_identities:
+        # In (kind, value) order: two batches that bring the same new identities (concurrent
+        # writers: webhooks, pulls, an import's workers) meet on the first one they share, one
+        # waits, then retries on the other's row (Pipeline.ingest); in any other order each
+        # could hold a key the other waits for: a deadlock.
         bulk_insert(b.session, IDENTITY, [
             {"customer_id": c.id, "kind": k, "value": v, "confidence": conf, "evidence": ev[:EVIDENCE_MAX],
              "created_at": b.now, "match_key": match_key(k, v)}
-            for c, (k, v), conf, ev in new_identities])
+            for c, (k, v), conf, ev in sorted(new_identities, key=lambda n: n[1])])
     if proposals:
         from hub.engine.suggestions import insert_proposals
 

@@ -121,6 +121,11 @@ def import_parallel(hub: Any, path: str | Path, source: str, workers: int, make_
             collector.put(inbox, None)
         collector.wait()
     finally:
+        if not collector.finished:
+            # Chunks still in a queue's pipe would hold this process at exit (its feeder
+            # thread waits for a reader that is gone): drop them.
+            for inbox in inboxes:
+                inbox.cancel_join_thread()
         for proc in procs:
             proc.join(timeout=10 if collector.finished else 0)
             if proc.is_alive():

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, Select, bindparam, select, text, update
 from sqlalchemy import case as sql_case
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from hub.engine import cases as lifecycle
@@ -685,6 +685,14 @@ STEPS: tuple[Callable[[Batch], None], ...] = (
     index_text, announce)
 
 
+#: SQLSTATEs of a transaction the server stopped for another one's sake (deadlock, serialization).
+RETRYABLE_SQLSTATES = ("40P01", "40001")
+
+
+def _deadlocked(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
 class Pipeline:
     def __init__(self, hub: Hub):
         self.hub = hub
@@ -707,11 +715,13 @@ class Pipeline:
                     for step in STEPS:
                         step(batch)
                 return batch.results()
-            except IntegrityError:
+            except (IntegrityError, OperationalError) as exc:
                 # Another transaction stored the same item or identity between
                 # our look-up and our insert (PostgreSQL, concurrent webhook
-                # and pull): run again; the look-ups now see its rows.
-                if attempt == 2:
+                # and pull): run again; the look-ups now see its rows.  A
+                # deadlock between two such writers (the server stops one of
+                # them) is run again the same way.
+                if attempt == 2 or (isinstance(exc, OperationalError) and not _deadlocked(exc)):
                     raise
                 log.info("ingest conflict on %s, retrying batch of %d", source, len(entries))
         raise AssertionError("unreachable")
