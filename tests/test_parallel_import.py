@@ -147,3 +147,14 @@ def test_a_batch_the_server_stopped_for_a_deadlock_runs_again(app, monkeypatch, 
             client.post("/api/v1/feedback", json=body, headers=bearer(hub))
         with hub.db.Session() as s:
             assert s.scalars(select(m.FeedbackItem.id)).first() is None
+
+
+def test_a_worker_that_cannot_start_fails_the_import_and_says_so(pg_hub, tmp_path):
+    """A worker that dies without a report (here: its hub cannot be built) fails the
+    import with a clear error, and the parent does not hang on the lines queued for it."""
+    hub, _make = pg_hub
+    _write(tmp_path / "items.jsonl", "x")
+    broken = functools.partial(create_app, {"database_url": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+                                            "executor": "inline"}, load_entry_points=False)
+    with pytest.raises(RuntimeError, match="ended without a report|failed"):
+        import_file(hub, tmp_path / "items.jsonl", "feed", workers=2, make_app=broken)
