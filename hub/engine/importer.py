@@ -149,10 +149,15 @@ def import_file(hub: Hub, path: str | Path, source: str, progress: Callable[[int
         if make_app is None:
             raise ValueError("an import in several processes needs make_app, which each one builds its hub with")
         return import_parallel(hub, path, source, workers, make_app, progress)
+    return import_records(hub, read_records(importable(path)), source, progress)
+
+
+def importable(path: str | Path) -> Path:
+    """``path`` if its name says JSONL or CSV, else a ValueError that says what is."""
     path = Path(path)
     if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
         raise ValueError(f"{path}: use .jsonl (one JSON object per line) or .csv")
-    return import_records(hub, read_records(path), source, progress)
+    return path
 
 
 def import_records(hub: Hub, records: Iterable[tuple[int, Any, bool]], source: str,

@@ -2,23 +2,25 @@
 
 Why: one import process alternates between its own Python work (~160 us an
 item: validation, language, scoring, identity) and waiting for the server
-(~100 us an item), so each waits for the other: 100,000 items took ~26 s,
-~3,800 items/s.  Threads of one process share one interpreter lock (two gave
-~4,200/s); processes each have their own, and the server works for one while
-another computes (two: ~5,300/s on a 2-core machine, start-up included).
+(~100 us an item), so each waits for the other: 100,000 items at ~3,800/s.
+Threads of one process share one interpreter lock (two: ~4,200/s); processes
+each have their own, and the server works for one while another computes
+(two on a 2-core machine: 5,200-5,600/s, start-up included).
 
-The parent reads the file once (while the workers start): malformed lines are
-reported here with their numbers; every other line goes, as it is, to the worker its customer's first identity
-(the first of the input contract's identity fields it gives, e-mail first, lower-cased) hashes to, in file order.
-So all lines of one customer, as the file names them, are ingested by one
-worker in their order: the same customer, repeat contacts and cases as one
-process makes.  A person whose lines name different identities (an e-mail in
-one, only a phone in another) may meet in two workers at once: the pipeline's
-conflict retry still links them to one customer, but which line counts as the
-earlier contact then depends on timing.  Each worker is a real import
-(:func:`hub.engine.importer.import_file`) of its share, with its own
-connections and statistics refreshes; what a worker finds wrong is reported
-by the file's own line numbers.
+The parent reads the file once, while the workers start: malformed lines are
+reported here with their numbers; every other line goes as it is, in bounded
+chunks, to the worker that its customer's first identity (the first identity
+field of the input contract it gives, e-mail first, lower-cased) hashes to, in
+file order.  So all lines of one customer, as the file names them, are
+ingested by one worker in their order: the same customer, repeat contacts and
+cases as one process makes.  A person whose lines name different identities
+(an e-mail in one, only a phone in another) may meet in two workers at once:
+the pipeline runs a batch that met another's rows (or deadlocked with it)
+again, so they still end as one customer, but which line counts as the earlier
+contact then depends on timing.  Each worker is a real import
+(:func:`hub.engine.importer.import_records`) of its share, with its own
+connections and statistics refreshes; what it finds wrong is reported by the
+file's own line numbers.
 
 SQLite has one writer: workers would only wait for each other, so there it is
 refused.
@@ -34,7 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hub.engine.importer import ImportReport, decode_line, read_records
+from hub.engine.importer import ImportReport, decode_line, importable, read_records
 from hub.sdk.contracts import CUSTOMER_INPUT_FIELDS, InputError
 
 #: The customer fields that say who someone is (the input contract's, but the name), in its order.
@@ -102,9 +104,7 @@ def _work(make_app: Callable[[], Any], k: int, source: str, inbox: Any, out: Any
 def import_parallel(hub: Any, path: str | Path, source: str, workers: int, make_app: Callable[[], Any],
                     progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import ``path`` as ``source`` in ``workers`` processes, each building its hub with ``make_app``."""
-    path = Path(path)
-    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv"):
-        raise ValueError(f"{path}: use .jsonl (one JSON object per line) or .csv")
+    path = importable(path)
     if hub.db.dialect != "postgresql":
         raise ValueError("--workers needs PostgreSQL: SQLite takes one writer at a time")
     context = multiprocessing.get_context("spawn")  # no fork of this process's threads and connections
