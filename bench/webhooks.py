@@ -70,6 +70,15 @@ def receive(instance):
     return flask.jsonify(ok=True)
 '''
 
+READY_HOOK = '''
+import os
+import pathlib
+
+
+def post_worker_init(worker):
+    pathlib.Path({ready_dir!r}, str(os.getpid())).touch()
+'''
+
 WRK_SCRIPT = r'''
 local counter = 0
 function setup(thread)
@@ -133,17 +142,23 @@ class Server:
         self.port = free_port()
         # The same settings for both apps: an empty config file (never ./gunicorn.conf.py of a checkout,
         # which would apply to one app only: the bare one runs elsewhere), no access log.
-        empty = Path(env["BENCH_TMP"]) / "gunicorn_bench.conf.py"
-        empty.write_text("")
+        # Its one hook marks each worker that has built its app, for both apps alike.
+        tmp = Path(env["BENCH_TMP"])
+        self.ready_dir = tmp / f"ready-{self.port}"
+        self.ready_dir.mkdir()
+        empty = tmp / f"gunicorn_bench_{self.port}.conf.py"
+        empty.write_text(READY_HOOK.format(ready_dir=str(self.ready_dir)))
+        self.workers = workers
         self.proc = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", str(empty), "-k", "gthread" if threads > 1 else "sync", "--threads",
              str(threads), "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
              "--backlog", "2048", "--log-level", "warning", app], env=env, cwd=env.get("BENCH_CWD", ROOT))
-        # Ready when the workers answer, not when the master listens: a hub worker builds its app after
-        # the fork (seconds on a busy machine).  GET is refused (405) by both apps and stores nothing.
+        # Ready when every worker has built its app and they answer, not when the master listens: a hub
+        # worker builds its app after the fork (seconds of CPU on a busy machine; one still building
+        # would take them from the measurement).  GET is refused (405) by both apps and stores nothing.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if self._answers(8):
+            if len(list(self.ready_dir.iterdir())) >= self.workers and self._answers(8):
                 return
             time.sleep(0.2)
         self.stop()
@@ -174,6 +189,21 @@ class Server:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def ready_line(proc: subprocess.Popen, marker: str, timeout: float) -> None:
+    """Wait until ``proc`` prints a line containing ``marker``; the rest of its output is dropped."""
+    found = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            if marker in line:
+                found.set()
+        found.set()  # it ended: do not wait for the timeout
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout) or proc.poll() is not None:
+        raise RuntimeError(f"{proc.args[-3:]} did not print {marker!r}")
 
 
 def wrk(port: int, bodies: Path, threads: int, connections: int, seconds: float) -> dict:
@@ -352,7 +382,10 @@ def bench_backend(label: str, database_url: str, args, tmp: Path, bare: dict, en
         # is drained and timed before the count).
         nice = ["nice", "-n", str(args.worker_nice)] if args.worker_nice else []
         worker = subprocess.Popen([*nice, str(BIN / "feedback-hub"), "worker", "--interval", "0.2"], env=hub_env,
-                                  cwd=ROOT, stdout=subprocess.DEVNULL)
+                                  cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        # Measured once it has warmed up (its language models loaded: seconds of CPU, once per
+        # process), as a worker that has been running: the phase times deliveries, not a start-up.
+        ready_line(worker, "worker running", 120)
     try:
         top = wrk(server.port, max_bodies, args.threads, args.connections, args.seconds)
         if top["requests"] > pool:  # bodies sent twice: duplicates, not items; the count would mislead
