@@ -50,6 +50,7 @@ from hub.web.common import background, current_user, db_session, now, requires, 
 from hub.web.filters import team_tz
 from hub.web.i18n import gettext
 from hub.web.loop_views import control_cases
+from hub.web.side_query import side_row
 
 bp = ui_blueprint("inbox", __name__)
 
@@ -454,19 +455,25 @@ def _page_no() -> int:
     return min(MAX_PAGE, int(page)) if page.isdigit() and int(page) > 0 else 1
 
 
-def _tab_counts(username: str, today: tuple[dt.datetime, dt.datetime]) -> tuple[dict[str, int], int]:
-    """How many cases each case view holds (capped), for the view tabs, and the
-    newest item's id (where the live updates start), in one query: a round trip
-    each cost a PostgreSQL page ~1 ms apiece."""
-    counts = {}
+def _counts(username: str, today: tuple[dt.datetime, dt.datetime], capped: Select | None) -> Select:
+    """One row: how many cases each case view holds (capped), for the view tabs; the
+    newest item's id (where the live updates start); with ``capped``, the page's own
+    capped count as ``total``.  One query: a round trip each cost a PostgreSQL page ~1 ms
+    apiece, and it runs beside the page's query (hub.web.side_query)."""
+    columns = []
     for view in VIEW_STATUSES:
         if view == "done":
             continue  # grows for ever: no count worth a query
         q = InboxFilters(view=view).apply_cases(select(C.id), username, today).limit(COUNT_CAP + 1)
-        counts[view] = select(func.count()).select_from(q.subquery()).scalar_subquery().label(view)
-    row = db_session().connection().execute(
-        select(*counts.values(), select(func.max(F.id)).scalar_subquery().label("latest"))).one()
-    return {view: row._mapping[view] or 0 for view in counts}, row.latest or 0
+        columns.append(select(func.count()).select_from(q.subquery()).scalar_subquery().label(view))
+    columns.append(select(func.max(F.id)).scalar_subquery().label("latest"))
+    if capped is not None:
+        columns.append(select(func.count()).select_from(capped.subquery()).scalar_subquery().label("total"))
+    return select(*columns)
+
+
+def _view_counts(row: Any) -> dict[str, int]:
+    return {view: row._mapping[view] or 0 for view in VIEW_STATUSES if view != "done"}
 
 
 def _ordered_case_ids(filters: InboxFilters, username: str, today: tuple[dt.datetime, dt.datetime]) -> Select:
@@ -527,22 +534,28 @@ def index():
     rows: list[Any]
     capped: Select | None = None
     if filters.counts_with_page:
-        # A common search term: the page and the capped count from one query.
+        pass  # the page and its capped count come from one query
+    elif filters.is_case_view:
+        capped = filters.apply_cases(select(C.id), user.username, today).limit(COUNT_CAP + 1)
+    else:
+        capped = filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), user.username).limit(COUNT_CAP + 1)
+    # Started first: the counts are read while the page's own query runs.
+    counts = side_row(current_hub().db, session, _counts(user.username, today, capped))
+    if filters.counts_with_page:
         offset = (page_no - 1) * PAGE_SIZE
         found = _first_cases(filters, user.username, today, max(COUNT_CAP + 1, offset + PAGE_SIZE + 1))
         rows = _cases_of(found[offset:offset + PAGE_SIZE])
         total = min(len(found), COUNT_CAP + 1)
     elif filters.is_case_view:
         rows = _case_page(filters, user.username, today, page_no)
-        capped = filters.apply_cases(select(C.id), user.username, today).limit(COUNT_CAP + 1)
     else:
         q = filters.apply(_base(), user.username)
         rows = _rows(session.connection().execute(q.order_by(*filters.item_order())
                                      .limit(PAGE_SIZE).offset((page_no - 1) * PAGE_SIZE)))
-        capped = filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), user.username).limit(COUNT_CAP + 1)
+    row = counts()
     if capped is not None:
-        total = session.connection().scalar(select(func.count()).select_from(capped.subquery()))
-    view_counts, latest = _tab_counts(user.username, today)
+        total = row.total
+    view_counts, latest = _view_counts(row), row.latest or 0
     hub = current_hub()
     saved = session.scalars(select(m.SavedView).order_by(m.SavedView.name)).all()
     return flask.render_template(
