@@ -71,11 +71,15 @@ def receive(instance):
 '''
 
 READY_HOOK = '''
+import gc
 import os
 import pathlib
 
 
 def post_worker_init(worker):
+    # What the deployed gunicorn.conf.py does for the hub (hub.app.settle_for_serving): what the
+    # worker loaded is frozen, so no full garbage collection walks it inside a request.
+    gc.freeze()
     pathlib.Path({ready_dir!r}, str(os.getpid())).touch()
 '''
 
@@ -142,7 +146,7 @@ class Server:
         self.port = free_port()
         # The same settings for both apps: an empty config file (never ./gunicorn.conf.py of a checkout,
         # which would apply to one app only: the bare one runs elsewhere), no access log.
-        # Its one hook marks each worker that has built its app, for both apps alike.
+        # Its one hook, for both apps alike: settle each worker as deployed, mark it ready.
         tmp = Path(env["BENCH_TMP"])
         self.ready_dir = tmp / f"ready-{self.port}"
         self.ready_dir.mkdir()
