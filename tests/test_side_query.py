@@ -74,3 +74,33 @@ def test_an_error_in_the_side_query_is_raised_where_its_row_is_asked_for(hub):
         with pytest.raises(DBAPIError):
             pending()
         assert side_query.side_row(hub.db, s, select(func.count()).select_from(m.FeedbackItem))() == (0,)
+
+
+def test_a_forked_child_starts_helpers_of_its_own(hub):
+    """The parent's helper threads do not survive a fork; the child's side queries still run."""
+    import os
+
+    with hub.db.Session() as s:
+        assert side_query.side_row(hub.db, s, select(func.count()).select_from(m.FeedbackItem))() == (0,)
+    if hub.db.dialect != "sqlite":
+        pytest.skip("the child opens its own SQLite connections; a PostgreSQL one would share the parent's socket")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own engine's connections, the parent's helper threads gone
+        try:
+            hub.db.engine.dispose(close=False)
+            with hub.db.Session() as s:
+                row = side_query.side_row(hub.db, s, select(func.count()).select_from(m.FeedbackItem))()
+            os.write(write, str(row[0]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    import select as select_io
+    import signal
+
+    ready, _, _ = select_io.select([read], [], [], 30)  # a child waiting for ever fails, not hangs, the test
+    got = os.read(read, 100) if ready else b""
+    if not got:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert got == b"0"

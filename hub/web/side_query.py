@@ -17,6 +17,7 @@ asked for, in the request's session, as before.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,17 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 THREADS = 4
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
+
+
+def _forget_helpers() -> None:
+    """In a forked child: the parent's helper threads do not exist there, and an executor that
+    counts them would never start new ones (a page would wait for ever)."""
+    global _executor, _executor_lock
+    _executor, _executor_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helpers)
 
 
 def _helpers() -> ThreadPoolExecutor:
