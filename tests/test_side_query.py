@@ -104,3 +104,21 @@ def test_a_forked_child_starts_helpers_of_its_own(hub):
         os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     assert got == b"0"
+
+
+def test_while_every_helper_is_busy_the_page_runs_its_side_query_itself(hub, monkeypatch):
+    import threading as th
+
+    busy = th.BoundedSemaphore(side_query.THREADS)
+    for _ in range(side_query.THREADS):
+        busy.acquire()
+    monkeypatch.setattr(side_query, "_free", busy)
+    seen = _threads_of(hub.db.engine, r"count\(\*\)")
+    with hub.db.Session() as s:
+        assert side_query.side_row(hub.db, s, select(func.count()).select_from(m.FeedbackItem))() == (0,)
+    assert seen == [th.current_thread().name]
+    busy.release()  # one helper free again: the next one runs there, and gives its turn back
+    with hub.db.Session() as s:
+        assert side_query.side_row(hub.db, s, select(func.count()).select_from(m.FeedbackItem))() == (0,)
+    assert seen[-1].startswith("hub-side-query")
+    assert busy.acquire(blocking=False)

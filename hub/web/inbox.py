@@ -472,6 +472,16 @@ def _counts(username: str, today: tuple[dt.datetime, dt.datetime], capped: Selec
     return select(*columns)
 
 
+def _capped(filters: InboxFilters, username: str, today: tuple[dt.datetime, dt.datetime]) -> Select | None:
+    """The page's rows up to the cap, to count; None where the page's own query counts them
+    (a case view searching a common term)."""
+    if filters.counts_with_page:
+        return None
+    if filters.is_case_view:
+        return filters.apply_cases(select(C.id), username, today).limit(COUNT_CAP + 1)
+    return filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), username).limit(COUNT_CAP + 1)
+
+
 def _view_counts(row: Any) -> dict[str, int]:
     return {view: row._mapping[view] or 0 for view in VIEW_STATUSES if view != "done"}
 
@@ -532,13 +542,7 @@ def index():
     session = db_session()
     today = today_bounds()
     rows: list[Any]
-    capped: Select | None = None
-    if filters.counts_with_page:
-        pass  # the page and its capped count come from one query
-    elif filters.is_case_view:
-        capped = filters.apply_cases(select(C.id), user.username, today).limit(COUNT_CAP + 1)
-    else:
-        capped = filters.apply(select(F.id).outerjoin(C, C.id == F.case_id), user.username).limit(COUNT_CAP + 1)
+    capped = _capped(filters, user.username, today)
     # Started first: the counts are read while the page's own query runs.
     counts = side_row(current_hub().db, session, _counts(user.username, today, capped))
     if filters.counts_with_page:

@@ -28,17 +28,20 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 #: Helper threads per process: one side query per request, and a web node runs
-#: a few requests at once (gunicorn.conf.py: 4 threads a worker).
+#: a few requests at once (gunicorn.conf.py: 4 threads a worker).  While all are
+#: busy a page runs its side query itself: queued behind other pages' counts, it
+#: could wait longer than it would have taken.
 THREADS = 4
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
+_free = threading.BoundedSemaphore(THREADS)
 
 
 def _forget_helpers() -> None:
     """In a forked child: the parent's helper threads do not exist there, and an executor that
     counts them would never start new ones (a page would wait for ever)."""
-    global _executor, _executor_lock
-    _executor, _executor_lock = None, threading.Lock()
+    global _executor, _executor_lock, _free
+    _executor, _executor_lock, _free = None, threading.Lock(), threading.BoundedSemaphore(THREADS)
 
 
 if hasattr(os, "register_at_fork"):
@@ -58,18 +61,26 @@ def parallel_capable(engine: Any) -> bool:
     return not isinstance(engine.pool, SingletonThreadPool | StaticPool)
 
 
-def _one_row(make_session: Callable[[], Session], statement: Select) -> Row:
-    with make_session() as session:
-        return session.connection().execute(statement).one()
+def _one_row(make_session: Callable[[], Session], statement: Select, free: threading.BoundedSemaphore) -> Row:
+    try:
+        with make_session() as session:
+            return session.connection().execute(statement).one()
+    finally:
+        free.release()
 
 
 def side_row(db: Any, session: Session, statement: Select) -> Callable[[], Row]:
     """Start ``statement`` (one row) beside the request; call the result to wait for its row.
 
     ``db`` is the hub's database (its read sessions); ``session`` the request's,
-    used instead when the engine cannot serve a second thread.  An error is
+    used instead when the engine cannot serve a second thread or every helper is busy.  An error is
     raised where the row is asked for, as if the query had run there."""
-    if not parallel_capable(db.engine):
+    free = _free
+    if not parallel_capable(db.engine) or not free.acquire(blocking=False):
         return lambda: session.connection().execute(statement).one()
-    future = _helpers().submit(_one_row, db.PageSession, statement)
+    try:
+        future = _helpers().submit(_one_row, db.PageSession, statement, free)
+    except BaseException:
+        free.release()
+        raise
     return future.result
