@@ -1,8 +1,9 @@
 """Signed Typeform webhooks under gunicorn against a bare Flask app on the same
 gunicorn and the same bodies, measured in the same run.
 
-Both servers run ``gunicorn -w 2`` on 127.0.0.1 with the same settings: an
-empty config file, ``gthread`` workers with ``--gunicorn-threads`` (4, as
+Both servers run ``gunicorn -w 2`` on 127.0.0.1 with the same settings: a
+config file whose one hook freezes each worker's start-up objects (as the
+deployed gunicorn.conf.py does) and marks it ready, ``gthread`` workers with ``--gunicorn-threads`` (4, as
 ``gunicorn.conf.py`` deploys; 1 gives sync workers).  Threads matter for the
 hub: a PostgreSQL commit waits for its WAL flush (~5 ms on a busy disk), and
 only concurrent requests share one flush.  The bare app
@@ -144,17 +145,17 @@ class Server:
 
     def __init__(self, app: str, env: dict[str, str], workers: int, threads: int):
         self.port = free_port()
-        # The same settings for both apps: an empty config file (never ./gunicorn.conf.py of a checkout,
-        # which would apply to one app only: the bare one runs elsewhere), no access log.
-        # Its one hook, for both apps alike: settle each worker as deployed, mark it ready.
+        # The same settings for both apps: a config file of one hook, READY_HOOK (never
+        # ./gunicorn.conf.py of a checkout, which would apply to one app only: the bare one runs
+        # elsewhere), no access log.
         tmp = Path(env["BENCH_TMP"])
         self.ready_dir = tmp / f"ready-{self.port}"
         self.ready_dir.mkdir()
-        empty = tmp / f"gunicorn_bench_{self.port}.conf.py"
-        empty.write_text(READY_HOOK.format(ready_dir=str(self.ready_dir)))
+        conf = tmp / f"gunicorn_bench_{self.port}.conf.py"
+        conf.write_text(READY_HOOK.format(ready_dir=str(self.ready_dir)))
         self.workers = workers
         self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(empty), "-k", "gthread" if threads > 1 else "sync", "--threads",
+            [str(BIN / "gunicorn"), "-c", str(conf), "-k", "gthread" if threads > 1 else "sync", "--threads",
              str(threads), "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
              "--backlog", "2048", "--log-level", "warning", app], env=env, cwd=env.get("BENCH_CWD", ROOT))
         # Ready when every worker has built its app and they answer, not when the master listens: a hub

@@ -32,28 +32,21 @@ from sqlalchemy.pool import SingletonThreadPool, StaticPool
 #: busy a page runs its side query itself: queued behind other pages' counts, it
 #: could wait longer than it would have taken.
 THREADS = 4
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+#: Its threads start on the first side queries (ThreadPoolExecutor starts them as work comes).
+_executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="hub-side-query")
 _free = threading.BoundedSemaphore(THREADS)
 
 
 def _forget_helpers() -> None:
     """In a forked child: the parent's helper threads do not exist there, and an executor that
     counts them would never start new ones (a page would wait for ever)."""
-    global _executor, _executor_lock, _free
-    _executor, _executor_lock, _free = None, threading.Lock(), threading.BoundedSemaphore(THREADS)
+    global _executor, _free
+    _executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="hub-side-query")
+    _free = threading.BoundedSemaphore(THREADS)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_helpers)
-
-
-def _helpers() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="hub-side-query")
-        return _executor
 
 
 def parallel_capable(engine: Any) -> bool:
@@ -79,7 +72,7 @@ def side_row(db: Any, session: Session, statement: Select) -> Callable[[], Row]:
     if not parallel_capable(db.engine) or not free.acquire(blocking=False):
         return lambda: session.connection().execute(statement).one()
     try:
-        future = _helpers().submit(_one_row, db.PageSession, statement, free)
+        future = _executor.submit(_one_row, db.PageSession, statement, free)
     except BaseException:
         free.release()
         raise
